@@ -1,0 +1,108 @@
+// The MQTT contract as a type map (DESIGN §3, STYLE "The MQTT contract is a type map").
+// Every payload is versioned JSON. A message's sender is never in its body: it is the
+// broker topic it arrived on (`bollard/v1/<cluster>/<node>/...`), which the broker ACL
+// guarantees. Each schema here is the one place a payload's shape is defined; the codec
+// validates against it on receipt.
+import { z } from "zod";
+
+export const PROTOCOL_VERSION = 1;
+
+const name = z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, "a node name (a-z, 0-9, -)");
+const count = z.number().int().nonnegative();
+
+/** One member of the replicated cluster config. `bus` is its broker, host:port. */
+export const Member = z.object({ name, bus: z.string().min(3).max(300) }).strict();
+export type Member = z.infer<typeof Member>;
+
+/** The replicated register (DESIGN §4): the only state the cluster agrees on. */
+export const ClusterConfig = z
+  .object({
+    epoch: count,
+    term: count,
+    members: z.array(Member).max(15),
+    /** service -> node that holds it (mysql primary, redis master, vip, vm:<id>) */
+    assignments: z.record(z.string().max(64), name),
+  })
+  .strict();
+export type ClusterConfig = z.infer<typeof ClusterConfig>;
+
+/** (term, epoch) of a config: the order in which configs supersede each other. */
+export const CfgId = z.object({ term: count, epoch: count }).strict();
+export type CfgId = z.infer<typeof CfgId>;
+
+const base = { v: z.literal(PROTOCOL_VERSION) };
+
+/** Every node's heartbeat, QoS 0. The leader's also carries the register and its commit. */
+export const Hb = z
+  .object({
+    ...base,
+    t: z.literal("hb"),
+    term: count,
+    role: z.enum(["follower", "candidate", "leader"]),
+    leader: name.nullable(),
+    cfg: CfgId,
+    committed: count,
+    quorum: z.boolean(),
+    tilt: z.boolean(),
+    wall: z.number(),
+    /** leader only: heartbeat round, acknowledged by followers to renew the lease */
+    seq: count.optional(),
+    config: ClusterConfig.optional(),
+    commit: CfgId.optional(),
+  })
+  .strict();
+
+/** A follower's acknowledgement of a leader round, sent after persisting what it carried. */
+export const Ack = z.object({ ...base, t: z.literal("ack"), term: count, seq: count, cfg: CfgId }).strict();
+
+export const VoteReq = z
+  .object({ ...base, t: z.literal("vote"), pre: z.boolean(), term: count, cfg: CfgId })
+  .strict();
+
+/** `leaseWait`: an upper bound, in real ms, on how long a lease this voter supported may still run. */
+export const VoteResp = z
+  .object({
+    ...base,
+    t: z.literal("voted"),
+    pre: z.boolean(),
+    term: count,
+    granted: z.boolean(),
+    leaseWait: z.number().nonnegative().max(600_000),
+    reason: z.string().max(200).optional(),
+  })
+  .strict();
+
+/** Operator or agent command, forwarded to the leader. */
+export const Command = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("assign"), service: z.string().min(1).max(64), node: name }).strict(),
+  z.object({ op: z.literal("unassign"), service: z.string().min(1).max(64) }).strict(),
+  z.object({ op: z.literal("add"), member: Member }).strict(),
+  z.object({ op: z.literal("remove"), node: name }).strict(),
+]);
+export type Command = z.infer<typeof Command>;
+
+export const CmdReq = z
+  .object({ ...base, t: z.literal("cmd"), id: z.string().min(1).max(64), cmd: Command })
+  .strict();
+export const CmdResp = z
+  .object({
+    ...base,
+    t: z.literal("cmd-result"),
+    id: z.string().min(1).max(64),
+    status: z.enum(["ok", "error"]),
+    epoch: count.optional(),
+    error: z.string().max(500).optional(),
+  })
+  .strict();
+
+export const Message = z.discriminatedUnion("t", [Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp]);
+export type Message = z.infer<typeof Message>;
+export type Hb = z.infer<typeof Hb>;
+export type Ack = z.infer<typeof Ack>;
+export type VoteReq = z.infer<typeof VoteReq>;
+export type VoteResp = z.infer<typeof VoteResp>;
+export type CmdReq = z.infer<typeof CmdReq>;
+export type CmdResp = z.infer<typeof CmdResp>;
+
+/** Largest payload accepted from the wire, in bytes. */
+export const MAX_PAYLOAD = 64 * 1024;

@@ -1,0 +1,35 @@
+// Bundles the agent into one file, dist/bollard.js (Node 20, shebang, sourcemap beside it),
+// holding every runtime dependency. The version and git revision are baked in.
+import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
+import { chmodSync, readFileSync } from "node:fs";
+
+const pkg = JSON.parse(readFileSync(new URL("./package.json", import.meta.url), "utf8"));
+let rev = process.env.BOLLARD_REV ?? "";
+if (!rev) {
+  try { rev = execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim(); }
+  catch { rev = "unknown"; }
+}
+try {
+  if (rev !== "unknown" && execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { encoding: "utf8" }).trim()) rev += "-dirty";
+} catch { /* not a checkout */ }
+
+await build({
+  entryPoints: ["agent/main.ts"],
+  outfile: "dist/bollard.js",
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  format: "cjs",
+  sourcemap: true,
+  minify: true,
+  keepNames: true,
+  legalComments: "none",
+  banner: { js: "#!/usr/bin/env node" },
+  define: { __BOLLARD_VERSION__: JSON.stringify(pkg.version), __BOLLARD_REV__: JSON.stringify(rev) },
+  // ssh2's optional native speed-ups; it falls back to pure JS without them.
+  external: ["cpu-features", "*.node"],
+  logLevel: "warning",
+});
+chmodSync("dist/bollard.js", 0o755);
+console.log(`built dist/bollard.js ${pkg.version} (${rev})`);

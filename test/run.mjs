@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+// Runs every uvu test file as its own process, group by group, and ends with the one line
+// `N passed, M failed` that counts every test run. A file that dies before uvu prints its
+// summary counts as one failure, so a crash is never silently a pass.
+// Usage: node test/run.mjs [group...]   groups: unit sim broker lab (default: all)
+import { spawn } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+const GROUPS = ["unit", "sim", "broker", "lab"];
+const want = process.argv.slice(2).length ? process.argv.slice(2) : GROUPS;
+const root = new URL("..", import.meta.url).pathname;
+
+function files(dir) {
+  let out = [];
+  let entries = [];
+  try { entries = readdirSync(dir); } catch { return out; }
+  for (const e of entries.sort()) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) out = out.concat(files(p));
+    else if (e.endsWith(".test.ts")) out.push(p);
+  }
+  return out;
+}
+
+function run(file) {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const child = spawn(process.execPath, ["--import", "tsx", file], {
+      cwd: root, env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d) => { out += d; process.stdout.write(d); });
+    child.stderr.on("data", (d) => { out += d; process.stderr.write(d); });
+    child.on("close", (code) => {
+      const total = [...out.matchAll(/Total:\s+(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+      const passed = [...out.matchAll(/Passed:\s+(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+      const skipped = [...out.matchAll(/Skipped:\s+(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+      let failed = total - passed - skipped;
+      if (code !== 0 && failed === 0) failed = 1; // died, or failed outside a test
+      resolve({ file, passed, failed, skipped, ms: Date.now() - t0 });
+    });
+  });
+}
+
+let passed = 0, failed = 0, skipped = 0;
+const failures = [];
+for (const g of want) {
+  if (!GROUPS.includes(g)) { console.error(`unknown test group "${g}" (one of ${GROUPS.join(" ")})`); process.exit(2); }
+  for (const f of files(join(root, "test", g))) {
+    console.log(`\n=== ${f.slice(root.length)}`);
+    const r = await run(f);
+    passed += r.passed; failed += r.failed; skipped += r.skipped;
+    if (r.failed) failures.push(r.file.slice(root.length));
+    console.log(`--- ${f.slice(root.length)}: ${r.passed} passed, ${r.failed} failed (${(r.ms / 1000).toFixed(1)} s)`);
+  }
+}
+if (failures.length) console.log(`\nfailed in: ${failures.join(", ")}`);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+process.exit(failed ? 1 : 0);
