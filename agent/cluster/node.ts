@@ -229,7 +229,9 @@ export class ClusterNode {
     this.persist();
     this.setRole("candidate", `pre-vote won, campaigning in term ${this.term}`);
     this.votes = new Map([[this.id, this.waitOwed(now)]]);
-    this.resetElectionTimer(now);
+    // A split vote is retried after a short random back-off, not a whole failure-detection
+    // period: the leader is already known to be gone.
+    this.electionAt = now + this.t.heartbeatMs + this.env.random() * this.t.electionJitterMs;
     if (this.votes.size >= majority(this.config.members.length)) return this.becomeLeader(now);
     this.env.send("*", { v: PROTOCOL_VERSION, t: "vote", pre: false, term: this.term, cfg: idOf(this.config) });
   }

@@ -56,7 +56,10 @@ export class World {
   readonly net: NetParams = { minDelayMs: 1, maxDelayMs: 15, drop: 0, dup: 0 };
   readonly blocked = new Set<string>();
   readonly inv: Invariants;
+  /** deliveries scheduled (a broadcast counts once per receiver) */
   messages = 0;
+  /** publishes: what a node sends to its own broker (a broadcast counts once) */
+  published = 0;
   private readonly q = new Heap<{ at: number; seq: number; fn: () => void }>((a, b) => a.at - b.at || a.seq - b.seq);
   private seq = 0;
   private readonly r: Rng;
@@ -194,6 +197,7 @@ export class World {
   }
 
   private send(from: SimNode, to: string, msg: Message): void {
+    this.published++;
     const targets = to === "*" ? [...this.nodes.keys()].filter((k) => k !== from.name) : [to];
     for (const t of targets) {
       const dst = this.nodes.get(t);
