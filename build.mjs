@@ -2,7 +2,7 @@
 // holding every runtime dependency. The version and git revision are baked in.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { chmodSync, readFileSync } from "node:fs";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 
 const pkg = JSON.parse(readFileSync(new URL("./package.json", import.meta.url), "utf8"));
 let rev = process.env.BOLLARD_REV ?? "";
@@ -32,4 +32,7 @@ await build({
   logLevel: "warning",
 });
 chmodSync("dist/bollard.js", 0o755);
+// The repository is ESM ("type": "module"); the bundle is CommonJS, as it is where it is
+// installed (/usr/lib/bollard, no package.json).
+writeFileSync("dist/package.json", '{ "type": "commonjs" }\n');
 console.log(`built dist/bollard.js ${pkg.version} (${rev})`);

@@ -1,0 +1,204 @@
+// The agent's config file (/etc/bollard/bollard.yaml): its schema, the typed `Config` the
+// rest of the agent receives, and the relations between keys. The schema describes the
+// YAML as written (snake_case); `toConfig` turns a valid document into the camelCase
+// object that is passed down. Every leaf's error text is what it expects, so the
+// formatter in load.ts can print `path: expected X, got Y` (docs/config.md lists them all).
+import { z } from "zod";
+import type { ClusterConfig } from "../bus/messages.ts";
+import type { Level } from "../env/env.ts";
+import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
+
+export const DEFAULT_CONFIG_PATH = "/etc/bollard/bollard.yaml";
+export const DEFAULT_STATE_DIR = "/var/lib/bollard";
+
+export interface MemberConfig {
+  name: string;
+  /** host:port of the member's MQTT broker */
+  address: string;
+}
+
+export interface JoinConfig {
+  tokenFile: string;
+  peers: string[];
+}
+
+export interface Config {
+  cluster: {
+    name: string;
+    /** this node */
+    node: string;
+    /** bootstrap membership; the replicated cluster config supersedes it once persisted */
+    members: MemberConfig[];
+    join: JoinConfig | null;
+  };
+  bus: {
+    username: string;
+    /** resolved: from `password`, or read from `password_file` */
+    password: string;
+    passwordFile: string | null;
+  };
+  stateDir: string;
+  log: { level: Level };
+  timing: Timing;
+  control: { socket: string };
+}
+
+const expect = (what: string) => ({ error: what });
+
+/** A node or cluster name: it is an MQTT topic segment and matches messages.ts `name`. */
+export const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
+const NAME_TEXT = "a name of a-z, 0-9 and -, starting with a letter, at most 31 characters";
+const name = () => z.string(expect(NAME_TEXT)).regex(NAME_RE);
+
+/** host:port, host a DNS name, an IPv4 address or a bracketed IPv6 address; port 1-65535. */
+export function isHostPort(v: string): boolean {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):([0-9]{1,5})$/.exec(v);
+  if (!m) return false;
+  const port = Number(m[2]);
+  return port >= 1 && port <= 65535;
+}
+const hostPort = () => z.string(expect("host:port")).refine(isHostPort);
+
+const absPath = (what: string) =>
+  z.string(expect(`an absolute path (${what})`)).refine((v) => v.startsWith("/") && !v.includes("\0"));
+
+const ms = (key: keyof Timing) =>
+  z.number(expect("a whole number of milliseconds > 0")).int().positive().max(3_600_000).default(DEFAULT_TIMING[key]);
+
+const section = <T extends z.core.$ZodLooseShape>(shape: T, what: string) =>
+  z.object(shape, expect(`a mapping (${what})`)).strict();
+
+export const ConfigFile = section(
+  {
+    cluster: section(
+      {
+        name: name(),
+        node: name(),
+        members: z
+          .array(section({ name: name(), address: hostPort() }, "name and address"), expect("a list of 1 to 15 members"))
+          .min(1)
+          .max(15),
+        join: section(
+          {
+            token_file: absPath("the join token file"),
+            peers: z.array(hostPort(), expect("a list of host:port")).min(1),
+          },
+          "token_file and peers",
+        ).optional(),
+      },
+      "name, node, members, join",
+    ),
+    bus: section(
+      {
+        username: z.string(expect("a non-empty string")).min(1).max(64).optional(),
+        password: z.string(expect("a non-empty string")).min(1).max(256).optional(),
+        password_file: absPath("a file holding the password").optional(),
+      },
+      "username, password or password_file",
+    ),
+    state_dir: absPath("the state directory").default(DEFAULT_STATE_DIR),
+    log: section(
+      { level: z.enum(["debug", "info", "warn", "error"], expect("one of debug, info, warn, error")).default("info") },
+      "level",
+    ).prefault({}),
+    timing: section(
+      {
+        tick_ms: ms("tickMs"),
+        heartbeat_ms: ms("heartbeatMs"),
+        peer_dead_ms: ms("peerDeadMs"),
+        election_jitter_ms: ms("electionJitterMs"),
+        lease_ms: ms("leaseMs"),
+        quorum_loss_ms: ms("quorumLossMs"),
+        max_drift: z.number(expect("a number in [0, 0.1)")).min(0).lt(0.1).default(DEFAULT_TIMING.maxDrift),
+        clock_jump_ms: ms("clockJumpMs"),
+        tilt_hold_ms: ms("tiltHoldMs"),
+      },
+      "the cluster timings, in ms",
+    ).prefault({}),
+    control: section({ socket: absPath("the control socket").optional() }, "socket").prefault({}),
+  },
+  "the bollard config",
+);
+export type ConfigFile = z.infer<typeof ConfigFile>;
+
+/** snake_case key in the file for each Timing field (checkTiming's messages use these). */
+export const TIMING_KEYS: Record<keyof Timing, string> = {
+  tickMs: "tick_ms",
+  heartbeatMs: "heartbeat_ms",
+  peerDeadMs: "peer_dead_ms",
+  electionJitterMs: "election_jitter_ms",
+  leaseMs: "lease_ms",
+  quorumLossMs: "quorum_loss_ms",
+  maxDrift: "max_drift",
+  clockJumpMs: "clock_jump_ms",
+  tiltHoldMs: "tilt_hold_ms",
+};
+
+/** The typed config from a valid file. `password` is the resolved secret (load.ts reads the file). */
+export function toConfig(f: ConfigFile, password: string): Config {
+  const t = f.timing;
+  return {
+    cluster: {
+      name: f.cluster.name,
+      node: f.cluster.node,
+      members: f.cluster.members.map((m) => ({ name: m.name, address: m.address })),
+      join: f.cluster.join ? { tokenFile: f.cluster.join.token_file, peers: [...f.cluster.join.peers] } : null,
+    },
+    bus: { username: f.bus.username ?? f.cluster.node, password, passwordFile: f.bus.password_file ?? null },
+    stateDir: f.state_dir,
+    log: { level: f.log.level },
+    timing: {
+      tickMs: t.tick_ms,
+      heartbeatMs: t.heartbeat_ms,
+      peerDeadMs: t.peer_dead_ms,
+      electionJitterMs: t.election_jitter_ms,
+      leaseMs: t.lease_ms,
+      quorumLossMs: t.quorum_loss_ms,
+      maxDrift: t.max_drift,
+      clockJumpMs: t.clock_jump_ms,
+      tiltHoldMs: t.tilt_hold_ms,
+    },
+    control: { socket: f.control.socket ?? `${f.state_dir.replace(/\/+$/, "")}/agent.sock` },
+  };
+}
+
+/** Relations between keys of a schema-valid file, each a finished `path: ...` error line. */
+export function checkRelations(f: ConfigFile): string[] {
+  const errs: string[] = [];
+  const names = f.cluster.members.map((m) => m.name);
+  const list = (xs: string[]) => xs.join(", ");
+  if (!f.cluster.join && !names.includes(f.cluster.node)) {
+    errs.push(
+      `cluster.node: expected one of the members (${list(names)}), got ${JSON.stringify(f.cluster.node)}; ` +
+        "add it to cluster.members, or set cluster.join to join an existing cluster",
+    );
+  }
+  dupes(names).forEach((n) => errs.push(`cluster.members: expected unique names, got ${JSON.stringify(n)} more than once`));
+  dupes(f.cluster.members.map((m) => m.address)).forEach((a) =>
+    errs.push(`cluster.members: expected one broker address per member, got ${JSON.stringify(a)} more than once`),
+  );
+  const has = (v: unknown) => v !== undefined;
+  if (has(f.bus.password) === has(f.bus.password_file)) {
+    errs.push(`bus: expected exactly one of password or password_file, got ${has(f.bus.password) ? "both" : "neither"}`);
+  }
+  const timing = toConfig(f, "").timing;
+  for (const msg of checkTiming(timing)) errs.push(`timing: ${msg} (got ${timingValues(msg, timing)})`);
+  return errs;
+}
+
+/** The values of the keys a checkTiming message names, as `tick_ms=300, heartbeat_ms=200`. */
+function timingValues(msg: string, t: Timing): string {
+  const keys = (Object.keys(TIMING_KEYS) as (keyof Timing)[]).filter((k) =>
+    new RegExp(`\\b${TIMING_KEYS[k]}\\b`).test(msg),
+  );
+  return keys.map((k) => `${TIMING_KEYS[k]}=${t[k]}`).join(", ");
+}
+
+function dupes(xs: string[]): string[] {
+  return [...new Set(xs.filter((x, i) => xs.indexOf(x) !== i))];
+}
+
+/** The register a node starts from before it has persisted one (epoch 0, term 0, no assignments). */
+export function bootstrapConfig(c: Config): ClusterConfig {
+  return { epoch: 0, term: 0, members: c.cluster.members.map((m) => ({ name: m.name, bus: m.address })), assignments: {} };
+}
