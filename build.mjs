@@ -25,7 +25,8 @@ await build({
   minify: true,
   keepNames: true,
   legalComments: "none",
-  banner: { js: "#!/usr/bin/env node" },
+  // A 1 MB young generation keeps the idle agent near 70 MB RSS instead of 87 MB (measured).
+  banner: { js: "#!/usr/bin/env -S node --max-semi-space-size=1" },
   define: { __BOLLARD_VERSION__: JSON.stringify(pkg.version), __BOLLARD_REV__: JSON.stringify(rev) },
   // ssh2's optional native speed-ups; it falls back to pure JS without them.
   external: ["cpu-features", "*.node"],

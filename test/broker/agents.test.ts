@@ -1,0 +1,150 @@
+// Three agents as real processes (the built bundle) against three real Mosquitto brokers on
+// 127.0.1.1-3, with a password file and an ACL (issue 2 §8).
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mqtt from "mqtt";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { pidAlive, startBrokers, type BrokerHarness } from "./harness.ts";
+
+const BUNDLE = new URL("../../dist/bollard.js", import.meta.url).pathname;
+const NODES = ["node1", "node2", "node3"];
+
+interface Ctx { h: BrokerHarness; dir: string; agents: Map<string, ChildProcess>; pids: number[] }
+const s = suite<Ctx>("three agents, three brokers");
+
+function startAgent(ctx: Ctx, node: string): void {
+  const p = spawn(BUNDLE, ["agent", "--config", join(ctx.dir, node, "bollard.yaml")], { stdio: ["ignore", "ignore", "pipe"] });
+  p.stderr!.on("data", (d) => process.stderr.write(`[${node}] ${d}`));
+  ctx.agents.set(node, p);
+  ctx.pids.push(p.pid!);
+}
+
+async function status(ctx: Ctx, node: string): Promise<any | null> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BUNDLE, "status", "--json", "--config", join(ctx.dir, node, "bollard.yaml")], { stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    p.stdout!.on("data", (d) => (out += d));
+    p.on("close", () => { try { resolve(JSON.parse(out)); } catch { resolve(null); } });
+  });
+}
+
+async function views(ctx: Ctx, nodes = NODES) {
+  const out: Record<string, any> = {};
+  for (const n of nodes) { const r = await status(ctx, n); out[n] = r?.live ? r.status.view : null; }
+  return out;
+}
+
+async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false>): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The one leader every live node agrees on, or null. */
+async function agreedLeader(ctx: Ctx, nodes: string[]): Promise<string | null> {
+  const v = await views(ctx, nodes);
+  const leaders = nodes.filter((n) => v[n]?.role === "leader" && v[n]?.lease);
+  if (leaders.length !== 1) return null;
+  return nodes.every((n) => v[n]?.leader === leaders[0]) ? leaders[0] : null;
+}
+
+s.before(async (ctx) => {
+  ctx.h = await startBrokers({ nodes: 3, cluster: "real" });
+  ctx.dir = mkdtempSync(join(tmpdir(), "bollard-agents-"));
+  ctx.agents = new Map();
+  ctx.pids = [];
+  const members = ctx.h.members().map((m) => `    - { name: ${m.name}, address: "${m.bus}" }`).join("\n");
+  for (const n of NODES) {
+    const d = join(ctx.dir, n);
+    const { username, password } = ctx.h.credentials(n);
+    rmSync(d, { recursive: true, force: true });
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, "bus.password"), password, { mode: 0o600 });
+    writeFileSync(join(d, "bollard.yaml"), `cluster:\n  name: real\n  node: ${n}\n  members:\n${members}\nbus:\n  username: ${username}\n  password_file: ${join(d, "bus.password")}\nstate_dir: ${d}\nlog:\n  level: info\n`);
+    startAgent(ctx, n);
+  }
+});
+
+s.after(async (ctx) => {
+  for (const p of ctx.agents.values()) if (p.exitCode === null) p.kill("SIGTERM");
+  await new Promise((r) => setTimeout(r, 500));
+  for (const pid of ctx.pids) if (pidAlive(pid)) process.kill(pid, "SIGKILL");
+  await ctx.h.stop();
+  rmSync(ctx.dir, { recursive: true, force: true });
+  assert.equal(ctx.pids.filter(pidAlive), [], "no agent process is left");
+});
+
+s("a leader is elected and every node follows it", async (ctx) => {
+  const t0 = Date.now();
+  const l = await until("a leader", 10_000, () => agreedLeader(ctx, NODES));
+  console.log(`  leader ${l} agreed by all three ${Date.now() - t0} ms after start`);
+  const v = await views(ctx);
+  for (const n of NODES) assert.ok(v[n].quorum, `${n} has quorum`);
+  await new Promise((r) => setTimeout(r, 3000));
+  const rss = NODES.map((n) => rssMb(ctx.agents.get(n)!.pid!));
+  console.log(`  idle agent RSS after ~6 s: ${rss.map((x) => x.toFixed(1)).join(", ")} MB`);
+});
+
+function rssMb(pid: number): number {
+  const m = readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+) kB/);
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+s("kill -9 of the leader's agent gives a new leader", async (ctx) => {
+  const old = (await agreedLeader(ctx, NODES))!;
+  const rest = NODES.filter((n) => n !== old);
+  ctx.agents.get(old)!.kill("SIGKILL");
+  const t0 = Date.now();
+  const l = await until("a new leader", 10_000, async () => {
+    const v = await views(ctx, rest);
+    return rest.find((n) => v[n]?.role === "leader") ?? null;
+  });
+  const elected = Date.now() - t0;
+  await until("its lease", 10_000, () => agreedLeader(ctx, rest));
+  console.log(`  kill -9 ${old}: ${l} elected after ${elected} ms, lease held after ${Date.now() - t0} ms (polled every ~50 ms)`);
+  assert.is.not(l, old);
+  startAgent(ctx, old);
+  await until(`${old} following ${l}`, 10_000, async () => (await views(ctx, [old]))[old]?.leader === l);
+});
+
+s("with one broker stopped, the other two keep quorum", async (ctx) => {
+  const l = await until("a leader", 10_000, () => agreedLeader(ctx, NODES));
+  const victim = NODES.find((n) => n !== l)!;
+  await ctx.h.stopBroker(victim);
+  // victim can still read the two others' brokers but publish nowhere: it loses the others.
+  const others = NODES.filter((n) => n !== victim);
+  await new Promise((r) => setTimeout(r, 2500));
+  const v = await views(ctx, others);
+  for (const n of others) assert.ok(v[n].quorum, `${n} keeps quorum with ${victim}'s broker down`);
+  assert.is(await agreedLeader(ctx, others), l, "the leader stays the same");
+  const vv = (await views(ctx, [victim]))[victim];
+  console.log(`  broker of ${victim} down: ${victim} sees quorum=${vv.quorum}, role ${vv.role}`);
+  await ctx.h.startBroker(victim);
+  await until(`${victim} back in quorum`, 10_000, async () => (await views(ctx, [victim]))[victim]?.quorum);
+});
+
+s("a node publishing under another node's prefix is refused by the broker", async (ctx) => {
+  const { username, password } = ctx.h.credentials("node1");
+  const c = await mqtt.connectAsync(ctx.h.url("node1"), { username, password, protocolVersion: 5, reconnectPeriod: 0 });
+  try {
+    let code: number | undefined;
+    try {
+      const r = await c.publishAsync("bollard/v1/real/node2/hb", "{}", { qos: 1 });
+      code = (r as any)?.reasonCode;
+    } catch (e) {
+      code = (e as any)?.code;
+    }
+    assert.is(code, 135, "MQTT 5 PUBACK reason 135, not authorized");
+  } finally {
+    await c.endAsync();
+  }
+});
+
+s.run();
