@@ -7,11 +7,19 @@ import { z } from "zod";
 
 export const PROTOCOL_VERSION = 1;
 
-const name = z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, "a node name (a-z, 0-9, -)");
+// "join" is the joiners' shared topic segment (bollard/v1/<c>/join/...), never a node.
+const name = z.string().regex(/^(?!join$)[a-z][a-z0-9-]{0,30}$/, "a node name (a-z, 0-9, -; not \"join\")");
 const count = z.number().int().nonnegative();
 
-/** One member of the replicated cluster config. `bus` is its broker, host:port. */
-export const Member = z.object({ name, bus: z.string().min(3).max(300) }).strict();
+/** A Mosquitto password hash ($7$ = PBKDF2-SHA512): never the password itself. */
+const passHash = z.string().regex(/^\$7\$\d{1,7}\$[A-Za-z0-9+/=]{4,64}\$[A-Za-z0-9+/=]{20,200}$/, "a mosquitto $7$ password hash");
+
+/**
+ * One member of the replicated cluster config. `bus` is its broker, host:port. `pass` is the
+ * hash of the bus password it got when it joined; a founder without one uses the password
+ * derived from the join token (bus/credentials.ts).
+ */
+export const Member = z.object({ name, bus: z.string().min(3).max(300), pass: passHash.optional() }).strict();
 export type Member = z.infer<typeof Member>;
 
 /** The replicated register (DESIGN §4): the only state the cluster agrees on. */
@@ -78,6 +86,8 @@ export const Command = z.discriminatedUnion("op", [
   z.object({ op: z.literal("unassign"), service: z.string().min(1).max(64) }).strict(),
   z.object({ op: z.literal("add"), member: Member }).strict(),
   z.object({ op: z.literal("remove"), node: name }).strict(),
+  /** a member that lost its state joined again: new broker address and credentials */
+  z.object({ op: z.literal("readmit"), member: Member }).strict(),
 ]);
 export type Command = z.infer<typeof Command>;
 
@@ -95,7 +105,27 @@ export const CmdResp = z
   })
   .strict();
 
-export const Message = z.discriminatedUnion("t", [Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp]);
+// Auto-join (issue 3). The token never travels: the joiner proves it holds it with an HMAC
+// over a nonce the leader chose (and one of its own), and the leader's answer carries an
+// HMAC the joiner checks in turn. Joiners publish under bollard/v1/<c>/join/<node>/...;
+// the leader answers under its own prefix, bollard/v1/<c>/<leader>/join/<node>.
+const nonce = z.string().regex(/^[0-9a-f]{32}$/, "32 hex digits");
+const mac = z.string().regex(/^[0-9a-f]{64}$/, "an HMAC-SHA256, 64 hex digits");
+
+export const JoinHello = z.object({ ...base, t: z.literal("join-hello"), node: name, nonce }).strict();
+export const JoinChallenge = z.object({ ...base, t: z.literal("join-challenge"), node: name, nonce, leader: name }).strict();
+export const JoinProof = z
+  .object({ ...base, t: z.literal("join-proof"), node: name, bus: z.string().min(3).max(300), pass: passHash, joinerNonce: nonce, leaderNonce: nonce, mac })
+  .strict();
+export const JoinResult = z
+  .object({ ...base, t: z.literal("join-result"), node: name, status: z.enum(["ok", "refused"]), reason: z.string().max(300), epoch: count.optional(), joinerNonce: nonce, mac })
+  .strict();
+export type JoinHello = z.infer<typeof JoinHello>;
+export type JoinChallenge = z.infer<typeof JoinChallenge>;
+export type JoinProof = z.infer<typeof JoinProof>;
+export type JoinResult = z.infer<typeof JoinResult>;
+
+export const Message = z.discriminatedUnion("t", [Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult]);
 export type Message = z.infer<typeof Message>;
 export type Hb = z.infer<typeof Hb>;
 export type Ack = z.infer<typeof Ack>;

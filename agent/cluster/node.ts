@@ -2,9 +2,10 @@
 // Raft-style election with pre-vote and leader stickiness, the leader lease, the replicated
 // config register, TILT and self-fence. It is a step machine: `tick()` on a timer and
 // `receive()` per message. All I/O goes through the CoreEnv, so the simulator runs it as is.
-import type { Ack, CfgId, ClusterConfig, CmdReq, CmdResp, Command, Hb, Message, VoteReq, VoteResp } from "../bus/messages.ts";
+import type { Ack, CfgId, ClusterConfig, CmdReq, CmdResp, Command, Hb, JoinHello, JoinProof, Message, VoteReq, VoteResp } from "../bus/messages.ts";
 import { PROTOCOL_VERSION } from "../bus/messages.ts";
 import type { CoreEnv, PersistedState } from "../env/env.ts";
+import { JoinDesk } from "./join.ts";
 import { LeaseTracker } from "./lease.ts";
 import { applyCommand, cmpId, idOf, isMember, majority, sameId } from "./register.ts";
 import type { Timing } from "./timing.ts";
@@ -22,6 +23,18 @@ interface Peer {
 }
 
 const FORWARD_TIMEOUT_MS = 5000;
+
+export interface NodeOptions {
+  cluster: string;
+  /** the join token: a node that has it can admit joiners when it leads */
+  joinToken: Buffer | null;
+  /**
+   * Set for a node that started with no persisted state and joined an existing cluster: it may
+   * have voted in the current term before it lost its state, so it grants no vote until it has
+   * seen a leader, and then only for later terms.
+   */
+  cautiousVotes: boolean;
+}
 
 export class ClusterNode {
   private role: Role = "follower";
@@ -54,6 +67,8 @@ export class ClusterNode {
   private quorumLostSince: number | null = null;
   private selfFenced = false;
   private hadQuorum = false;
+  private voteFloor: number | null;
+  private readonly desk: JoinDesk;
   readonly counters: Record<string, number> = {};
 
   constructor(
@@ -61,10 +76,13 @@ export class ClusterNode {
     readonly id: string,
     private readonly t: Timing,
     bootstrap: ClusterConfig,
+    opts: NodeOptions = { cluster: "sim", joinToken: null, cautiousVotes: false },
   ) {
     this.config = bootstrap;
     this.committed = bootstrap;
     this.lease = new LeaseTracker(t.leaseMs, t.maxDrift);
+    this.voteFloor = opts.cautiousVotes ? Infinity : null;
+    this.desk = new JoinDesk(opts.cluster, opts.joinToken, id);
   }
 
   start(): void {
@@ -104,6 +122,9 @@ export class ClusterNode {
       case "voted": return this.onVoteResp(from, msg);
       case "cmd": return this.onCmd(from, msg);
       case "cmd-result": return this.onCmdResult(msg);
+      case "join-hello": return this.onJoinHello(from, msg);
+      case "join-proof": return this.onJoinProof(from, msg);
+      case "join-challenge": case "join-result": return this.count("reject.not-joining");
     }
   }
 
@@ -155,6 +176,7 @@ export class ClusterNode {
       this.emit("leader", `following ${from} in term ${m.term}`);
     }
     this.lastLeaderHb = now;
+    if (this.voteFloor === Infinity) this.voteFloor = m.term;
     this.preVotes = null;
     this.resetElectionTimer(now);
     if (m.config && cmpId(idOf(m.config), idOf(this.config)) > 0) {
@@ -257,6 +279,7 @@ export class ClusterNode {
     if (m.term > this.term) this.adoptTerm(m.term, `vote request from ${from}`);
     if (m.term < this.term) return reply(false, "stale term");
     if (this.votedFor !== null && this.votedFor !== from) return reply(false, `voted for ${this.votedFor}`);
+    if (this.voteFloor !== null && m.term <= this.voteFloor) return reply(false, "started without state: no vote before a later term");
     if (cmpId(m.cfg, idOf(this.config)) < 0) return reply(false, "config behind"); // R1
     this.votedFor = from;
     this.persist(); // R1: the vote is durable before it is sent
@@ -391,6 +414,37 @@ export class ClusterNode {
     }
   }
 
+  // ---- auto-join: the leader admits a node that proves it holds the token (issue 3) -----
+
+  private onJoinHello(from: string, m: JoinHello): void {
+    if (from !== m.node) return this.count("reject.inconsistent");
+    if (this.role !== "leader" || !this.hasLease() || !this.desk.canAdmit) return this.count("join.not-leader");
+    const c = this.desk.hello(m, this.env.now(), () => this.env.nonce());
+    if (!c) return this.count("join.too-many");
+    this.count("join.challenged");
+    this.env.send(m.node, c);
+  }
+
+  private onJoinProof(from: string, m: JoinProof): void {
+    if (from !== m.node) return this.count("reject.inconsistent");
+    if (this.role !== "leader" || !this.desk.canAdmit) return this.count("join.not-leader");
+    const v = this.desk.proof(m, isMember(this.config, m.node), this.env.now());
+    if (!v.ok) {
+      this.count("join.refused");
+      this.env.log.warn(`join refused for ${m.node}: ${v.reason}`, { joiner: m.node });
+      this.emit("join", `join refused for ${m.node}: ${v.reason}`);
+      if (v.answer) this.env.send(m.node, v.answer);
+      return;
+    }
+    this.emit("join", `${m.node} proved it holds the join token; ${v.cmd.op === "add" ? "adding it" : "readmitting it"} (broker ${m.bus})`);
+    this.command(v.cmd, (r) => {
+      const answer = this.desk.done(m.node, r.status === "ok" ? "ok" : "refused", r.status === "ok" ? "admitted" : r.error ?? "not committed", r.epoch);
+      if (r.status === "ok") this.count("join.admitted");
+      else this.emit("join", `admitting ${m.node} failed: ${r.error}`);
+      if (answer) this.env.send(m.node, answer);
+    });
+  }
+
   // ---- TILT (DESIGN §4 "Clock jumps") ---------------------------------------------------
 
   private detectTilt(now: number, wall: number): void {
@@ -479,5 +533,6 @@ function describe(cmd: Command): string {
     case "unassign": return `unassign ${cmd.service}`;
     case "add": return `add member ${cmd.member.name} (${cmd.member.bus})`;
     case "remove": return `remove member ${cmd.node}`;
+    case "readmit": return `readmit member ${cmd.member.name} (${cmd.member.bus}) with new credentials`;
   }
 }

@@ -53,6 +53,12 @@ export function applyCommand(c: ClusterConfig, cmd: Command, term: number): Clus
       if (isMember(c, cmd.member.name)) return `"${cmd.member.name}" is already a member`;
       next.members.push({ ...cmd.member });
       return next;
+    case "readmit": {
+      const i = next.members.findIndex((m) => m.name === cmd.member.name);
+      if (i < 0) return `"${cmd.member.name}" is not a member; add it instead`;
+      next.members[i] = { ...cmd.member };
+      return next;
+    }
     case "remove": {
       if (!isMember(c, cmd.node)) return `"${cmd.node}" is not a member`;
       if (c.members.length <= 1) return "cannot remove the last member";

@@ -47,6 +47,8 @@ export interface CoreEnv {
   wall(): number;
   /** uniform in [0, 1) */
   random(): number;
+  /** 32 hex digits from a cryptographic source (the sim: from its seed) */
+  nonce(): string;
   /** Send to one node, or to every node when `to` is "*". Best effort, may be lost. */
   send(to: string, msg: Message): void;
   store: Store;

@@ -1,5 +1,6 @@
 // The real Env (DESIGN §2): the monotonic clock, the wall clock, Math.random, the MQTT bus,
 // the file store, the logger and the on-disk event log. test/sim wires the virtual one.
+import { randomBytes } from "node:crypto";
 import { appendFileSync, renameSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Message } from "../bus/messages.ts";
@@ -19,6 +20,7 @@ export function realEnv(deps: RealEnvDeps): CoreEnv {
     now: () => performance.now(),
     wall: () => Date.now(),
     random: () => Math.random(),
+    nonce: () => randomBytes(16).toString("hex"),
     send: (to, msg) => deps.send(to, msg),
     store: deps.store,
     log: deps.log,

@@ -9,12 +9,13 @@
 //   <ms> drop P | dup P | delay MIN MAX
 //   <ms> cmd N assign SVC NODE | unassign SVC | add NODE | remove NODE
 //   <ms> spawn N                (a new node that is not a member yet)
+//   <ms> join N [wrong-token]   (a new node with only its seed joins by itself)
 //   <ms> heal-all               (heal every partition, restart every crashed node, clean net)
 //   <ms> show                   <ms> expect-live           <ms> end
 // A node argument "leader" stands for the node that leads at that moment.
 import type { Command } from "../../agent/bus/messages.ts";
 import { DEFAULT_TIMING, type Timing } from "../../agent/cluster/timing.ts";
-import { World } from "./world.ts";
+import { SIM_TOKEN, World } from "./world.ts";
 
 export interface RunResult {
   transcript: string[];
@@ -76,6 +77,7 @@ function perform(w: World, words: string[], line: number): void {
     case "start": case "restart": return args.forEach((n) => w.start(n));
     case "crash": return args.forEach((n) => w.crash(n));
     case "spawn": w.addNode(args[0], []); return w.start(args[0]);
+    case "join": return w.join(args[0], args[1] === "wrong-token" ? Buffer.from("not-the-token") : SIM_TOKEN);
     case "partition": return partition(w, args[0]);
     case "isolate-leader": {
       const l = leaderOf(w);

@@ -4,6 +4,8 @@
 // clock jumped. The cluster core runs in it unchanged (DESIGN §2). A run is a pure
 // function of its seed.
 import type { ClusterConfig, Command, Message } from "../../agent/bus/messages.ts";
+import { mosquittoHash } from "../../agent/bus/credentials.ts";
+import { Joiner } from "../../agent/cluster/joiner.ts";
 import { ClusterNode, type CommandResult } from "../../agent/cluster/node.ts";
 import { bootstrapConfig } from "../../agent/cluster/register.ts";
 import { DEFAULT_TIMING, type Timing } from "../../agent/cluster/timing.ts";
@@ -33,8 +35,13 @@ export class MemStore implements Store {
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 
+/** Every simulated member holds this join token. */
+export const SIM_TOKEN = Buffer.from("sim-join-token");
+
 export class SimNode {
   core: ClusterNode | null = null;
+  joiner: Joiner | null = null;
+  cautious = false;
   store = new MemStore();
   up = false;
   stalledUntil = 0;
@@ -125,7 +132,7 @@ export class World {
     n.up = true;
     n.stalledUntil = 0;
     n.backlog = [];
-    n.core = new ClusterNode(this.envFor(n), name, this.timing, n.bootstrap);
+    n.core = new ClusterNode(this.envFor(n), name, this.timing, n.bootstrap, { cluster: "sim", joinToken: SIM_TOKEN, cautiousVotes: n.cautious });
     n.core.start();
     this.inv.started(n);
     const gen = ++n.tickTimer;
@@ -170,6 +177,37 @@ export class World {
     else fn();
   }
 
+  /** A node with only its seed joins: hello until the leader answers (issue 3 auto-join). */
+  join(name: string, token: Buffer): void {
+    const n = this.addNode(name, []);
+    n.cautious = true;
+    this.start(name);
+    const nonce = Array.from({ length: 4 }, () => Math.floor(this.r() * 2 ** 32).toString(16).padStart(8, "0")).join("");
+    n.joiner = new Joiner("sim", name, `${name}:1883`, mosquittoHash(`pw-${name}`, name), token, nonce);
+    const hello = () => {
+      if (!n.joiner || !n.up) return;
+      this.send(n, "*", n.joiner.hello());
+      this.at(this.now + 1000, hello);
+    };
+    hello();
+  }
+
+  private joinerReceive(n: SimNode, from: string, msg: Message): boolean {
+    const j = n.joiner;
+    if (!j || (msg.t !== "join-challenge" && msg.t !== "join-result")) return false;
+    if (msg.t === "join-challenge") {
+      const proof = j.onChallenge(from, msg);
+      if (proof) this.send(n, "*", proof);
+    } else {
+      const out = j.onResult(from, msg);
+      if (out) {
+        this.log(n.name, "joined", out.ok ? `admitted by ${out.leader}, epoch ${out.epoch}` : `join failed: ${out.reason}`);
+        n.joiner = null;
+      }
+    }
+    return true;
+  }
+
   jump(name: string, ms: number): void {
     this.node(name).wallOffset += ms;
   }
@@ -210,7 +248,7 @@ export class World {
         this.at(this.now + delay, () => {
           // A partition made while the message was in flight drops it too.
           if (this.blocked.has(`${from.name}>${t}`)) return;
-          this.deliver(dst, () => dst.core?.receive(from.name, body));
+          this.deliver(dst, () => this.joinerReceive(dst, from.name, body) || dst.core?.receive(from.name, body));
         });
       }
     }
@@ -222,6 +260,7 @@ export class World {
       now: () => this.local(n),
       wall: () => 1.7e12 + this.now + n.wallOffset,
       random: noise,
+      nonce: () => Array.from({ length: 4 }, () => Math.floor(noise() * 2 ** 32).toString(16).padStart(8, "0")).join(""),
       send: (to, msg) => this.send(n, to, msg),
       store: n.store,
       log: quiet,

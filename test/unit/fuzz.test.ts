@@ -24,7 +24,7 @@ function setup() {
   const store = new MemStore();
   let now = 10_000;
   const sent: Message[] = [];
-  const env: CoreEnv = { now: () => now, wall: () => 1.7e12 + now, random: () => 0.5, send: (_to, m) => void sent.push(m), store, log, event() {} };
+  const env: CoreEnv = { now: () => now, wall: () => 1.7e12 + now, random: () => 0.5, nonce: () => "0".repeat(32), send: (_to, m) => void sent.push(m), store, log, event() {} };
   const core = new ClusterNode(env, "node1", DEFAULT_TIMING, bootstrapConfig(members));
   core.start();
   const bus = new MqttBus({ cluster: C, node: "node1", username: "node1", password: "x", brokers: members, log, now: () => now });
