@@ -137,7 +137,7 @@ codec("schema: the error names the path and what was expected", () => {
   assert.match(err({ ...SAMPLES[1], term: "3" }), "term: Invalid input: expected number, received string");
   assert.match(err({ ...SAMPLES[2], term: -1 }), "term: Too small: expected number to be >=0, got -1");
   assert.match(err({ ...SAMPLES[1], extra: 1 }), '(root): Unrecognized key: "extra"');
-  assert.match(err({ v: 1, t: "cmd", id: "x", cmd: { op: "assign", service: "mysql", node: "BAD" } }), 'cmd.node: expected a node name (a-z, 0-9, -), got "BAD"');
+  assert.match(err({ v: 1, t: "cmd", id: "x", cmd: { op: "assign", service: "mysql", node: "BAD" } }), 'cmd.node: expected a node name (a-z, 0-9, -; not \"join\"), got "BAD"');
   const hb = SAMPLES[0] as Extract<Message, { t: "hb" }>;
   assert.match(err({ ...hb, config: { ...hb.config, members: [{ name: "node1", bus: "x" }] } }), "config.members[0].bus: Too small");
   assert.match(err({ v: 1, t: "hb" }), /; and \d+ more$/);
