@@ -4,6 +4,8 @@
 // stopped in its own try/catch; stop() aborts an unfinished start-up and stops, in reverse,
 // what had started.
 import { mkdirSync } from "node:fs";
+import { BrokerAuth } from "./bus/broker-auth.ts";
+import { resolveBusIdentity, type BusIdentity } from "./bus/identity.ts";
 import { MqttBus } from "./bus/mqtt.ts";
 import type { Command, Member } from "./bus/messages.ts";
 import { ClusterNode } from "./cluster/node.ts";
@@ -53,6 +55,8 @@ export class Agent {
   private lastConfig = "";
   private lastStatusLine = "";
   private brokersKey = "";
+  private brokerAuth: BrokerAuth | null = null;
+  private authEpoch = -1;
   private statusFileFailing = false;
 
   constructor(
@@ -114,6 +118,7 @@ export class Agent {
     let store: FileStore;
     let events: EventLog;
     let control: ControlServer;
+    let id: BusIdentity;
     return [
       {
         name: "state",
@@ -124,20 +129,40 @@ export class Agent {
         },
       },
       {
+        // the own broker must know the members before anyone can log in to it
+        name: "broker-auth",
+        start: () => {
+          if (!c.bus.broker) return;
+          this.brokerAuth = new BrokerAuth(c.bus.broker, c.cluster.name, c.cluster.join?.token ?? null, this.log.child("broker"));
+          this.brokerAuth.apply(store.load()?.committed ?? bootstrapConfig(c));
+        },
+      },
+      {
+        name: "credentials",
+        start: async () => {
+          id = await resolveBusIdentity(c, store, this.log.child("cluster"), this.abort.signal);
+          this.log.info(`bus login ${c.bus.username}: ${id.how}`);
+        },
+      },
+      {
         name: "cluster",
         start: () => {
           const bus = new MqttBus({
             cluster: c.cluster.name,
             node: c.cluster.node,
             username: c.bus.username,
-            password: c.bus.password,
+            password: id.password,
             brokers: bootstrapConfig(c).members,
             log: this.log, // the bus names its own namespace ("bus")
             now: () => performance.now(),
           });
           const env = realEnv({ send: (to, msg) => bus.send(to, msg), store, log: this.log.child("cluster"), events });
           this.bus = bus;
-          this.node = new ClusterNode(env, c.cluster.node, c.timing, bootstrapConfig(c));
+          this.node = new ClusterNode(env, c.cluster.node, c.timing, bootstrapConfig(c), {
+            cluster: c.cluster.name,
+            joinToken: c.cluster.join?.token ?? null,
+            cautiousVotes: id.cautiousVotes,
+          });
         },
       },
       {
@@ -229,6 +254,10 @@ export class Agent {
         this.lastStatusLine = line;
         this.syncBrokers();
       }
+    }
+    if (this.brokerAuth && view.committed.epoch !== this.authEpoch) {
+      this.authEpoch = view.committed.epoch;
+      this.brokerAuth.apply(view.committed);
     }
   }
 

@@ -146,6 +146,11 @@ export class MqttBus {
       this.publish(buildTopic({ cluster, node, kind: "hb" }), encode(msg), 0, false);
       return;
     }
+    if (msg.t === "join-challenge" || msg.t === "join-result") {
+      // to a joiner, which is not a member: under our own prefix, read by the "join" login
+      if (isNodeName(to)) this.publish(buildTopic({ cluster, node, kind: "join", to }), encode(msg), 1, false);
+      return;
+    }
     const targets = to === "*" ? this.brokers.map((b) => b.name).filter((n) => n !== node) : [to];
     const payload = encode(msg);
     for (const t of targets) {
@@ -299,6 +304,7 @@ export class MqttBus {
     this.counters.received++;
     const t = parseTopic(topic);
     if (!t || t.cluster !== this.opts.cluster) return this.reject(from, "bad-topic", topic, "topic: expected a bollard topic of this cluster");
+    if (t.kind === "join-req") return this.ingestJoin(from, t.node, t.step!, topic, payload);
     if (t.node !== from) {
       return this.reject(from, "wrong-sender", topic, `topic: names node "${t.node}" but arrived on broker "${from}"`);
     }
@@ -335,6 +341,22 @@ export class MqttBus {
       default:
         return this.reject(from, "bad-topic", topic, `topic: kind "${t.kind}" is not read by the agent`);
     }
+  }
+
+  /**
+   * A joiner's hello or proof. Joiners share the "join" login, so the broker vouches for
+   * nothing here: the body must name the joiner of its topic, and the core checks the
+   * HMAC proof before anything changes.
+   */
+  private ingestJoin(broker: string, joiner: string, step: "hello" | "proof", topic: string, payload: Buffer): void {
+    const d = decode(payload);
+    if (!d.ok) return this.reject(`join:${joiner}`, d.reason, topic, d.error);
+    if (d.msg.t !== `join-${step}` || (d.msg as { node?: string }).node !== joiner) {
+      return this.reject(`join:${joiner}`, "wrong-sender", topic, `body: expected join-${step} from "${joiner}", got ${d.msg.t}`);
+    }
+    this.counters.delivered++;
+    void broker;
+    for (const cb of this.msgCbs) this.call(() => cb(joiner, d.msg), topic);
   }
 
   private reject(from: string, reason: RejectReason, topic: string, error: string): void {

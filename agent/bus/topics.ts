@@ -8,7 +8,7 @@ import { Member } from "./messages.ts";
 
 export const TOPIC_ROOT = "bollard/v1";
 
-export type TopicKind = "hb" | "state" | "config" | "rpc" | "alarm" | "event" | "metrics";
+export type TopicKind = "hb" | "state" | "config" | "rpc" | "alarm" | "event" | "metrics" | "join" | "join-req";
 /** Kinds that take no argument segment. */
 const PLAIN: ReadonlySet<string> = new Set(["hb", "state", "config", "event", "metrics"]);
 
@@ -21,7 +21,12 @@ export interface Topic {
   to?: string;
   /** kind "alarm": the alarm id */
   id?: string;
+  /** kind "join-req": the joiner's step (hello, proof); `node` is then the joiner */
+  step?: "hello" | "proof";
 }
+
+/** The segment joiners publish under: bollard/v1/<c>/join/<joiner>/<step> (user "join"). */
+export const JOIN_SEGMENT = "join";
 
 /** Alarm ids: one topic level of letters, digits and `._:-`, 1-128 characters. */
 const ALARM_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -62,6 +67,13 @@ export function buildTopic(t: Topic): string {
     case "rpc":
       if (!isNodeName(t.to)) throw new TypeError(`to: expected a node name (a-z, 0-9, -), got ${JSON.stringify(t.to)}`);
       return `${p}/rpc/${t.to}`;
+    case "join":
+      // the leader's answer to joiner `to`, under the leader's own prefix
+      if (!isNodeName(t.to)) throw new TypeError(`to: expected a node name (a-z, 0-9, -), got ${JSON.stringify(t.to)}`);
+      return `${p}/join/${t.to}`;
+    case "join-req":
+      if (t.step !== "hello" && t.step !== "proof") throw new TypeError(`step: expected hello or proof, got ${JSON.stringify(t.step)}`);
+      return `${clusterRoot(t.cluster)}/${JOIN_SEGMENT}/${t.node}/${t.step}`;
     case "alarm":
       if (!isAlarmId(t.id)) throw new TypeError(`id: expected an alarm id ([A-Za-z0-9._:-], 1-128), got ${JSON.stringify(t.id)}`);
       return `${p}/alarm/${t.id}`;
@@ -77,12 +89,17 @@ export function parseTopic(topic: string): Topic | null {
   const parts = topic.split("/");
   if (parts.length < 5 || parts.length > 6) return null;
   const [root, version, cluster, node, kind, arg] = parts as [string, string, string, string, string, string?];
-  if (`${root}/${version}` !== TOPIC_ROOT || !isClusterName(cluster) || !isNodeName(node)) return null;
+  if (`${root}/${version}` !== TOPIC_ROOT || !isClusterName(cluster)) return null;
+  if (node === JOIN_SEGMENT) {
+    return isNodeName(kind) && (arg === "hello" || arg === "proof") ? { cluster, node: kind, kind: "join-req", step: arg } : null;
+  }
+  if (!isNodeName(node)) return null;
   if (arg === undefined) {
     return PLAIN.has(kind) ? { cluster, node, kind: kind as TopicKind } : null;
   }
   if (kind === "rpc" && isNodeName(arg)) return { cluster, node, kind, to: arg };
   if (kind === "alarm" && isAlarmId(arg)) return { cluster, node, kind, id: arg };
+  if (kind === "join" && isNodeName(arg)) return { cluster, node, kind, to: arg };
   return null;
 }
 
@@ -99,5 +116,6 @@ export function subscriptionsFor(cluster: string, node: string): { topic: string
     { topic: `${root}/+/rpc/${node}`, qos: 1 },
     { topic: `${root}/+/state`, qos: 1 },
     { topic: `${root}/+/config`, qos: 1 },
+    { topic: `${root}/${JOIN_SEGMENT}/+/+`, qos: 1 },
   ];
 }

@@ -52,7 +52,18 @@ export function parseConfig(text: string, source: string, opts: LoadOptions = {}
     }
     if (!password) return { ok: false, errors: [`bus.password_file: expected a non-empty password, got an empty file ${JSON.stringify(f.bus.password_file)}`] };
   }
-  return { ok: true, config: toConfig(f, password) };
+  const config = toConfig(f, password);
+  if (config.cluster.join && opts.secrets !== false) {
+    const file = config.cluster.join.tokenFile;
+    try {
+      const token = readFileSync(file, "utf8").trim();
+      if (token.length < 16) return { ok: false, errors: [`cluster.join.token_file: expected a token of at least 16 characters, got ${token.length} in ${JSON.stringify(file)}`] };
+      config.cluster.join.token = Buffer.from(token, "utf8");
+    } catch (e) {
+      return { ok: false, errors: [`cluster.join.token_file: expected a readable file, got ${JSON.stringify(file)} (${errText(e)})`] };
+    }
+  }
+  return { ok: true, config };
 }
 
 /** `path: expected X, got Y` for each issue; unknown keys also list the keys allowed there. */

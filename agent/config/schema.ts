@@ -19,7 +19,21 @@ export interface MemberConfig {
 
 export interface JoinConfig {
   tokenFile: string;
+  /** brokers to say hello to; default: the other members' */
   peers: string[];
+  /** this node's own broker, host:port (default: its entry in members) */
+  address: string | null;
+  /** with no persisted state: how long to wait for a leader before forming the cluster as a founder */
+  timeoutMs: number;
+  /** the token itself, read from tokenFile by load.ts (null when secrets were not read) */
+  token: Buffer | null;
+}
+
+/** The agent owns its local broker's authentication: it writes these from the committed config. */
+export interface BrokerFiles {
+  passwordFile: string;
+  aclFile: string;
+  pidFile: string;
 }
 
 export interface Config {
@@ -33,9 +47,10 @@ export interface Config {
   };
   bus: {
     username: string;
-    /** resolved: from `password`, or read from `password_file` */
+    /** resolved: from `password`, or read from `password_file`; "" when the join flow provides it */
     password: string;
     passwordFile: string | null;
+    broker: BrokerFiles | null;
   };
   stateDir: string;
   log: { level: Level };
@@ -75,15 +90,16 @@ export const ConfigFile = section(
         name: name(),
         node: name(),
         members: z
-          .array(section({ name: name(), address: hostPort() }, "name and address"), expect("a list of 1 to 15 members"))
-          .min(1)
+          .array(section({ name: name(), address: hostPort() }, "name and address"), expect("a list of up to 15 members"))
           .max(15),
         join: section(
           {
             token_file: absPath("the join token file"),
-            peers: z.array(hostPort(), expect("a list of host:port")).min(1),
+            peers: z.array(hostPort(), expect("a list of host:port")).optional(),
+            address: hostPort().optional(),
+            timeout_ms: z.number(expect("a whole number of milliseconds > 0")).int().positive().max(600_000).default(5000),
           },
-          "token_file and peers",
+          "token_file, peers, address, timeout_ms",
         ).optional(),
       },
       "name, node, members, join",
@@ -93,8 +109,16 @@ export const ConfigFile = section(
         username: z.string(expect("a non-empty string")).min(1).max(64).optional(),
         password: z.string(expect("a non-empty string")).min(1).max(256).optional(),
         password_file: absPath("a file holding the password").optional(),
+        broker: section(
+          {
+            password_file: absPath("the local broker's password_file"),
+            acl_file: absPath("the local broker's acl_file"),
+            pid_file: absPath("the local broker's pid_file"),
+          },
+          "password_file, acl_file, pid_file",
+        ).optional(),
       },
-      "username, password or password_file",
+      "username, password or password_file, broker",
     ),
     state_dir: absPath("the state directory").default(DEFAULT_STATE_DIR),
     log: section(
@@ -142,9 +166,14 @@ export function toConfig(f: ConfigFile, password: string): Config {
       name: f.cluster.name,
       node: f.cluster.node,
       members: f.cluster.members.map((m) => ({ name: m.name, address: m.address })),
-      join: f.cluster.join ? { tokenFile: f.cluster.join.token_file, peers: [...f.cluster.join.peers] } : null,
+      join: f.cluster.join ? joinConfig(f) : null,
     },
-    bus: { username: f.bus.username ?? f.cluster.node, password, passwordFile: f.bus.password_file ?? null },
+    bus: {
+      username: f.bus.username ?? f.cluster.node,
+      password,
+      passwordFile: f.bus.password_file ?? null,
+      broker: f.bus.broker ? { passwordFile: f.bus.broker.password_file, aclFile: f.bus.broker.acl_file, pidFile: f.bus.broker.pid_file } : null,
+    },
     stateDir: f.state_dir,
     log: { level: f.log.level },
     timing: {
@@ -159,6 +188,18 @@ export function toConfig(f: ConfigFile, password: string): Config {
       tiltHoldMs: t.tilt_hold_ms,
     },
     control: { socket: f.control.socket ?? `${f.state_dir.replace(/\/+$/, "")}/agent.sock` },
+  };
+}
+
+function joinConfig(f: ConfigFile): JoinConfig {
+  const j = f.cluster.join!;
+  const self = f.cluster.members.find((m) => m.name === f.cluster.node);
+  return {
+    tokenFile: j.token_file,
+    peers: j.peers ? [...j.peers] : f.cluster.members.filter((m) => m.name !== f.cluster.node).map((m) => m.address),
+    address: j.address ?? self?.address ?? null,
+    timeoutMs: j.timeout_ms,
+    token: null,
   };
 }
 
@@ -178,8 +219,15 @@ export function checkRelations(f: ConfigFile): string[] {
     errs.push(`cluster.members: expected one broker address per member, got ${JSON.stringify(a)} more than once`),
   );
   const has = (v: unknown) => v !== undefined;
-  if (has(f.bus.password) === has(f.bus.password_file)) {
-    errs.push(`bus: expected exactly one of password or password_file, got ${has(f.bus.password) ? "both" : "neither"}`);
+  if (has(f.bus.password) && has(f.bus.password_file)) errs.push("bus: expected at most one of password or password_file, got both");
+  if (!has(f.bus.password) && !has(f.bus.password_file) && !f.cluster.join) {
+    errs.push("bus: expected one of password or password_file, got neither (or set cluster.join: the join gives the node its bus password)");
+  }
+  if (!f.cluster.join && names.length === 0) errs.push("cluster.members: expected at least one member, got none (or set cluster.join)");
+  if (f.cluster.join) {
+    const j = joinConfig(f);
+    if (!j.address) errs.push(`cluster.join.address: expected this node's broker host:port (${f.cluster.node} is not in cluster.members), got none`);
+    if (j.peers.length === 0) errs.push("cluster.join.peers: expected at least one peer broker host:port, got none");
   }
   const timing = toConfig(f, "").timing;
   for (const msg of checkTiming(timing)) errs.push(`timing: ${msg} (got ${timingValues(msg, timing)})`);

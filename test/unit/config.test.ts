@@ -39,7 +39,7 @@ Defaults("a minimal file gets every default", () => {
   assert.equal(c.cluster.node, "node1");
   assert.equal(c.cluster.members[2], { name: "node3", address: "198.18.1.3:1883" });
   assert.is(c.cluster.join, null);
-  assert.equal(c.bus, { username: "node1", password: "s3cret", passwordFile: null });
+  assert.equal(c.bus, { username: "node1", password: "s3cret", passwordFile: null, broker: null });
   assert.is(c.stateDir, "/var/lib/bollard");
   assert.is(c.log.level, "info");
   assert.equal(c.timing, DEFAULT_TIMING);
@@ -69,9 +69,15 @@ Defaults("bootstrap register from the members", () => {
 });
 
 Defaults("a node outside the members may start with cluster.join", () => {
-  const join = "  join: { token_file: /etc/bollard/join.token, peers: ['198.18.1.1:1883'] }\nbus:";
-  const c = ok(parseConfig(GOOD.replace("node: node1", "node: node4").replace("bus:", join), "t"));
-  assert.equal(c.cluster.join, { tokenFile: "/etc/bollard/join.token", peers: ["198.18.1.1:1883"] });
+  const join = "  join: { token_file: /etc/bollard/join.token, peers: ['198.18.1.1:1883'], address: '198.18.1.4:1883' }\nbus:";
+  const c = ok(parseConfig(GOOD.replace("node: node1", "node: node4").replace("bus:", join), "t", { secrets: false }));
+  assert.equal(c.cluster.join, { tokenFile: "/etc/bollard/join.token", peers: ["198.18.1.1:1883"], address: "198.18.1.4:1883", timeoutMs: 5000, token: null });
+});
+
+Defaults("a founder's join defaults: peers are the other members, address its own entry", () => {
+  const join = "  join: { token_file: /etc/bollard/join.token }\nbus:";
+  const c = ok(parseConfig(GOOD.replace("bus:", join), "t", { secrets: false }));
+  assert.equal(c.cluster.join, { tokenFile: "/etc/bollard/join.token", peers: ["198.18.1.2:1883", "198.18.1.3:1883"], address: "198.18.1.1:1883", timeoutMs: 5000, token: null });
 });
 
 Defaults.run();
@@ -114,12 +120,19 @@ Errors("a wrong type", () => {
   assert.equal(errors(GOOD + "log:\n  level: verbose\n"), ['log.level: expected one of debug, info, warn, error, got "verbose"']);
 });
 
+Errors("a joiner outside the members must name its own broker", () => {
+  const join = "  join: { token_file: /etc/bollard/join.token, peers: ['198.18.1.1:1883'] }\nbus:";
+  assert.equal(errors(GOOD.replace("node: node1", "node: node4").replace("bus:", join)), [
+    "cluster.join.address: expected this node's broker host:port (node4 is not in cluster.members), got none",
+  ]);
+});
+
 Errors("both password and password_file, or neither", () => {
   assert.equal(errors(GOOD + "  password_file: /etc/bollard/bus.password\n"), [
-    "bus: expected exactly one of password or password_file, got both",
+    "bus: expected at most one of password or password_file, got both",
   ]);
   assert.equal(errors(GOOD.replace("  password: s3cret\n", "  username: n1\n")), [
-    "bus: expected exactly one of password or password_file, got neither",
+    "bus: expected one of password or password_file, got neither (or set cluster.join: the join gives the node its bus password)",
   ]);
 });
 
