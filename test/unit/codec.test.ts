@@ -69,13 +69,22 @@ topics("build throws on a bad name, naming the part", () => {
   assert.throws(() => buildTopic({ cluster: "c", node: "node1", kind: "x" as "hb" }), /kind: expected/);
 });
 
-topics("subscriptions: hb, rpc to self, state, config of every node", () => {
+topics("subscriptions: hb, rpc to self, state, config of every node, and joiners' requests", () => {
   assert.equal(subscriptionsFor("c", "node2"), [
     { topic: "bollard/v1/c/+/hb", qos: 0 },
     { topic: "bollard/v1/c/+/rpc/node2", qos: 1 },
     { topic: "bollard/v1/c/+/state", qos: 1 },
     { topic: "bollard/v1/c/+/config", qos: 1 },
+    { topic: "bollard/v1/c/join/+/+", qos: 1 },
   ]);
+});
+
+topics("join topics: a joiner's request names the joiner; a leader's answer is under its prefix", () => {
+  assert.equal(parseTopic("bollard/v1/c/join/node4/hello"), { cluster: "c", node: "node4", kind: "join-req", step: "hello" });
+  assert.equal(parseTopic("bollard/v1/c/node1/join/node4"), { cluster: "c", node: "node1", kind: "join", to: "node4" });
+  assert.is(parseTopic("bollard/v1/c/join/node4/other"), null);
+  assert.is(parseTopic("bollard/v1/c/join/Bad!/hello"), null);
+  assert.is(buildTopic({ cluster: "c", node: "node4", kind: "join-req", step: "proof" }), "bollard/v1/c/join/node4/proof");
 });
 
 topics("broker addresses", () => {
