@@ -8,6 +8,7 @@ import { loadConfig } from "../config/load.ts";
 import { DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, NAME_RE, isHostPort } from "../config/schema.ts";
 import { JsonLogger } from "../env/log.ts";
 import { notifyTarget } from "../env/notify.ts";
+import { COMMANDS } from "./commands.ts";
 import { controlRequest } from "./control.ts";
 import { readStatus, renderStatus } from "./status.ts";
 
@@ -43,19 +44,33 @@ options:
 
 exit codes: 0 ok, 1 failure, 2 usage or config error`;
 
+/** USAGE with the registered commands' lines added under "commands:". */
+export function usage(): string {
+  const extra = COMMANDS.flatMap((c) => c.usage.map((l) => `  ${l}`));
+  return extra.length ? USAGE.replace("\noptions:", `${extra.join("\n")}\n\noptions:`) : USAGE;
+}
+
 class UsageError extends Error {}
 
+function usageError(io: Io, msg: string): number {
+  io.err(`bollard: ${msg}\nrun "bollard --help" for usage`);
+  return EXIT.usage;
+}
+
 export async function runCli(argv: string[], io: Io, build: BuildInfo): Promise<number> {
+  // A registered command parses the words after its name itself (ops/commands.ts).
+  const at = argv.findIndex((a, i) => COMMANDS.some((c) => c.name === a) && !["-c", "--config"].includes(argv[i - 1] ?? ""));
+  const sub = at >= 0 ? COMMANDS.find((c) => c.name === argv[at])! : null;
   let args: ReturnType<typeof parse>;
   try {
-    args = parse(argv);
+    args = parse(sub ? argv.slice(0, at) : argv);
   } catch (e) {
     io.err(`bollard: ${(e as Error).message}\nrun "bollard --help" for usage`);
     return EXIT.usage;
   }
   const { values: o, positionals: pos } = args;
   if (o.help) {
-    io.out(USAGE);
+    io.out(usage());
     return EXIT.ok;
   }
   if (o.version) {
@@ -64,6 +79,10 @@ export async function runCli(argv: string[], io: Io, build: BuildInfo): Promise<
   }
   const [cmd, ...rest] = pos;
   const configPath = o.config ?? DEFAULT_CONFIG_PATH;
+  if (sub) {
+    if (pos.length) return usageError(io, `unexpected "${pos[0]}" before "${sub.name}"`);
+    return sub.run(argv.slice(at + 1), { configPath, configGiven: o.config !== undefined, io, build });
+  }
   try {
     switch (cmd) {
       case undefined:

@@ -1,0 +1,24 @@
+// Commands that parse their own arguments (each in its own file under ops/), registered
+// here in one list so `bollard --help` and dispatch stay in one place. Each gets the words
+// after its name, the config path and the Io, and returns an exit code (0 ok, 1 failure,
+// 2 usage or config error).
+import type { BuildInfo, Io } from "./cli.ts";
+
+export interface CommandContext {
+  /** the --config path given before the command, or the default */
+  configPath: string;
+  /** whether --config was given explicitly */
+  configGiven: boolean;
+  io: Io;
+  build: BuildInfo;
+}
+
+export interface SubCommand {
+  name: string;
+  /** one help line each: "NAME ARGS   what it does" */
+  usage: string[];
+  run(args: string[], ctx: CommandContext): Promise<number>;
+}
+
+/** Registered commands. Add one line per command module. */
+export const COMMANDS: SubCommand[] = [];
