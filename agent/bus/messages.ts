@@ -30,6 +30,8 @@ export const ClusterConfig = z
     members: z.array(Member).max(15),
     /** service -> node that holds it (mysql primary, redis master, vip, vm:<id>) */
     assignments: z.record(z.string().max(64), name),
+    /** HA bookkeeping the next leader must know: fenced nodes, maintenance, anti-flapping (ha/flags.ts) */
+    flags: z.record(z.string().max(96), z.string().max(300)).default({}),
   })
   .strict();
 export type ClusterConfig = z.infer<typeof ClusterConfig>;
@@ -88,6 +90,15 @@ export const Command = z.discriminatedUnion("op", [
   z.object({ op: z.literal("remove"), node: name }).strict(),
   /** a member that lost its state joined again: new broker address and credentials */
   z.object({ op: z.literal("readmit"), member: Member }).strict(),
+  /** several assignments and flags changed in one epoch (a flag set to null is removed) */
+  z
+    .object({
+      op: z.literal("apply"),
+      why: z.string().max(200),
+      assign: z.record(z.string().max(64), name).optional(),
+      flags: z.record(z.string().max(96), z.string().max(300).nullable()).optional(),
+    })
+    .strict(),
 ]);
 export type Command = z.infer<typeof Command>;
 

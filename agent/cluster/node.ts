@@ -533,6 +533,7 @@ function describe(cmd: Command): string {
     case "unassign": return `unassign ${cmd.service}`;
     case "add": return `add member ${cmd.member.name} (${cmd.member.bus})`;
     case "remove": return `remove member ${cmd.node}`;
+    case "apply": return `${cmd.why}: ${[...Object.entries(cmd.assign ?? {}).map(([k, v]) => `${k}=${v}`), ...Object.entries(cmd.flags ?? {}).map(([k, v]) => (v === null ? `-${k}` : `${k}=${v}`))].join(", ")}`;
     case "readmit": return `readmit member ${cmd.member.name} (${cmd.member.bus}) with new credentials`;
   }
 }

@@ -24,7 +24,7 @@ export function isMember(c: ClusterConfig, node: string): boolean {
 }
 
 export function bootstrapConfig(members: ClusterConfig["members"]): ClusterConfig {
-  return { epoch: 0, term: 0, members: [...members], assignments: {} };
+  return { epoch: 0, term: 0, members: [...members], assignments: {}, flags: {} };
 }
 
 /**
@@ -38,6 +38,7 @@ export function applyCommand(c: ClusterConfig, cmd: Command, term: number): Clus
     term,
     members: c.members.map((m) => ({ ...m })),
     assignments: { ...c.assignments },
+    flags: { ...c.flags },
   };
   switch (cmd.op) {
     case "assign":
@@ -53,6 +54,18 @@ export function applyCommand(c: ClusterConfig, cmd: Command, term: number): Clus
       if (isMember(c, cmd.member.name)) return `"${cmd.member.name}" is already a member`;
       next.members.push({ ...cmd.member });
       return next;
+    case "apply": {
+      for (const [svc, node] of Object.entries(cmd.assign ?? {})) {
+        if (!isMember(c, node)) return `cannot assign ${svc} to "${node}": not a member`;
+        next.assignments[svc] = node;
+      }
+      for (const [k, v] of Object.entries(cmd.flags ?? {})) {
+        if (v === null) delete next.flags[k];
+        else next.flags[k] = v;
+      }
+      if (JSON.stringify(next.assignments) === JSON.stringify(c.assignments) && JSON.stringify(next.flags) === JSON.stringify(c.flags)) return `nothing to change (${cmd.why})`;
+      return next;
+    }
     case "readmit": {
       const i = next.members.findIndex((m) => m.name === cmd.member.name);
       if (i < 0) return `"${cmd.member.name}" is not a member; add it instead`;

@@ -248,5 +248,5 @@ function dupes(xs: string[]): string[] {
 
 /** The register a node starts from before it has persisted one (epoch 0, term 0, no assignments). */
 export function bootstrapConfig(c: Config): ClusterConfig {
-  return { epoch: 0, term: 0, members: c.cluster.members.map((m) => ({ name: m.name, bus: m.address })), assignments: {} };
+  return { epoch: 0, term: 0, members: c.cluster.members.map((m) => ({ name: m.name, bus: m.address })), assignments: {}, flags: {} };
 }

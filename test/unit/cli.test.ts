@@ -48,7 +48,7 @@ state_dir: ${dir}
 `;
 
 const member = (name: string) => ({ name, bus: `127.0.1.${name.slice(-1)}:1883` });
-const reg = { epoch: 4, term: 2, members: ["node1", "node2", "node3"].map(member), assignments: { mysql: "node1" } };
+const reg = { epoch: 4, term: 2, members: ["node1", "node2", "node3"].map(member), assignments: { mysql: "node1" }, flags: {} };
 const VIEW: NodeView = {
   node: "node1",
   role: "leader",

@@ -10,7 +10,7 @@ const cfg = { term: 2, epoch: 7 };
 const SAMPLES: Message[] = [
   {
     v: 1, t: "hb", term: 3, role: "leader", leader: "node1", cfg, committed: 7, quorum: true, tilt: false, wall: 1.7e12, seq: 9,
-    config: { epoch: 7, term: 2, members: [{ name: "node1", bus: "10.0.0.1:1883" }], assignments: { mysql: "node1" } }, commit: cfg,
+    config: { epoch: 7, term: 2, members: [{ name: "node1", bus: "10.0.0.1:1883" }], assignments: { mysql: "node1" }, flags: {} }, commit: cfg,
   },
   { v: 1, t: "ack", term: 3, seq: 9, cfg },
   { v: 1, t: "vote", pre: true, term: 4, cfg },

@@ -65,6 +65,7 @@ Defaults("bootstrap register from the members", () => {
       { name: "node3", bus: "198.18.1.3:1883" },
     ],
     assignments: {},
+    flags: {},
   });
 });
 

@@ -30,7 +30,7 @@ function setup() {
   const bus = new MqttBus({ cluster: C, node: "node1", username: "node1", password: "x", brokers: members, log, now: () => now });
   bus.onMessage((from, m) => core.receive(from, m));
   // A live cluster: node2 leads term 3 with config epoch 4.
-  const config = { epoch: 4, term: 3, members, assignments: { mysql: "node2" } };
+  const config = { epoch: 4, term: 3, members, assignments: { mysql: "node2" }, flags: {} };
   const hb: Message = { v: 1, t: "hb", term: 3, role: "leader", leader: "node2", cfg: { term: 3, epoch: 4 }, committed: 4, quorum: true, tilt: false, wall: 0, seq: 1, config, commit: { term: 3, epoch: 4 } };
   bus.ingest("node2", `bollard/v1/${C}/node2/hb`, encode(hb));
   now += 50;

@@ -15,6 +15,7 @@ const cfg = (epoch: number, term: number) => ({
     { name: "node2", bus: "198.18.1.2:1883" },
   ],
   assignments: { mysql: "node1" },
+  flags: {},
 });
 const STATE: PersistedState = { term: 7, votedFor: "node2", config: cfg(12, 7), committed: cfg(11, 6) };
 
