@@ -136,7 +136,44 @@ export type JoinChallenge = z.infer<typeof JoinChallenge>;
 export type JoinProof = z.infer<typeof JoinProof>;
 export type JoinResult = z.infer<typeof JoinResult>;
 
-export const Message = z.discriminatedUnion("t", [Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult]);
+// What each node's local resource manager reports about what it runs (ha/local.ts): sent to
+// every peer twice a second and at once on a change, so the leader picks candidates and
+// follows failover steps from fresh facts.
+const pos = z.string().max(4096);
+export const DbReport = z
+  .object({
+    up: z.boolean(),
+    role: z.enum(["primary", "replica", "none"]),
+    writable: z.boolean(),
+    /** MySQL: GTID set received (relay log); Redis: replication offset, as a decimal string */
+    received: pos,
+    /** MySQL: GTID set applied; Redis: same as received */
+    applied: pos,
+    source: name.nullable(),
+    /** set when this node holds itself out of replication: why (e.g. the extra transactions) */
+    heldOut: z.string().max(500).nullable(),
+    /** timings of the last local failover steps, ms (drain, promote, repoint, demote) */
+    steps: z.record(z.string().max(32), z.number().nonnegative()).optional(),
+  })
+  .strict();
+export type DbReport = z.infer<typeof DbReport>;
+
+export const ResReport = z
+  .object({
+    ...base,
+    t: z.literal("res"),
+    mysql: DbReport.nullable(),
+    redis: DbReport.nullable(),
+    /** where this node's portal routes writes; null: nowhere (self-fenced or no primary) */
+    portal: z.object({ mysql: name.nullable(), redis: name.nullable() }).strict(),
+    vip: z.boolean(),
+    selfFenced: z.boolean(),
+  })
+  .strict();
+export type ResReport = z.infer<typeof ResReport>;
+export const ResQuery = z.object({ ...base, t: z.literal("res-query") }).strict();
+
+export const Message = z.discriminatedUnion("t", [Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult, ResReport, ResQuery]);
 export type Message = z.infer<typeof Message>;
 export type Hb = z.infer<typeof Hb>;
 export type Ack = z.infer<typeof Ack>;

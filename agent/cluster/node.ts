@@ -46,6 +46,8 @@ export class ClusterNode {
 
   private readonly peers = new Map<string, Peer>();
   private lastLeaderHb: number | null = null;
+  /** the commit the current leader last announced: a follower is up to date when it holds it */
+  private leaderCommit: CfgId | null = null;
   private electionAt = 0;
   private lastHbSent = -Infinity;
   /** last time this node acked a leader round; a restart counts as one (it may have, just before) */
@@ -125,6 +127,7 @@ export class ClusterNode {
       case "join-hello": return this.onJoinHello(from, msg);
       case "join-proof": return this.onJoinProof(from, msg);
       case "join-challenge": case "join-result": return this.count("reject.not-joining");
+      case "res": case "res-query": return; // the HA layer's (ha/), routed by the agent
     }
   }
 
@@ -186,6 +189,7 @@ export class ClusterNode {
       if (wasMember !== isMember(this.config, this.id)) this.emit("membership", wasMember ? "removed from the cluster" : "admitted to the cluster");
     }
     if (m.commit && sameId(m.commit, idOf(this.config)) && !sameId(m.commit, idOf(this.committed))) this.commit(this.config);
+    this.leaderCommit = m.commit ?? null;
     if (m.seq === undefined) return;
     this.lastAck = now;
     this.env.send(from, { v: PROTOCOL_VERSION, t: "ack", term: this.term, seq: m.seq, cfg: idOf(this.config) });
@@ -518,8 +522,14 @@ export class ClusterNode {
     const lease = this.hasLease();
     const ownCommit = this.committed.term === this.term;
     const quorum = this.hasQuorum(now);
+    // Up to date: the acting leader, or a follower that hears a live leader and holds the
+    // commit it announces. A node back from a partition or a restart may hold an old
+    // committed config; it must not act on it (promote) until it has caught up.
+    const current = this.role === "leader"
+      ? lease && ownCommit
+      : this.sticky(now) && this.leaderCommit !== null && sameId(this.leaderCommit, idOf(this.committed));
     return {
-      node: this.id, role: this.role, term: this.term, leader: this.leader, quorum, lease,
+      node: this.id, role: this.role, term: this.term, leader: this.leader, quorum, lease, current,
       acting: !this.tilt && !this.selfFenced && (this.role === "leader" ? lease && ownCommit : quorum),
       tilt: this.tilt, selfFenced: this.selfFenced, member: isMember(this.config, this.id),
       config: this.config, committed: this.committed, peers, counters: { ...this.counters },

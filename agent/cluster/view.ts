@@ -26,6 +26,8 @@ export interface NodeView {
   lease: boolean;
   /** the node may act on drivers: leader with lease and own-term commit, or follower with quorum */
   acting: boolean;
+  /** its committed config is the cluster's latest (acting leader, or follower holding the live leader's commit) */
+  current: boolean;
   tilt: boolean;
   /** quorum lost for longer than quorum_loss: everything held is demoted (DESIGN R6) */
   selfFenced: boolean;

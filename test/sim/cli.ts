@@ -2,10 +2,12 @@
 //   random --seeds N [--from S]   run N randomized schedules; last line:
 //                                 sim: N schedules, V violations, R schedules/min
 //   replay --seed S               run one schedule with its transcript and the script
+//   ha-replay --seed S            the same for a randomized HA schedule
 //   scenario DIR                  run one scenario directory and print its transcript
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { runHaSeed } from "./ha-random.ts";
 import { generate, replayCommand, runSeed } from "./random.ts";
 import { runScript } from "./scenario.ts";
 
@@ -40,6 +42,13 @@ switch (positionals[0]) {
     console.log(r.violations.length ? `violations:\n  ${r.violations.join("\n  ")}` : "no violations");
     process.exit(r.violations.length ? 1 : 0);
   }
+  case "ha-replay": {
+    const r = runHaSeed(Number(values.seed), true);
+    console.log(r.script);
+    console.log(r.transcript.join("\n"));
+    console.log(r.violations.length ? `violations:\n  ${r.violations.join("\n  ")}` : "no violations");
+    process.exit(r.violations.length ? 1 : 0);
+  }
   case "scenario": {
     const r = runScript(readFileSync(join(positionals[1], "cmdlist"), "utf8"));
     console.log(r.transcript.join("\n"));
@@ -47,6 +56,6 @@ switch (positionals[0]) {
     process.exit(r.violations.length ? 1 : 0);
   }
   default:
-    console.error("usage: cli.ts random --seeds N [--from S] | replay --seed S | scenario DIR");
+    console.error("usage: cli.ts random --seeds N [--from S] | replay --seed S | ha-replay --seed S | scenario DIR");
     process.exit(2);
 }

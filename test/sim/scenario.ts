@@ -15,6 +15,8 @@
 // A node argument "leader" stands for the node that leads at that moment.
 import type { Command } from "../../agent/bus/messages.ts";
 import { DEFAULT_TIMING, type Timing } from "../../agent/cluster/timing.ts";
+import { haCommand } from "./ha-commands.ts";
+import { HaSim } from "./ha-world.ts";
 import { SIM_TOKEN, World } from "./world.ts";
 
 export interface RunResult {
@@ -68,6 +70,7 @@ function perform(w: World, words: string[], line: number): void {
   // "leader" as a node name means whichever node leads now.
   const args = raw.map((a) => (a === "leader" ? leaderOf(w) ?? "no-leader" : a));
   w.log("---", op, raw.join(" ") + (raw.includes("leader") ? ` (leader is ${leaderOf(w) ?? "none"})` : ""));
+  if (args.includes("no-leader")) return;
   const num = (i: number) => {
     const v = Number(args[i]);
     if (!Number.isFinite(v)) throw new Error(`line ${line}: ${op} needs a number`);
@@ -86,13 +89,14 @@ function perform(w: World, words: string[], line: number): void {
     }
     case "heal": return heal(w, args[0]);
     case "oneway": return w.block(args[0], args[1]);
-    case "stall": return w.stall(args[0], num(1));
+    case "stall": if (w.app instanceof HaSim) w.app.watchdog(args[0], num(1)); return w.stall(args[0], num(1));
     case "jump": return w.jump(args[0], num(1));
     case "drop": w.net.drop = num(0); return;
     case "dup": w.net.dup = num(0); return;
     case "delay": w.net.minDelayMs = num(0); w.net.maxDelayMs = num(1); return;
     case "heal-all":
       heal(w);
+      if (w.app instanceof HaSim) { w.app.portsDown.clear(); w.app.bmcDown.clear(); w.app.switchMgmtDown = false; }
       Object.assign(w.net, { drop: 0, dup: 0, minDelayMs: 1, maxDelayMs: 15 });
       for (const n of w.nodes.values()) if (!n.up) w.start(n.name);
       return;
@@ -103,7 +107,9 @@ function perform(w: World, words: string[], line: number): void {
     case "show": return show(w);
     case "expect-live": return expectLive(w);
     case "end": return;
-    default: throw new Error(`line ${line}: unknown command ${op}`);
+    default:
+      if (haCommand(w, op, args)) return;
+      throw new Error(`line ${line}: unknown command ${op}`);
   }
 }
 

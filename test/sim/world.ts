@@ -56,8 +56,19 @@ export class SimNode {
   ) {}
 }
 
+/** A layer above the cluster core (the HA simulation) plugs in here. */
+export interface App {
+  started(n: SimNode): void;
+  crashed(n: SimNode): void;
+  ticked(n: SimNode): void;
+  /** true if the message was the app's */
+  message(n: SimNode, from: string, msg: Message): boolean;
+  afterStep(): void;
+}
+
 export class World {
   now = 0;
+  app: App | null = null;
   readonly nodes = new Map<string, SimNode>();
   readonly transcript: string[] = [];
   readonly net: NetParams = { minDelayMs: 1, maxDelayMs: 15, drop: 0, dup: 0 };
@@ -96,6 +107,7 @@ export class World {
       this.now = e.at;
       e.fn();
       this.inv.afterStep();
+      this.app?.afterStep();
     }
     this.inv.slice(this.now, t);
     this.now = t;
@@ -135,12 +147,16 @@ export class World {
     n.core = new ClusterNode(this.envFor(n), name, this.timing, n.bootstrap, { cluster: "sim", joinToken: SIM_TOKEN, cautiousVotes: n.cautious });
     n.core.start();
     this.inv.started(n);
+    this.app?.started(n);
     const gen = ++n.tickTimer;
     const period = this.timing.tickMs / n.rate;
     const loop = () => {
       if (!n.up || n.tickTimer !== gen) return;
       // A stalled process misses its timer; it fires once after the stall (Node coalesces).
-      if (this.now >= n.stalledUntil) n.core!.tick();
+      if (this.now >= n.stalledUntil) {
+        n.core!.tick();
+        this.app?.ticked(n);
+      }
       this.at(this.now + period, loop);
     };
     this.at(this.now + this.r() * period, loop);
@@ -148,6 +164,7 @@ export class World {
 
   crash(name: string): void {
     const n = this.node(name);
+    if (n.up) this.app?.crashed(n);
     n.up = false;
     n.core = null;
     n.backlog = [];
@@ -171,7 +188,7 @@ export class World {
   }
 
   /** Runs `fn` on node `n` now, or when its stall ends (messages and timers wait in order). */
-  private deliver(n: SimNode, fn: () => void): void {
+  deliver(n: SimNode, fn: () => void): void {
     if (!n.up) return;
     if (this.now < n.stalledUntil) n.backlog.push(fn);
     else fn();
@@ -234,7 +251,7 @@ export class World {
     this.blocked.delete(`${from}>${to}`);
   }
 
-  private send(from: SimNode, to: string, msg: Message): void {
+  send(from: SimNode, to: string, msg: Message): void {
     this.published++;
     const targets = to === "*" ? [...this.nodes.keys()].filter((k) => k !== from.name) : [to];
     for (const t of targets) {
@@ -248,7 +265,7 @@ export class World {
         this.at(this.now + delay, () => {
           // A partition made while the message was in flight drops it too.
           if (this.blocked.has(`${from.name}>${t}`)) return;
-          this.deliver(dst, () => this.joinerReceive(dst, from.name, body) || dst.core?.receive(from.name, body));
+          this.deliver(dst, () => this.joinerReceive(dst, from.name, body) || this.app?.message(dst, from.name, body) || dst.core?.receive(from.name, body));
         });
       }
     }

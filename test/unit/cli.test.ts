@@ -57,6 +57,7 @@ const VIEW: NodeView = {
   quorum: true,
   lease: true,
   acting: true,
+  current: true,
   tilt: false,
   selfFenced: false,
   member: true,
