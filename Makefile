@@ -3,9 +3,12 @@ SHELL := /bin/bash
 SEEDS ?= 1000
 RUNS ?= 10
 NODE_DEPS := node_modules/.installed
-APT_TEST := mosquitto mosquitto-clients
+# What the lab and the tests run for real (LAB-NOTES.md): installed only where missing.
+APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libnginx-mod-stream \
+	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
+	qemu-system-x86 perl python3
 
-.PHONY: all build test typecheck sim bench-sim deps apt-test lab lab-up lab-down clean
+.PHONY: all build test typecheck sim bench-sim deps apt lab lab-up lab-down clean
 
 all: build
 
@@ -15,9 +18,9 @@ $(NODE_DEPS): package.json package-lock.json
 
 deps: $(NODE_DEPS)
 
-# Debian packages the tests need, installed only where missing.
-apt-test:
-	@missing=""; for p in $(APT_TEST); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
+# Debian packages, installed only where missing.
+apt:
+	@missing=""; for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
@@ -27,7 +30,7 @@ build: $(NODE_DEPS)
 typecheck: $(NODE_DEPS)
 	npx tsc --noEmit -p .
 
-test: $(NODE_DEPS) apt-test typecheck build
+test: $(NODE_DEPS) apt typecheck build
 	node test/run.mjs
 
 sim: $(NODE_DEPS)
@@ -35,6 +38,17 @@ sim: $(NODE_DEPS)
 
 bench-sim: $(NODE_DEPS)
 	node --import tsx test/sim/bench.ts
+
+# The lab: the whole appliance on this machine (docs/lab.md). `make lab` sets up everything,
+# brings the lab up and shows node1's console (its status until the console exists).
+lab: lab-up
+	test/lab/lab console node1
+
+lab-up: $(NODE_DEPS) apt build
+	test/lab/lab up
+
+lab-down:
+	test/lab/lab down
 
 clean:
 	rm -rf dist
