@@ -1,0 +1,344 @@
+// The node's MySQL/MariaDB server, over mysql2 (DESIGN §1, §5; issue 4 items 1, 6, 8). The
+// driver runs what a Flavour (mysql-flavour.ts) produces and decides nothing: the HA manager
+// picks candidates (gtid.ts) and calls promote/replicateFrom/demote/rejoin. One connection,
+// opened lazily, calls serialized; every call is bounded (a hung server costs `callTimeoutMs`,
+// then the connection is destroyed and the next call reconnects). A failure throws a
+// DriverError naming the step and the server. Passwords go to mysql2 as parameters only:
+// logs carry the statement text with its `?` placeholders, and messages are redacted.
+import mysql from "mysql2/promise";
+import type { Logger } from "../env/env.ts";
+import { formatGtid, parseGtid, subsetOf, union } from "./gtid.ts";
+import type { Flavour, Sql } from "./mysql-flavour.ts";
+import { DriverError, type MysqlStatus } from "./types.ts";
+
+export interface MysqlDriverOptions {
+  flavour: Flavour;
+  host?: string;
+  port?: number;
+  /** a local socket instead of host/port */
+  socketPath?: string;
+  user: string;
+  password: string;
+  replUser: string;
+  replPassword: string;
+  /** host pattern of the replication account: '127.%' on loopback, the data subnet in the lab */
+  replHost?: string;
+  log: Logger;
+  /** TCP connect deadline; default 1000 ms */
+  connectTimeoutMs?: number;
+  /** deadline of each call (connect included); default 2000 ms */
+  callTimeoutMs?: number;
+  /** rpl_semi_sync_*_timeout on the primary: how long a commit waits for a replica's ACK
+   *  before the server falls back to asynchronous replication; default 10000 ms */
+  semiSyncTimeoutMs?: number;
+}
+
+export interface MysqlDriverStatus extends MysqlStatus {
+  /** replica only: everything it has, applied or still in the relay log (MariaDB Gtid_IO_Pos,
+   *  MySQL Retrieved_Gtid_Set, each folded with the executed position): candidate order */
+  gtidReceived: string | null;
+}
+
+export type RejoinCheck = { ok: true } | { ok: false; extra: string };
+
+type Conn = mysql.Connection;
+type Row = Record<string, unknown>;
+/** One call's use of the connection. Once the call has timed out, `aborted` stops any statement
+ *  it has not sent yet: a promote that timed out must not go on when the server wakes up. */
+interface S {
+  c: Conn;
+  token: { aborted: boolean };
+}
+
+const ER_NO_SUCH_THREAD = 1094;
+const ER_LOCK_WAIT_TIMEOUT = 1205;
+
+export class MysqlDriver {
+  private readonly f: Flavour;
+  private readonly log: Logger;
+  private readonly where: string;
+  private readonly callTimeoutMs: number;
+  private conn: Conn | null = null;
+  private chain: Promise<unknown> = Promise.resolve();
+  private semiSyncInstalled = false;
+  /** the local binlog state a successful checkCanRejoin saw; rejoin requires it unchanged */
+  private checkedState: string | null = null;
+
+  constructor(private readonly opts: MysqlDriverOptions) {
+    this.f = opts.flavour;
+    this.log = opts.log.child("mysql");
+    this.where = opts.socketPath ?? `${opts.host ?? "127.0.0.1"}:${opts.port ?? 3306}`;
+    this.callTimeoutMs = opts.callTimeoutMs ?? 2000;
+  }
+
+  /** Never throws: an unreachable server is `up: false` with the reason in lastError. */
+  async status(): Promise<MysqlDriverStatus> {
+    try {
+      return await this.call("status", async (c) => {
+        const { sql, names } = this.f.statusVariables();
+        const vars = new Map((await this.rows(c, sql)).map((r) => [String(r.Variable_name), String(r.Value ?? "")]));
+        const on = (n: string) => ["ON", "1"].includes((vars.get(n) ?? "").toUpperCase());
+        const readOnly = names.readOnly.every(on);
+        const rep = (await this.rows(c, this.f.showReplicaStatus()))[0];
+        const r = rep ? this.f.parseReplicaStatus(rep) : null;
+        return {
+          up: true, readOnly,
+          role: r ? "replica" : readOnly ? "none" : "primary",
+          gtidExecuted: vars.get(names.gtidExecuted) ?? "",
+          source: r?.source ?? null, ioRunning: r?.ioRunning ?? false, sqlRunning: r?.sqlRunning ?? false,
+          lagSeconds: r?.lagSeconds ?? null, lastError: r?.lastError ?? null,
+          semiSyncSource: on(names.semiSyncSource), semiSyncReplica: on(names.semiSyncReplica),
+          gtidReceived: r ? this.received(r.gtidReceived, vars.get(names.gtidExecuted) ?? "") : null,
+        } satisfies MysqlDriverStatus;
+      });
+    } catch (e) {
+      return {
+        up: false, readOnly: false, role: "none", gtidExecuted: "", source: null, ioRunning: false, sqlRunning: false,
+        lagSeconds: null, lastError: (e as Error).message, semiSyncSource: false, semiSyncReplica: false, gtidReceived: null,
+      };
+    }
+  }
+
+  /** First primary of a fresh cluster: replication account, semi-sync source ON, writable. */
+  async bootstrapPrimary(): Promise<void> {
+    await this.call("bootstrap primary", async (c) => {
+      await this.installSemiSync(c);
+      await this.run(c, this.f.createReplUser(this.opts.replUser, this.opts.replPassword, this.opts.replHost ?? "%"));
+      await this.run(c, this.f.semiSyncPrimary(this.opts.semiSyncTimeoutMs ?? 10000));
+      await this.run(c, this.f.readOnly(false));
+    });
+    this.log.info("bootstrapped as primary", { server: this.where });
+  }
+
+  /** Replica of host:port with GTID positioning; read-only, semi-sync replica side. */
+  async replicateFrom(host: string, port: number): Promise<void> {
+    await this.call(`replicate from ${host}:${port}`, (c) => this.pointAt(c, host, port, []));
+    this.log.info("replicating", { server: this.where, source: `${host}:${port}` });
+  }
+
+  /** Applies what was received, stops replicating, becomes a writable semi-sync primary.
+   *  Returns the GTID position it was promoted at. */
+  async promote(drainTimeoutMs = 5000): Promise<string> {
+    const t0 = performance.now();
+    const gtid = await this.call("promote", async (c) => {
+      await this.installSemiSync(c);
+      await this.run(c, [this.f.stopReplicaIo()]);
+      const rep = (await this.rows(c, this.f.showReplicaStatus()))[0];
+      const received = rep ? this.f.parseReplicaStatus(rep).gtidReceived : "";
+      const executed = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+      const behind = received === "" ? null : subsetOf(this.f.gtidKind, received, executed);
+      if (behind && !(behind.ok && behind.value.subset)) {
+        // the relay log holds transactions not applied yet: some may be acknowledged writes
+        const r = await this.rows(c, this.f.waitForGtid(received, drainTimeoutMs));
+        const res = this.f.waitResult(r[0]?.r);
+        if (res !== "reached") throw new Error(`relay log not applied up to ${received} in ${drainTimeoutMs} ms (${res})`);
+      }
+      await this.run(c, [this.f.stopReplica(), this.f.resetReplicaAll()]);
+      // semi-sync before writable: no commit is acknowledged without a replica's ACK
+      await this.run(c, this.f.semiSyncPrimary(this.opts.semiSyncTimeoutMs ?? 10000));
+      await this.run(c, this.f.readOnly(false));
+      return String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+    }, drainTimeoutMs);
+    this.log.info("promoted", { server: this.where, gtid, ms: Math.round(performance.now() - t0) });
+    return gtid;
+  }
+
+  /** Refuses writes: read-only (super_read_only on MySQL), client connections killed, then
+   *  semi-sync source OFF. In that order: turning semi-sync off first would release commits
+   *  waiting for an ACK as if acknowledged. Returns how many connections were killed. */
+  async demote(reason: string): Promise<number> {
+    this.log.warn("demoting", { server: this.where, reason });
+    const killed = await this.call("demote", async (c) => {
+      // SET GLOBAL read_only waits for commits in progress (and for table locks) up to
+      // lock_wait_timeout; a commit waiting for a semi-sync ACK that will not come (replicas cut
+      // off) would hold it for rpl_semi_sync_*_timeout. So: try without waiting; if something
+      // holds it, kill the clients (the waiting one gets no OK) and try again.
+      let n = 0;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.run(c, [this.f.lockWaitTimeout(attempt === 0 ? 0 : 1), ...this.f.readOnly(true)]);
+          break;
+        } catch (e) {
+          if ((e as { errno?: number }).errno !== ER_LOCK_WAIT_TIMEOUT || attempt >= 3) throw e;
+          n += await this.killClients(c);
+        }
+      }
+      n += await this.killClients(c);
+      await this.run(c, this.f.semiSyncSourceOff());
+      return n;
+    });
+    this.log.info("demoted", { server: this.where, killed });
+    return killed;
+  }
+
+  /** Waits until pos is applied here; returns the executed GTID. Throws on timeout. */
+  async waitForGtid(pos: string, timeoutMs: number): Promise<string> {
+    return this.call(`wait for GTID ${pos}`, async (c) => {
+      const r = await this.rows(c, this.f.waitForGtid(pos, timeoutMs));
+      const res = this.f.waitResult(r[0]?.r);
+      if (res !== "reached") throw new Error(`${res === "timeout" ? `not reached in ${timeoutMs} ms` : "wait failed"}`);
+      return String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+    }, timeoutMs);
+  }
+
+  /** MariaDB @@gtid_binlog_state (last GTID per domain and server), MySQL @@gtid_executed. */
+  async gtidBinlogState(): Promise<string> {
+    return this.call("read binlog state", async (c) => String((await this.rows(c, this.f.binlogState()))[0]?.gtid ?? ""));
+  }
+
+  /** Whether this server may replicate from a primary whose binlog state is given: only when
+   *  everything here is there too (gtid.ts documents the rule). Else names the extras. */
+  async checkCanRejoin(newPrimaryGtid: string): Promise<RejoinCheck> {
+    const local = await this.gtidBinlogState();
+    const r = subsetOf(this.f.gtidKind, local, newPrimaryGtid);
+    if (!r.ok) throw new DriverError("mysql", `${this.where}: rejoin check: ${r.error}`);
+    this.checkedState = r.value.subset ? local : null;
+    if (r.value.subset) return { ok: true };
+    this.log.warn("diverged: not a subset of the new primary", { server: this.where, extra: r.value.extra });
+    return { ok: false, extra: r.value.extra };
+  }
+
+  /** An old primary becomes a replica of host:port. Only after checkCanRejoin returned ok, and
+   *  only while this server's binlog state is still the one that was checked. */
+  async rejoin(host: string, port: number): Promise<void> {
+    const checked = this.checkedState;
+    this.checkedState = null;
+    if (checked === null) throw new DriverError("mysql", `${this.where}: rejoin refused: no successful checkCanRejoin`);
+    await this.call(`rejoin ${host}:${port}`, async (c) => {
+      await this.run(c, this.f.readOnly(true));
+      const now = String((await this.rows(c, this.f.binlogState()))[0]?.gtid ?? "");
+      if (now !== checked) throw new Error(`binlog state changed since the rejoin check: ${checked} -> ${now}`);
+      await this.pointAt(c, host, port, this.f.prepareRejoin());
+    });
+    this.log.info("rejoined as replica", { server: this.where, source: `${host}:${port}` });
+  }
+
+  async close(): Promise<void> {
+    const c = this.conn;
+    this.conn = null;
+    if (!c) return;
+    await Promise.race([c.end().catch(() => undefined), sleep(this.callTimeoutMs)]);
+    c.destroy();
+  }
+
+  /** Received (relay log) folded with executed, so that it is "everything this replica has". */
+  private received(received: string, executed: string): string {
+    const a = parseGtid(this.f.gtidKind, received), b = parseGtid(this.f.gtidKind, executed);
+    return a.ok && b.ok ? formatGtid(union(a.value, b.value)) : received;
+  }
+
+  private async pointAt(c: S, host: string, port: number, prepare: Sql[]): Promise<void> {
+    await this.installSemiSync(c);
+    await this.run(c, this.f.readOnly(true));
+    await this.run(c, [this.f.stopReplica()]);
+    // replica side ON before START: the IO thread negotiates semi-sync when it connects
+    await this.run(c, this.f.semiSyncReplica());
+    await this.run(c, prepare);
+    await this.run(c, [this.f.changeSource({ host, port, user: this.opts.replUser, password: this.opts.replPassword })]);
+    await this.run(c, [this.f.startReplica()]);
+  }
+
+  private async installSemiSync(c: S): Promise<void> {
+    const [check, ...installs] = this.f.installSemiSync();
+    if (this.semiSyncInstalled || !check) return;
+    const have = new Set((await this.rows(c, check)).map((r) => String(r.name)));
+    for (const s of installs) if (!have.has(/INSTALL PLUGIN (\w+)/.exec(s.sql)?.[1] ?? "")) await this.run(c, [s]);
+    this.semiSyncInstalled = true;
+  }
+
+  private async killClients(c: S): Promise<number> {
+    let n = 0;
+    for (const r of await this.rows(c, this.f.clientConnections([this.opts.replUser]))) {
+      try {
+        await this.run(c, [this.f.kill(Number(r.id))]);
+        n++;
+      } catch (e) {
+        if ((e as { errno?: number }).errno !== ER_NO_SUCH_THREAD) throw e; // gone meanwhile
+      }
+    }
+    return n;
+  }
+
+  private async run(c: S, stmts: Sql[]): Promise<void> {
+    for (const s of stmts) await this.rows(c, s);
+  }
+
+  private async rows(c: S, s: Sql): Promise<Row[]> {
+    if (c.token.aborted) throw new Error(`timed out before "${s.sql}"`);
+    this.log.debug("sql", { server: this.where, sql: s.sql });
+    const [rows] = await c.c.query(s.sql, [...s.params]);
+    return Array.isArray(rows) ? (rows as Row[]) : [];
+  }
+
+  /** Runs fn on the connection, after earlier calls, within callTimeoutMs (+ extraMs). */
+  private call<T>(what: string, fn: (c: S) => Promise<T>, extraMs = 0): Promise<T> {
+    const run = async (): Promise<T> => {
+      let timer: NodeJS.Timeout | undefined;
+      const token = { aborted: false };
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          token.aborted = true;
+          reject(new Error(`no answer in ${this.callTimeoutMs + extraMs} ms`));
+        }, this.callTimeoutMs + extraMs);
+      });
+      try {
+        const work = this.connect(token).then((c) => fn({ c, token }));
+        work.catch(() => undefined); // settles after the deadline when the server hangs
+        return await Promise.race([work, deadline]);
+      } catch (e) {
+        const timedOut = e instanceof Error && e.message.startsWith("no answer in");
+        if (timedOut || isFatal(e)) this.drop(); // a hung or broken connection is not reused
+        throw new DriverError("mysql", `${this.where}: ${what}: ${this.redact(e)}`, codeOf(e));
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    const p = this.chain.then(run, run);
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  private async connect(token: { aborted: boolean }): Promise<Conn> {
+    if (this.conn) return this.conn;
+    const o = this.opts;
+    const c = await mysql.createConnection({
+      ...(o.socketPath ? { socketPath: o.socketPath } : { host: o.host ?? "127.0.0.1", port: o.port ?? 3306 }),
+      user: o.user, password: o.password, connectTimeout: o.connectTimeoutMs ?? 1000,
+      multipleStatements: false, supportBigNumbers: true, bigNumberStrings: true,
+    });
+    // a server that goes away between calls emits "error" on the idle connection
+    c.on("error", () => { if (this.conn === c) this.conn = null; });
+    if (token.aborted) {
+      c.destroy();
+      throw new Error("connected after the deadline");
+    }
+    this.conn = c;
+    return c;
+  }
+
+  private drop(): void {
+    const c = this.conn;
+    this.conn = null;
+    try { c?.destroy(); } catch { /* already gone */ }
+  }
+
+  private redact(e: unknown): string {
+    let msg = e instanceof Error ? e.message : String(e);
+    for (const secret of [this.opts.password, this.opts.replPassword]) if (secret) msg = msg.split(secret).join("***");
+    return msg;
+  }
+}
+
+function isFatal(e: unknown): boolean {
+  return Boolean((e as { fatal?: boolean }).fatal);
+}
+
+/** The error's codes only: a mysql2 error carries `sql` with the parameters filled in. */
+function codeOf(e: unknown): { code?: string; errno?: number } {
+  const x = e as { code?: string; errno?: number };
+  return { code: x?.code, errno: x?.errno };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
