@@ -9,6 +9,7 @@ import { resolveBusIdentity, type BusIdentity } from "./bus/identity.ts";
 import { MqttBus } from "./bus/mqtt.ts";
 import type { Command, Member } from "./bus/messages.ts";
 import { ClusterNode } from "./cluster/node.ts";
+import { HaRuntime } from "./ha/runtime.ts";
 import { bootstrapConfig, type Config } from "./config/schema.ts";
 import type { TimerHandle, Timers } from "./env/env.ts";
 import type { JsonLogger } from "./env/log.ts";
@@ -46,6 +47,7 @@ export class Agent {
   private readonly startedMono = performance.now();
 
   private bus: MqttBus | null = null;
+  private ha: HaRuntime | null = null;
   private node: ClusterNode | null = null;
   private running = false;
   private loops: TimerHandle[] = [];
@@ -189,6 +191,25 @@ export class Agent {
       },
       { name: "bus", start: () => this.bus!.start(), stop: () => this.bus!.stop() },
       {
+        // the data path (issue 4): MySQL, Redis, the portal and the VIP follow the register
+        name: "ha",
+        start: async () => {
+          if (!c.ha) return;
+          const node = this.node!;
+          const ha = new HaRuntime({
+            config: c, node, send: (to, msg) => this.bus!.send(to, msg), log: this.log,
+            event: (kind, detail, fields) => events.record({ kind, node: c.cluster.node, term: node.view().term, detail, fields }),
+          });
+          this.bus!.onMessage((from, msg) => ha.receive(from, msg));
+          await ha.start();
+          this.ha = ha;
+        },
+        stop: async () => {
+          await this.ha?.stop();
+          this.ha = null;
+        },
+      },
+      {
         name: "loop",
         start: () => {
           this.loops = [
@@ -219,6 +240,7 @@ export class Agent {
     if (!this.running) return;
     try {
       this.node!.tick();
+      this.ha?.step();
     } catch (e) {
       // A throwing core is a bug. No watchdog ping: if it persists, systemd restarts us.
       if (this.tickFailures++ % 100 === 0) this.log.error("cluster tick failed", { failures: this.tickFailures, err: e as Error });
@@ -294,6 +316,7 @@ export class Agent {
       cluster: this.config.cluster.name,
       view: this.node.view(),
       bus: this.bus.stats(),
+      ha: this.ha?.snapshot() ?? null,
       wall: Date.now(),
     };
   }

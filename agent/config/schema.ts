@@ -7,6 +7,7 @@ import { z } from "zod";
 import type { ClusterConfig } from "../bus/messages.ts";
 import type { Level } from "../env/env.ts";
 import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
+import { HaSection, MysqlSection, PortalSection, RedisSection, checkHa, type HaConfig } from "./ha-schema.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/bollard/bollard.yaml";
 export const DEFAULT_STATE_DIR = "/var/lib/bollard";
@@ -56,6 +57,8 @@ export interface Config {
   log: { level: Level };
   timing: Timing;
   control: { socket: string };
+  /** the data path (issue 4); null: the agent runs the cluster core only */
+  ha: HaConfig | null;
 }
 
 const expect = (what: string) => ({ error: what });
@@ -140,6 +143,10 @@ export const ConfigFile = section(
       "the cluster timings, in ms",
     ).prefault({}),
     control: section({ socket: absPath("the control socket").optional() }, "socket").prefault({}),
+    ha: HaSection.optional(),
+    mysql: MysqlSection.optional(),
+    redis: RedisSection.optional(),
+    portal: PortalSection.optional(),
   },
   "the bollard config",
 );
@@ -188,6 +195,7 @@ export function toConfig(f: ConfigFile, password: string): Config {
       tiltHoldMs: t.tilt_hold_ms,
     },
     control: { socket: f.control.socket ?? `${f.state_dir.replace(/\/+$/, "")}/agent.sock` },
+    ha: f.ha ? { ha: f.ha, mysql: f.mysql ?? null, redis: f.redis ?? null, portal: f.portal ?? null } : null,
   };
 }
 
@@ -229,6 +237,8 @@ export function checkRelations(f: ConfigFile): string[] {
     if (!j.address) errs.push(`cluster.join.address: expected this node's broker host:port (${f.cluster.node} is not in cluster.members), got none`);
     if (j.peers.length === 0) errs.push("cluster.join.peers: expected at least one peer broker host:port, got none");
   }
+  if (f.ha) errs.push(...checkHa({ ha: f.ha, mysql: null, redis: null, portal: null }, names));
+  else if (f.mysql || f.redis || f.portal) errs.push("ha: expected an ha section (nodes' addresses and fencing) with mysql, redis or portal, got none");
   const timing = toConfig(f, "").timing;
   for (const msg of checkTiming(timing)) errs.push(`timing: ${msg} (got ${timingValues(msg, timing)})`);
   return errs;

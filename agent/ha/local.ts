@@ -95,7 +95,7 @@ export class LocalManager {
     if (!f.alive(holder)) {
       // A source we no longer hear may be fenced and come back with transactions the next
       // primary will not have: stop pulling from it; attach again only on a current config.
-      return d.source === holder ? { res: svc, do: "detach", why: `${holder} is not heard: stop replicating from it` } : null;
+      return d.source === holder && svc === "mysql" ? { res: svc, do: "detach", why: `${holder} is not heard: stop replicating from it` } : null;
     }
     if (d.source === holder) {
       this.heldOut.delete(svc);

@@ -13,6 +13,8 @@ export interface StatusBody {
   view: NodeView;
   /** bus counters and per-broker connection state (bus/mqtt.ts BusStats) */
   bus: object;
+  /** the data path: local facts, procedures running, peers' reports (ha/runtime.ts); null without HA */
+  ha?: object | null;
   /** wall-clock ms when this body was made */
   wall: number;
 }

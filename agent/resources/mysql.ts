@@ -146,6 +146,12 @@ export class MysqlDriver {
   /** Refuses writes: read-only (super_read_only on MySQL), client connections killed, then
    *  semi-sync source OFF. In that order: turning semi-sync off first would release commits
    *  waiting for an ACK as if acknowledged. Returns how many connections were killed. */
+  /** Stops replicating (STOP SLAVE / STOP REPLICA), keeping what was received. */
+  async detach(reason: string): Promise<void> {
+    this.log.info("detaching from the source", { server: this.where, reason });
+    await this.call("detach", (c) => this.run(c, [this.f.stopReplica()]));
+  }
+
   async demote(reason: string): Promise<number> {
     this.log.warn("demoting", { server: this.where, reason });
     const killed = await this.call("demote", async (c) => {

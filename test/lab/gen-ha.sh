@@ -1,0 +1,42 @@
+# test/lab/gen-ha.sh: the data-path sections of each node's bollard.yaml (agent/config/ha-schema.ts):
+# the nodes' data addresses, BMCs and switch ports for fencing, the switches' SNMP agents,
+# the VIP on bond0, and the node's MySQL, Redis and nginx portal. Sourced by gen.sh.
+gen_ha_config() { # NODE: prints YAML to append to bollard.yaml
+  local n=$1 d m sw
+  d=$(node_dir "$n")
+  loopback && return 0  # the loopback mode runs agents and brokers only
+  echo "ha:"
+  echo "  nodes:"
+  for m in "${NODES[@]}"; do
+    echo "    $m:"
+    echo "      address: $(data_ip "$m")"
+    echo "      bmc: { host: $(bmc_ip "$m"), port: 623, user: admin, password_file: $S/$m/bmc.pass, cipher: $BMC_CIPHER, timeout_s: 1, retries: 1 }"
+    echo "      ports:"
+    for sw in "${SWITCHES[@]}"; do echo "        - { switch: $sw, port: $(port_of "$m") }"; done
+  done
+  echo "  switches:"
+  for sw in "${SWITCHES[@]}"; do
+    echo "    $sw: { host: $(sw_ip "$sw"), port: $SNMP_PORT, version: \"2c\", community: public, write_community: private, timeout_ms: 500 }"
+  done
+  cat <<EOF
+  vip: { address: $VIP_RESERVED/24, iface: bond0 }
+  watchdog_ms: $((WATCHDOG_SEC * 1000))
+  fence_margin_ms: 1000
+mysql:
+  flavour: mariadb
+  port: 3306
+  user: bollard
+  password_file: $S/secrets/mysql-bollard.pass
+  repl_user: repl
+  repl_password_file: $S/secrets/mysql-repl.pass
+  repl_host: "198.18.0.%"
+  semi_sync_timeout_ms: 30000
+redis:
+  port: 6379
+  min_replicas_max_lag_s: 2
+portal:
+  prefix: $d/nginx
+  mysql_listen: "3307"
+  redis_listen: "6380"
+EOF
+}
