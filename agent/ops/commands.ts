@@ -3,6 +3,7 @@
 // after its name, the config path and the Io, and returns an exit code (0 ok, 1 failure,
 // 2 usage or config error).
 import type { BuildInfo, Io } from "./cli.ts";
+import { haCommand, maintenanceCommand, rejoinCommand, switchoverCommand } from "./ha-cmd.ts";
 
 export interface CommandContext {
   /** the --config path given before the command, or the default */
@@ -21,4 +22,4 @@ export interface SubCommand {
 }
 
 /** Registered commands. Add one line per command module. */
-export const COMMANDS: SubCommand[] = [];
+export const COMMANDS: SubCommand[] = [switchoverCommand, maintenanceCommand, haCommand, rejoinCommand];

@@ -1,0 +1,134 @@
+// Helpers for the data-path lab tests and make bench-failover: drive the lab CLI, read each
+// node's status and event log, run a writer through the VIP, and count what was lost.
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+export const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+export const LAB = join(REPO, "test/lab/lab");
+export const S = process.env.LAB_STATE ?? "/run/bollard-lab";
+export const NODES = ["node1", "node2", "node3"];
+export const VIP = "198.18.0.10";
+
+export async function lab(...args: string[]): Promise<string> {
+  const r = await run(LAB, args, { timeout: 120_000, maxBuffer: 16 << 20 });
+  return r.stdout;
+}
+
+export async function sh(ns: string, cmd: string, timeoutMs = 10_000): Promise<string> {
+  const r = await run("ip", ["netns", "exec", ns, "bash", "-c", cmd], { timeout: timeoutMs, maxBuffer: 16 << 20 }).catch((e) => ({ stdout: String(e.stdout ?? "") }));
+  return r.stdout;
+}
+
+export interface NodeStatus {
+  role: string;
+  leader: string | null;
+  term: number;
+  quorum: boolean;
+  selfFenced: boolean;
+  assignments: Record<string, string>;
+  flags: Record<string, string>;
+  ha: any;
+}
+
+export async function status(node: string): Promise<NodeStatus | null> {
+  const out = await sh(node, `timeout 4 node ${REPO}/dist/bollard.js status --json --config ${S}/${node}/bollard.yaml`, 6000);
+  try {
+    const j = JSON.parse(out);
+    if (!j.live) return null;
+    const v = j.status.view;
+    return { role: v.role, leader: v.leader, term: v.term, quorum: v.quorum, selfFenced: v.selfFenced, assignments: v.committed.assignments, flags: v.committed.flags, ha: j.status.ha };
+  } catch {
+    return null;
+  }
+}
+
+export async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false>, everyMs = 200): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown = null;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v;
+      last = v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${String(last)})`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** The service's holder and the node every live agent agrees leads, once the data path is healthy. */
+export async function healthy(svc: "mysql" | "redis", nodes = NODES): Promise<{ leader: string; holder: string } | null> {
+  const st = await Promise.all(nodes.map(status));
+  if (st.some((s) => !s)) return null;
+  const leader = st.find((s) => s!.role === "leader");
+  if (!leader) return null;
+  const holder = leader.assignments[svc];
+  if (!holder) return null;
+  for (const [i, s] of st.entries()) {
+    const f = s!.ha?.facts?.[svc];
+    if (!f?.up) return null;
+    if (nodes[i] === holder ? !(f.writable && f.role === "primary") : !(f.role === "replica" && f.source === holder)) return null;
+    if (s!.ha?.facts?.portal?.[svc] !== holder) return null;
+  }
+  if (svc === "mysql" && !st[nodes.indexOf(holder)]!.ha?.facts?.vip) return null;
+  return { leader: leader.role === "leader" ? nodes[st.indexOf(leader)] : "", holder };
+}
+
+/** Events of a node's agent (its events.jsonl), newest last. */
+export function events(node: string): { ts: string; kind: string; detail: string }[] {
+  const f = join(S, node, "state", "events.jsonl");
+  if (!existsSync(f)) return [];
+  return readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+}
+
+export class Writer {
+  readonly dir = mkdtempSync(join(tmpdir(), "bollard-writer-"));
+  private p: ChildProcess | null = null;
+
+  start(opts: { mysql?: boolean; redis?: boolean }): void {
+    const args = ["netns", "exec", "client", process.execPath, "--import", "tsx", join(REPO, "test/lab/writer.ts"), "--out", this.dir, "--password-file", join(S, "secrets/mysql-app.pass")];
+    if (opts.mysql) args.push("--mysql", `${VIP}:3307`);
+    if (opts.redis) args.push("--redis", `${VIP}:6380`);
+    this.p = spawn("ip", args, { stdio: "ignore", cwd: REPO });
+  }
+
+  async stop(): Promise<void> {
+    if (!this.p || this.p.exitCode !== null) return;
+    this.p.kill("SIGTERM");
+    await new Promise((r) => this.p!.once("exit", r));
+  }
+
+  acked(svc: "mysql" | "redis"): { id: number; at: number }[] {
+    const f = join(this.dir, `${svc}.acked`);
+    if (!existsSync(f)) return [];
+    return readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => { const [id, at] = l.split(" ").map(Number); return { id, at }; });
+  }
+
+  /** The longest pause between two acknowledged writes after `since` (wall ms), and when it ended. */
+  gapAfter(svc: "mysql" | "redis", since: number): { gapMs: number; resumedAt: number } | null {
+    const a = this.acked(svc);
+    const next = a.find((x) => x.at > since);
+    if (!next) return null;
+    return { gapMs: next.at - since, resumedAt: next.at };
+  }
+}
+
+/** Acknowledged MySQL writes missing on `node` (the new primary). */
+export async function lostMysql(w: Writer, node: string): Promise<number[]> {
+  const have = new Set((await sh(node, `mariadb -S ${S}/${node}/mysql/mysqld.sock -u root -N -e 'SELECT id FROM fms.writes'`, 20_000)).split("\n").filter(Boolean).map(Number));
+  return w.acked("mysql").map((x) => x.id).filter((id) => !have.has(id));
+}
+
+/** Acknowledged Redis writes missing on `node`, with the time each was acknowledged. */
+export async function lostRedis(w: Writer, node: string, dataIp: string): Promise<{ id: number; at: number }[]> {
+  const keys = new Set((await sh(node, `redis-cli -h ${dataIp} --scan --pattern 'w:*'`, 20_000)).split("\n").filter(Boolean));
+  return w.acked("redis").filter((x) => !keys.has(`w:${x.id}`));
+}
+
+export const dataIp = (n: string) => `198.18.0.1${n.slice(-1)}`;

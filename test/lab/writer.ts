@@ -1,0 +1,82 @@
+// A client of the appliance, as the fleet platform's microservices are: it writes through
+// the VIP and the portal, and records every write the server acknowledged (one line per
+// ack: "<id> <wall ms>"), so a test can check that none is lost after a failover and
+// measure how long writes paused. Run inside the lab's client namespace:
+//   ip netns exec client node --import tsx test/lab/writer.ts --out DIR [--mysql VIP:PORT] [--redis VIP:PORT]
+// Stops on SIGTERM or after --seconds.
+import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import mysql from "mysql2/promise";
+
+const { values } = parseArgs({
+  options: {
+    out: { type: "string" }, mysql: { type: "string" }, redis: { type: "string" },
+    user: { type: "string", default: "app" }, "password-file": { type: "string" }, database: { type: "string", default: "fms" },
+    "every-ms": { type: "string", default: "20" }, seconds: { type: "string", default: "600" },
+  },
+});
+const out = values.out!;
+mkdirSync(out, { recursive: true });
+const every = Number(values["every-ms"]);
+let stop = false;
+process.on("SIGTERM", () => (stop = true));
+setTimeout(() => (stop = true), Number(values.seconds) * 1000).unref();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const split = (hp: string) => ({ host: hp.replace(/:\d+$/, ""), port: Number(hp.split(":").pop()) });
+
+async function mysqlWriter(target: string): Promise<void> {
+  const file = join(out, "mysql.acked");
+  const errs = join(out, "mysql.errors");
+  const password = values["password-file"] ? readFileSync(values["password-file"], "utf8").trim() : "";
+  let id = 0;
+  let conn: mysql.Connection | null = null;
+  while (!stop) {
+    try {
+      if (!conn) {
+        conn = await mysql.createConnection({ ...split(target), user: values.user, password, database: values.database, connectTimeout: 1000 });
+        await conn.query("CREATE TABLE IF NOT EXISTS writes (id BIGINT PRIMARY KEY, at BIGINT NOT NULL)");
+      }
+      const next = id + 1;
+      // A statement that outlives a failover is abandoned, as a client with a timeout would.
+      await Promise.race([conn.query("INSERT INTO writes (id, at) VALUES (?, ?)", [next, Date.now()]), sleep(3000).then(() => { throw new Error("write timed out"); })]);
+      id = next;
+      appendFileSync(file, `${id} ${Date.now()}\n`);
+    } catch (e) {
+      appendFileSync(errs, `${Date.now()} ${(e as Error).message}\n`);
+      const c = conn;
+      conn = null;
+      c?.destroy();
+      id += 1; // the attempted id may or may not have committed: never reuse it
+      await sleep(50);
+      continue;
+    }
+    await sleep(every);
+  }
+  conn?.destroy();
+}
+
+async function redisWriter(target: string): Promise<void> {
+  const file = join(out, "redis.acked");
+  const errs = join(out, "redis.errors");
+  const r = new Redis({ ...split(target), lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 1000, retryStrategy: () => 50, enableOfflineQueue: false });
+  r.on("error", () => undefined);
+  let id = 0;
+  while (!stop) {
+    id += 1;
+    try {
+      if (r.status === "wait" || r.status === "end") await r.connect().catch(() => undefined);
+      await r.set(`w:${id}`, String(Date.now()));
+      appendFileSync(file, `${id} ${Date.now()}\n`);
+    } catch (e) {
+      appendFileSync(errs, `${Date.now()} ${(e as Error).message}\n`);
+      await sleep(50);
+      continue;
+    }
+    await sleep(every);
+  }
+  r.disconnect();
+}
+
+await Promise.all([values.mysql ? mysqlWriter(values.mysql) : null, values.redis ? redisWriter(values.redis) : null]);
