@@ -8,7 +8,7 @@ APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libngi
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
 	qemu-system-x86 perl python3
 
-.PHONY: all build test typecheck sim bench-sim deps apt lab lab-up lab-down clean
+.PHONY: all build test typecheck sim bench-sim bench-failover deps apt lab lab-up lab-down clean
 
 all: build
 
@@ -38,6 +38,10 @@ sim: $(NODE_DEPS)
 
 bench-sim: $(NODE_DEPS)
 	node --import tsx test/sim/bench.ts
+
+# RUNS power-off failovers and one switchover in the lab, under a writer through the VIP.
+bench-failover: $(NODE_DEPS) apt build
+	RUNS=$(RUNS) node --import tsx test/lab/bench-failover.ts
 
 # The lab: the whole appliance on this machine (docs/lab.md). `make lab` sets up everything,
 # brings the lab up and shows node1's console (its status until the console exists).
