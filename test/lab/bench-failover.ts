@@ -49,9 +49,10 @@ for (let i = 1; i <= RUNS; i++) {
   const lm = await lostMysql(w, h.holder);
   const rh = await until("a healthy Redis", 30_000, () => healthy("redis", rest), 300);
   const lr = await lostRedis(w, rh.holder, dataIp(rh.holder));
-  mysqlT.push(m.gapMs / 1000); redisT.push(r.gapMs / 1000); vipT.push(m.gapMs / 1000);
+  const vip = (w.connectAfter(at) ?? NaN) - at;
+  mysqlT.push(m.gapMs / 1000); redisT.push(r.gapMs / 1000); vipT.push(vip / 1000);
   lost += lm.length;
-  console.log(`${String(i).padStart(3)}  ${holder}  ${f(m.gapMs / 1000).padStart(7)}  ${f(r.gapMs / 1000).padStart(7)}  ${f(m.gapMs / 1000).padStart(5)}  ${lm.length} (redis ${lr.length})`);
+  console.log(`${String(i).padStart(3)}  ${holder}  ${f(m.gapMs / 1000).padStart(7)}  ${f(r.gapMs / 1000).padStart(7)}  ${f(vip / 1000).padStart(5)}  ${lm.length} (redis ${lr.length})`);
   void vipAt;
   await lab("power", holder, "on");
 }

@@ -110,6 +110,13 @@ export class Writer {
     return readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => { const [id, at] = l.split(" ").map(Number); return { id, at }; });
   }
 
+  /** Wall ms of the first MySQL login through the VIP after `since` (the VIP and a portal answered). */
+  connectAfter(since: number): number | null {
+    const f = join(this.dir, "mysql.connects");
+    if (!existsSync(f)) return null;
+    return readFileSync(f, "utf8").trim().split("\n").map(Number).find((t) => t > since) ?? null;
+  }
+
   /** The longest pause between two acknowledged writes after `since` (wall ms), and when it ended. */
   gapAfter(svc: "mysql" | "redis", since: number): { gapMs: number; resumedAt: number } | null {
     const a = this.acked(svc);

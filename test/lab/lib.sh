@@ -5,8 +5,29 @@
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$LAB_DIR/../.." && pwd)
-S=${LAB_STATE:-/run/bollard-lab}
+
+# The state dir: /run/bollard-lab for root; a user's own dir otherwise (the loopback mode).
+default_state() {
+  if [ "$(id -u)" = 0 ]; then echo /run/bollard-lab
+  elif [ -n "${HOME:-}" ] && [ -d "$HOME" ] && [ -w "$HOME" ]; then echo "$HOME/.bollard-lab"
+  else echo "${XDG_RUNTIME_DIR:-/tmp}/bollard-lab-$(id -u)"
+  fi
+}
+S=${LAB_STATE:-$(default_state)}
 export LAB_STATE=$S   # ipmi_sim -> power, supervisor -> power: every child finds the same lab
+
+# MODE: "netns", the whole appliance in network namespaces (root), or "loopback", three
+# nodes on 127.0.77.1-3 with only their agents and brokers (no root needed; docs/lab.md).
+# A lab that is up keeps the mode it was built in ($S/lab.env); otherwise LAB_MODE, else
+# netns for root and loopback for anyone else.
+lab_mode() {
+  local m=""
+  [ -f "$S/ledger" ] && [ -r "$S/lab.env" ] && m=$(sed -n 's/^MODE=//p' "$S/lab.env")
+  [ -n "$m" ] || m=${LAB_MODE:-$([ "$(id -u)" = 0 ] && echo netns || echo loopback)}
+  case $m in netns|namespaces) echo netns ;; loopback) echo loopback ;; *) echo "lab: LAB_MODE is netns or loopback, got '$m'" >&2; return 1 ;; esac
+}
+MODE=$(lab_mode) || exit 2
+loopback() { [ "$MODE" = loopback ]; }
 CLUSTER=lab
 NODES=(node1 node2 node3)
 SWITCHES=(switchA switchB)
@@ -23,7 +44,8 @@ BMC_CIPHER=3              # ipmi_sim needs -C 3 (LAB-NOTES); real BMCs often wan
 SNMP_PORT=161
 
 n_of()      { echo "${1#node}"; }
-data_ip()   { echo "198.18.0.1$(n_of "$1")"; }
+LOOPBACK_NET=127.0.77       # loopback mode: node N is 127.0.77.N (all of 127/8 is local)
+data_ip()   { if loopback; then echo "$LOOPBACK_NET.$(n_of "$1")"; else echo "198.18.0.1$(n_of "$1")"; fi; }
 mgmt_ip()   { echo "198.18.1.1$(n_of "$1")"; }
 bmc_ip()    { echo "198.18.1.2$(n_of "$1")"; }
 sw_ip()     { case $1 in switchA) echo 198.18.1.31 ;; switchB) echo 198.18.1.32 ;; esac; }
@@ -62,9 +84,13 @@ alive_pid() {
 
 # spawn NS PIDFILE LOG CMD...: start CMD detached (own session, no inherited stdio) inside
 # namespace NS. ip netns exec and setsid both exec in place, so $! is the command's pid.
+# In the loopback mode there are no namespaces: CMD runs in this one, still in its own
+# session, so that kill_node can take its whole process group.
 spawn() {
   local ns=$1 pidfile=$2 logf=$3; shift 3
-  ip netns exec "$ns" setsid "$@" </dev/null >>"$logf" 2>&1 &
+  if loopback; then setsid "$@" </dev/null >>"$logf" 2>&1 &
+  else ip netns exec "$ns" setsid "$@" </dev/null >>"$logf" 2>&1 &
+  fi
   record_pid "$pidfile" $!
 }
 
@@ -84,12 +110,54 @@ kill_ns() {
   return 1
 }
 
+# loopback_pids NODE: the processes of a loopback-mode node: the process groups the lab
+# started for it (each service and the supervisor is a session leader, the agent is in the
+# supervisor's group) and any process whose command line names the node's state dir.
+loopback_pids() { # (bash builtins only: it reads every /proc entry)
+  local n=$1 d f pid p st fields args groups=" "
+  d=$(node_dir "$n")
+  for f in "$d"/run/*.pid; do
+    pid=$(alive_pid "$f") && groups+="$pid "
+  done
+  for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ] && continue
+    { read -r st <"$p/stat"; } 2>/dev/null || continue
+    read -r -a fields <<<"${st##*) }"          # state ppid pgrp ...
+    [ "${fields[0]}" = Z ] && continue          # dead, not yet reaped
+    if [[ $groups == *" ${fields[2]} "* ]]; then echo "$pid"; continue; fi
+    { mapfile -d '' args <"$p/cmdline"; } 2>/dev/null || continue
+    [[ "${args[*]}" == *"$d/"* ]] && echo "$pid"
+  done
+  return 0
+}
+
+# kill_node NODE: SIGKILL every process of the node (its namespace's, or its loopback ones).
+kill_node() {
+  local n=$1 i pids f pid
+  loopback || { kill_ns "$n"; return; }
+  for f in "$(node_dir "$n")"/run/*.pid; do   # the process groups first, at once
+    pid=$(alive_pid "$f") && kill -9 -- "-$pid" 2>/dev/null
+  done
+  for i in $(seq 1 100); do
+    pids=$(loopback_pids "$n")
+    [ -z "$pids" ] && return 0
+    # shellcheck disable=SC2086
+    kill -9 $pids 2>/dev/null
+    sleep 0.02
+  done
+  echo "lab: processes of $n left: $(loopback_pids "$n" | tr '\n' ' ')" >&2
+  return 1
+}
+node_pids() { if loopback; then loopback_pids "$1"; else ns_pids "$1"; fi; }
+
 # ---- lab settings decided at `up`, read back by power-on boots that run from ipmi_sim.
 load_settings() { [ -r "$S/lab.env" ] && . "$S/lab.env"; : "${AGENT:=0}" "${AGENT_CMD:=}" "${BOND_MODE:=emulated}"; }
 
-# ---- a node's links (what a power cut takes down).
+# ---- a node's links (what a power cut takes down). The loopback mode has none to cut.
 node_links() { # NODE up|down
   local n=$1 st=$2 dev
+  loopback && return 0
   for dev in eth0 eth1 mgmt; do ip -n "$n" link set "$dev" "$st" || return 1; done
 }
 
@@ -124,8 +192,9 @@ svc_stop() { # NODE SVC: SIGTERM, then SIGKILL after 3 s
 # wait_ports NODE TIMEOUT_S PORT...: wait until each port accepts a TCP connection on the
 # node's data address, from inside the node.
 wait_ports() {
-  local n=$1 t=$2; shift 2
-  ip netns exec "$n" bash -c '
+  local n=$1 t=$2 in=(ip netns exec "$1"); shift 2
+  loopback && in=()
+  "${in[@]}" bash -c '
     ip=$1; t=$2; shift 2; end=$((SECONDS + t))
     for p in "$@"; do
       until (exec 3<>"/dev/tcp/$ip/$p") 2>/dev/null; do
@@ -136,22 +205,28 @@ wait_ports() {
 }
 
 agent_start() { # NODE: the agent under the supervisor (systemd's part), if the lab has one
-  local n=$1 d; d=$(node_dir "$n")
+  local n=$1 d env=(); d=$(node_dir "$n")
   load_settings
   [ "$AGENT" = 1 ] || return 0
   alive_pid "$d/run/supervisor.pid" >/dev/null && return 0
+  # Loopback: the supervisor's watchdog reset runs "ip netns exec mgmt POWER ..."; $S/bin/ip
+  # runs POWER directly there (there is no mgmt namespace), and every other ip call is ip's.
+  loopback && env=(env "PATH=$S/bin:$PATH")
   # shellcheck disable=SC2086 # AGENT_CMD is a command line, split on purpose
-  spawn "$n" "$d/run/supervisor.pid" "$d/supervisor.log" \
+  spawn "$n" "$d/run/supervisor.pid" "$d/supervisor.log" "${env[@]}" \
     /usr/bin/python3 "$LAB_DIR/supervisor" --node "$n" --dir "$d" --repo "$REPO" \
       --watchdog-sec "$WATCHDOG_SEC" --power "$LAB_DIR/power" -- $AGENT_CMD agent --config "$d/bollard.yaml"
 }
 
+# The services a node runs: all four in namespaces, only the broker in the loopback mode.
+node_services() { if loopback; then echo mosquitto; else echo "${SERVICES[@]}"; fi; }
+
 # node_boot NODE [noagent]: what the node's OS does after power on.
 node_boot() {
   local n=$1 agent=${2:-agent} svc ports=()
-  ip -n "$n" link set lo up
+  loopback || ip -n "$n" link set lo up
   node_links "$n" up
-  for svc in "${SERVICES[@]}"; do svc_start "$n" "$svc"; ports+=("$(svc_port "$svc")"); done
+  for svc in $(node_services); do svc_start "$n" "$svc"; ports+=("$(svc_port "$svc")"); done
   # Like systemd's After=: the agent starts once its local services answer.
   wait_ports "$n" 30 "${ports[@]}" || return 1
   [ "$agent" = noagent ] || agent_start "$n"
@@ -161,7 +236,7 @@ node_boot() {
 node_power_off() {
   local n=$1 d; d=$(node_dir "$n")
   echo 0 >"$d/power"
-  kill_ns "$n"
+  kill_node "$n"
   node_links "$n" down
   rm -f "$d"/run/*.pid
 }

@@ -36,6 +36,7 @@ async function mysqlWriter(target: string): Promise<void> {
     try {
       if (!conn) {
         conn = await mysql.createConnection({ ...split(target), user: values.user, password, database: values.database, connectTimeout: 1000 });
+        appendFileSync(join(out, "mysql.connects"), `${Date.now()}\n`); // the VIP and a portal answered
         await conn.query("CREATE TABLE IF NOT EXISTS writes (id BIGINT PRIMARY KEY, at BIGINT NOT NULL)");
       }
       const next = id + 1;
