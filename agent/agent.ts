@@ -4,6 +4,7 @@
 // stopped in its own try/catch; stop() aborts an unfinished start-up and stops, in reverse,
 // what had started.
 import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { BrokerAuth } from "./bus/broker-auth.ts";
 import { resolveBusIdentity, type BusIdentity } from "./bus/identity.ts";
 import { MqttBus } from "./bus/mqtt.ts";
@@ -16,7 +17,8 @@ import type { JsonLogger } from "./env/log.ts";
 import { Notifier, type NotifyTarget } from "./env/notify.ts";
 import { EventLog, realEnv, realTimers } from "./env/real.ts";
 import { FileStore } from "./env/store.ts";
-import { ControlServer, type CommandResult } from "./ops/control.ts";
+import { ControlServer, type CommandResult, type FetchParams } from "./ops/control.ts";
+import { Fetcher } from "./ops/fetch.ts";
 import { stateSummary, writeStatusFile, type StatusBody } from "./ops/status.ts";
 
 export interface AgentOptions {
@@ -48,6 +50,7 @@ export class Agent {
 
   private bus: MqttBus | null = null;
   private ha: HaRuntime | null = null;
+  private fetcher: Fetcher | null = null;
   private node: ClusterNode | null = null;
   private running = false;
   private loops: TimerHandle[] = [];
@@ -182,6 +185,8 @@ export class Agent {
           const node = this.node!;
           node.start();
           this.bus!.onMessage((from, msg) => node.receive(from, msg));
+          this.fetcher = new Fetcher(c.cluster.node, (to, msg) => this.bus!.send(to, msg), (n) => this.log.recent(n), join(c.stateDir, "events.jsonl"));
+          this.bus!.onMessage((from, msg) => this.fetcher!.receive(from, msg));
           this.syncBrokers();
           this.running = true;
         },
@@ -334,7 +339,16 @@ export class Agent {
   private controlHandlers() {
     return {
       status: () => this.statusBody(),
-      logs: (n: number) => this.log.recent(n),
+      logs: async (p: FetchParams) => {
+        const node = p.node ?? this.config.cluster.node;
+        const r = await this.fetcher!.get(node, { what: "logs", ...p });
+        return { node, lines: r.items, truncated: r.truncated };
+      },
+      events: async (p: FetchParams) => {
+        const node = p.node ?? this.config.cluster.node;
+        const r = await this.fetcher!.get(node, { what: "events", ...p });
+        return { node, events: r.items, truncated: r.truncated };
+      },
       command: (cmd: Command) =>
         new Promise<CommandResult>((resolve) => {
           if (!this.node || !this.running) return resolve({ status: "error", error: "the agent is starting or stopping" });

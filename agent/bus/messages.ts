@@ -173,7 +173,20 @@ export const ResReport = z
 export type ResReport = z.infer<typeof ResReport>;
 export const ResQuery = z.object({ ...base, t: z.literal("res-query") }).strict();
 
-export const Message = z.discriminatedUnion("t", [Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult, ResReport, ResQuery]);
+// An operator on one node reads another node's logs or events through the bus (bollard logs --node).
+export const FetchReq = z
+  .object({
+    ...base, t: z.literal("fetch"), id: z.string().min(1).max(64), what: z.enum(["logs", "events"]),
+    n: z.number().int().min(1).max(2000), level: z.enum(["debug", "info", "warn", "error"]).optional(), since: z.string().max(40).optional(),
+  })
+  .strict();
+export const FetchResp = z
+  .object({ ...base, t: z.literal("fetched"), id: z.string().min(1).max(64), items: z.array(z.record(z.string(), z.unknown())).max(2000), truncated: z.boolean() })
+  .strict();
+export type FetchReq = z.infer<typeof FetchReq>;
+export type FetchResp = z.infer<typeof FetchResp>;
+
+export const Message = z.discriminatedUnion("t", [Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult, ResReport, ResQuery, FetchReq, FetchResp]);
 export type Message = z.infer<typeof Message>;
 export type Hb = z.infer<typeof Hb>;
 export type Ack = z.infer<typeof Ack>;

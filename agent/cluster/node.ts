@@ -127,7 +127,7 @@ export class ClusterNode {
       case "join-hello": return this.onJoinHello(from, msg);
       case "join-proof": return this.onJoinProof(from, msg);
       case "join-challenge": case "join-result": return this.count("reject.not-joining");
-      case "res": case "res-query": return; // the HA layer's (ha/), routed by the agent
+      case "res": case "res-query": case "fetch": case "fetched": return; // the HA layer's and the operator's, routed by the agent
     }
   }
 

@@ -13,10 +13,23 @@ import type { Logger } from "../env/env.ts";
 
 export type CommandResult = { status: "ok" | "error"; epoch?: number; error?: string };
 
+export interface FetchParams {
+  node: string | null;
+  n: number;
+  level?: "debug" | "info" | "warn" | "error";
+  since?: string;
+}
+
+/** Extra routes other modules mount (alarms): path -> handler of the query and the JSON body. */
+export type Route = (query: URLSearchParams, body: unknown) => Promise<{ code: number; body: unknown }>;
+
 export interface ControlHandlers {
   status(): unknown;
   command(cmd: Command): Promise<CommandResult>;
-  logs(n: number): string[];
+  /** this node's or another node's recent log lines / events: {node, lines} / {node, events} */
+  logs(p: FetchParams): Promise<unknown>;
+  events(p: FetchParams): Promise<unknown>;
+  routes?: Record<string, Route>;
 }
 
 const MAX_BODY = 64 * 1024;
@@ -60,9 +73,27 @@ export class ControlServer {
     const url = new URL(req.url ?? "/", "http://agent");
     try {
       if (req.method === "GET" && url.pathname === "/status") return reply(res, 200, this.handlers.status());
-      if (req.method === "GET" && url.pathname === "/logs") {
-        const n = Math.min(Math.max(Number(url.searchParams.get("n") ?? 200) || 200, 1), 10_000);
-        return reply(res, 200, this.handlers.logs(n));
+      if (req.method === "GET" && (url.pathname === "/logs" || url.pathname === "/events")) {
+        const q = url.searchParams;
+        const level = q.get("level");
+        if (level && !["debug", "info", "warn", "error"].includes(level)) return reply(res, 400, { status: "error", error: `level: expected debug, info, warn or error, got ${JSON.stringify(level)}` });
+        const p: FetchParams = { node: q.get("node"), n: Math.min(Math.max(Number(q.get("n") ?? 200) || 200, 1), 2000) };
+        if (level) p.level = level as FetchParams["level"];
+        if (q.get("since")) p.since = q.get("since")!;
+        try {
+          return reply(res, 200, await (url.pathname === "/logs" ? this.handlers.logs(p) : this.handlers.events(p)));
+        } catch (e) {
+          return reply(res, 504, { status: "error", error: (e as Error).message });
+        }
+      }
+      const route = this.handlers.routes?.[`${req.method} ${url.pathname}`];
+      if (route) {
+        let body: unknown = null;
+        if (req.method === "POST") {
+          try { body = JSON.parse((await readBody(req)) || "null"); } catch { return reply(res, 400, { status: "error", error: "body: expected JSON" }); }
+        }
+        const r = await route(url.searchParams, body);
+        return reply(res, r.code, r.body);
       }
       if (req.method === "POST" && url.pathname === "/command") {
         const body = await readBody(req);

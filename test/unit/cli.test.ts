@@ -128,7 +128,8 @@ Cli("status and commands through the control socket", async () => {
   const log = JsonLogger.create({ write: () => {} });
   const server = new ControlServer(join(dir, "agent.sock"), {
     status: () => body(Date.now()),
-    logs: () => [],
+    logs: async () => ({ node: "node1", lines: [] }),
+    events: async () => ({ node: "node1", events: [] }),
     command: async (cmd) => (got.push(cmd), cmd.op === "remove" ? { status: "error", error: "no leader" } : { status: "ok", epoch: 5 }),
   }, log);
   await server.start();
