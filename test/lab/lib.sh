@@ -175,7 +175,7 @@ svc_start() { # NODE SVC
     mosquitto) spawn "$n" "$d/run/$svc.pid" "$d/mosquitto/stdout.log" mosquitto -c "$d/mosquitto/mosquitto.conf" ;;
     mariadb)   spawn "$n" "$d/run/$svc.pid" "$d/mysql/stdout.log" mariadbd --defaults-file="$d/mysql/my.cnf" ;;
     redis)     spawn "$n" "$d/run/$svc.pid" "$d/redis/stdout.log" redis-server "$d/redis/redis.conf" ;;
-    nginx)     spawn "$n" "$d/run/$svc.pid" "$d/nginx/stdout.log" nginx -p "$d/nginx" -c "$d/nginx/nginx.conf" -e "$d/nginx/error.log" ;;
+    nginx)     spawn "$n" "$d/run/$svc.pid" "$d/nginx/stdout.log" nginx -p "$d/nginx" -c "$d/nginx/nginx.conf" -e "$d/nginx/error.log" -g "daemon off;" ;;
     *) return 1 ;;
   esac
 }
