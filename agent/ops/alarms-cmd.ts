@@ -13,7 +13,7 @@ import { ALARM_ID_RE, type Alarm, type Severity, type Transition } from "../alar
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR } from "../config/schema.ts";
 import type { SubCommand } from "./commands.ts";
-import { controlRequest, type ControlReply } from "./control.ts";
+import { controlRequest, type Route } from "./control.ts";
 import { age } from "./status.ts";
 
 export interface AlarmRouteDeps {
@@ -30,54 +30,41 @@ export interface AlarmRouteDeps {
   forwardAck?(id: string, who: string, reporters: string[]): Promise<{ ok: boolean; error?: string }>;
 }
 
-export interface AlarmRoute {
-  method: "GET" | "POST";
-  path: string;
-  handle(query: URLSearchParams, body: unknown): Promise<ControlReply>;
-}
-
 const RECENT = 100;
 
-export function alarmRoutes(d: AlarmRouteDeps): AlarmRoute[] {
+/** For ControlHandlers.routes: {"GET /alarms": ..., "POST /alarms/ack": ...}. */
+export function alarmRoutes(d: AlarmRouteDeps): Record<string, Route> {
   const cluster = (): ClusterAlarm[] => {
     const local = d.engine.active();
     const others = [...d.retained()].filter((a) => a.reporter !== d.node);
     return mergeAlarms([...local, ...others]);
   };
-  return [
-    {
-      method: "GET",
-      path: "/alarms",
-      handle: async (q) => {
-        const body: Record<string, unknown> = { status: "ok", node: d.node, active: cluster() };
-        if (q.get("all") === "1") body.cleared = occurrences(d.history.read(RECENT * 4).records).filter((a) => a.state === "cleared").slice(0, RECENT);
-        return { code: 200, body };
-      },
+  return {
+    "GET /alarms": async (q) => {
+      const body: Record<string, unknown> = { status: "ok", node: d.node, active: cluster() };
+      if (q.get("all") === "1") body.cleared = occurrences(d.history.read(RECENT * 4).records).filter((a) => a.state === "cleared").slice(0, RECENT);
+      return { code: 200, body };
     },
-    {
-      method: "POST",
-      path: "/alarms/ack",
-      handle: async (_q, raw) => {
-        const b = raw as { id?: unknown; who?: unknown } | null;
-        if (typeof b?.id !== "string" || !ALARM_ID_RE.test(b.id)) return { code: 400, body: { status: "error", error: "id: expected an alarm id ([A-Za-z0-9._:-], 1-128)" } };
-        if (typeof b.who !== "string" || !/^[\x20-\x7e]{1,100}$/.test(b.who)) return { code: 400, body: { status: "error", error: "who: expected 1-100 printable characters" } };
-        const id = b.id;
-        const local = d.engine.ack(id, b.who, d.wall());
-        if (local.ok && local.transition) d.onTransitions([local.transition]);
-        const remote = [...new Set([...d.retained()].filter((a) => a.id === id && a.reporter !== d.node && a.state !== "cleared").map((a) => a.reporter))].sort();
-        const errors: string[] = [];
-        if (remote.length && d.forwardAck) {
-          const r = await d.forwardAck(id, b.who, remote);
-          if (!r.ok) errors.push(r.error ?? "forwarding failed");
-        } else if (remote.length && !local.ok) {
-          errors.push(`alarm ${id} is raised by ${remote.join(", ")}: run "bollard alarms ack ${id}" there`);
-        }
-        if (!local.ok && remote.length === 0) return { code: 404, body: { status: "error", error: local.error } };
-        if (errors.length && !local.ok) return { code: 409, body: { status: "error", error: errors.join("; ") } };
-        return { code: 200, body: { status: "ok", alarm: local.ok ? local.alarm : null, forwarded: d.forwardAck ? remote : [], warnings: errors } };
-      },
+    "POST /alarms/ack": async (_q, raw) => {
+      const b = raw as { id?: unknown; who?: unknown } | null;
+      if (typeof b?.id !== "string" || !ALARM_ID_RE.test(b.id)) return { code: 400, body: { status: "error", error: "id: expected an alarm id ([A-Za-z0-9._:-], 1-128)" } };
+      if (typeof b.who !== "string" || !/^[\x20-\x7e]{1,100}$/.test(b.who)) return { code: 400, body: { status: "error", error: "who: expected 1-100 printable characters" } };
+      const id = b.id;
+      const local = d.engine.ack(id, b.who, d.wall());
+      if (local.ok && local.transition) d.onTransitions([local.transition]);
+      const remote = [...new Set([...d.retained()].filter((a) => a.id === id && a.reporter !== d.node && a.state !== "cleared").map((a) => a.reporter))].sort();
+      const errors: string[] = [];
+      if (remote.length && d.forwardAck) {
+        const r = await d.forwardAck(id, b.who, remote);
+        if (!r.ok) errors.push(r.error ?? "forwarding failed");
+      } else if (remote.length && !local.ok) {
+        errors.push(`alarm ${id} is raised by ${remote.join(", ")}: run "bollard alarms ack ${id}" there`);
+      }
+      if (!local.ok && remote.length === 0) return { code: 404, body: { status: "error", error: local.error } };
+      if (errors.length && !local.ok) return { code: 409, body: { status: "error", error: errors.join("; ") } };
+      return { code: 200, body: { status: "ok", alarm: local.ok ? local.alarm : null, forwarded: d.forwardAck ? remote : [], warnings: errors } };
     },
-  ];
+  };
 }
 
 // ---- the CLI -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import type { Severity } from "../alarms/types.ts";
 import { SEVERITIES } from "../alarms/types.ts";
 import type { NodeView } from "../cluster/view.ts";
 import type { HostReading } from "../hw/host.ts";
-import { isHostPort } from "../config/schema.ts";
+import { isHostPort } from "../config/host-port.ts";
 import type { Logger } from "../env/env.ts";
 
 export interface MetricsSnapshot {

@@ -1,0 +1,197 @@
+// Alarm rules (DESIGN §6), pure: one node's readings in, the conditions that are true now
+// out, plus the subjects that were judged (Evaluation.scopes). A subject that could not be
+// read (BMC unreachable, sensor "na", replica lag unknown) is not judged, so its alarm is
+// held rather than cleared by a missing reading. Hardware rules are in rules-hw.ts; host,
+// cluster, resources and events are here.
+import type { RuleConfig } from "./config.ts";
+import { bmcRules, bondRules, switchRules } from "./rules-hw.ts";
+import {
+  alarmId,
+  idPart,
+  severityRank,
+  type ClusterInput,
+  type Condition,
+  type EventInput,
+  type Evaluation,
+  type HostInput,
+  type MysqlInput,
+  type Readings,
+  type RedisInput,
+  type Severity,
+} from "./types.ts";
+
+/** Gathers what the rules find; drops conditions of disabled rules. */
+export class Collector {
+  readonly conditions: Condition[] = [];
+  readonly scopes = new Set<string>();
+  readonly resolved: string[] = [];
+  private readonly disabled: ReadonlySet<string>;
+
+  constructor(
+    readonly cfg: RuleConfig,
+    private readonly activeIds: ReadonlySet<string>,
+  ) {
+    this.disabled = new Set(cfg.disabled);
+  }
+
+  judged(scope: string): void {
+    this.scopes.add(scope);
+  }
+
+  add(c: Condition): void {
+    if (!this.disabled.has(c.rule)) this.conditions.push(c);
+  }
+
+  active(id: string): boolean {
+    return this.activeIds.has(id);
+  }
+}
+
+export type Level = [threshold: number | null | undefined, severity: Severity, name: string];
+
+/**
+ * The most severe level that `value` reaches going up (value >= threshold). While the alarm
+ * is active every threshold counts `hyst` lower, so it clears only below threshold - hyst.
+ */
+export function levelUp(value: number, levels: Level[], hyst: number, active: boolean): Level | null {
+  let best: Level | null = null;
+  for (const l of levels) {
+    if (l[0] === null || l[0] === undefined) continue;
+    if (value >= l[0] - (active ? hyst : 0) && (best === null || severityRank(l[1]) < severityRank(best[1]))) best = l;
+  }
+  return best;
+}
+
+/** As levelUp, going down (value <= threshold; active: threshold + hyst). */
+export function levelDown(value: number, levels: Level[], hyst: number, active: boolean): Level | null {
+  return levelUp(-value, levels.map(([t, s, n]) => [t === null || t === undefined ? t : -t, s, n]), hyst, active);
+}
+
+/** Every condition true now in `r`, and the subjects judged. `active`: ids held now. */
+export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<string> = new Set()): Evaluation {
+  const out = new Collector(cfg, active);
+  for (const b of r.bmcs ?? []) bmcRules(out, b);
+  for (const s of r.switches ?? []) switchRules(out, s);
+  for (const b of r.bonds ?? []) bondRules(out, b, r.switches ?? []);
+  if (r.host) hostRules(out, r.host);
+  if (r.cluster) clusterRules(out, r.cluster);
+  if (r.mysql) mysqlRules(out, r.node, r.mysql);
+  if (r.redis) redisRules(out, r.node, r.redis);
+  for (const e of r.events ?? []) eventRules(out, e);
+  return { conditions: out.conditions, scopes: [...out.scopes], resolved: out.resolved };
+}
+
+const pct = (x: number) => `${Math.round(x * 1000) / 10} %`;
+
+/** "/" -> "root", "/var/lib/mysql" -> "var.lib.mysql" (then made a valid id part). */
+export function mountPart(mount: string): string {
+  return mount === "/" ? "root" : idPart(mount.replace(/^\/+|\/+$/g, "").replace(/\//g, "."));
+}
+
+export function hostRules(out: Collector, h: HostInput): void {
+  const { disk, memory } = out.cfg;
+  for (const fs of h.filesystems ?? []) {
+    if (!Number.isFinite(fs.usedRatio)) continue;
+    const id = alarmId("disk-full", h.node, mountPart(fs.mount));
+    out.judged(id);
+    const l = levelUp(fs.usedRatio, [[disk.warnRatio, "minor", "warn_ratio"], [disk.critRatio, "major", "crit_ratio"]], disk.hysteresis, out.active(id));
+    if (l) out.add({ id, scope: id, rule: "disk-full", severity: l[1], node: h.node, text: `${h.node} filesystem ${fs.mount} nearly full`, detail: `${pct(fs.usedRatio)} used` });
+  }
+  if (typeof h.memUsedRatio === "number" && memory.warnRatio !== null) {
+    const id = alarmId("memory-high", h.node);
+    out.judged(id);
+    if (levelUp(h.memUsedRatio, [[memory.warnRatio, "minor", "warn_ratio"]], 0.02, out.active(id))) {
+      out.add({ id, scope: id, rule: "memory-high", severity: "minor", node: h.node, text: `${h.node} memory nearly exhausted`, detail: `${pct(h.memUsedRatio)} used` });
+    }
+  }
+  if (h.timeSync === "synced" || h.timeSync === "unsynced") {
+    const id = alarmId("time-unsynced", h.node);
+    out.judged(id);
+    if (h.timeSync === "unsynced") {
+      out.add({ id, scope: id, rule: "time-unsynced", severity: "minor", node: h.node, text: `${h.node} clock not synchronised`, detail: "chrony/timedatectl report no time source in sync" });
+    }
+  }
+}
+
+export function clusterRules(out: Collector, c: ClusterInput): void {
+  if (!c.member) return;
+  const alive = c.peers.filter((p) => p.alive).length + 1;
+  const qid = alarmId("quorum-lost", c.node);
+  out.judged(qid);
+  if (!c.quorum) {
+    out.add({ id: qid, scope: qid, rule: "quorum-lost", severity: "critical", node: c.node, text: `${c.node} lost quorum`, detail: `sees ${alive} of ${c.peers.length + 1} members` });
+  }
+  const { warnMs, critMs } = out.cfg.clockSkew;
+  for (const p of c.peers) {
+    const lid = alarmId("node-lost", p.name);
+    out.judged(lid);
+    if (!p.alive) out.add({ id: lid, scope: lid, rule: "node-lost", severity: "major", node: p.name, text: `${p.name} lost`, detail: `no heartbeat seen by ${c.node}` });
+    if (!p.alive || p.skewMs === null || !Number.isFinite(p.skewMs)) continue;
+    const [a, b] = [c.node, p.name].sort() as [string, string];
+    const sid = alarmId("clock-skew", a, b);
+    out.judged(sid);
+    const abs = Math.abs(p.skewMs);
+    const l = levelUp(abs, [[warnMs, "minor", "warn_ms"], [critMs, "major", "crit_ms"]], warnMs / 5, out.active(sid));
+    if (l) {
+      const dir = p.skewMs > 0 ? "ahead of" : "behind";
+      out.add({ id: sid, scope: sid, rule: "clock-skew", severity: l[1], node: p.name, text: `clock skew between ${a} and ${b}`, detail: `${p.name} is ${Math.round(abs)} ms ${dir} ${c.node}` });
+    }
+  }
+}
+
+export function mysqlRules(out: Collector, node: string, m: MysqlInput): void {
+  const down = alarmId("service-down", node, "mysql");
+  out.judged(down);
+  if (!m.up) {
+    out.add({ id: down, scope: down, rule: "service-down", severity: "major", node, text: `${node} mysql down`, detail: m.lastError ?? undefined });
+    return;
+  }
+  const broken = alarmId("replica-broken", node, "mysql");
+  out.judged(broken);
+  if (m.role === "replica" && (!m.ioRunning || !m.sqlRunning)) {
+    const why = [!m.ioRunning && "IO thread stopped", !m.sqlRunning && "SQL thread stopped", m.lastError].filter(Boolean).join("; ");
+    out.add({ id: broken, scope: broken, rule: "replica-broken", severity: "major", node, text: `${node} mysql replication broken`, detail: why });
+  }
+  const lag = alarmId("repl-lag", node, "mysql");
+  if (m.role !== "replica") return out.judged(lag);
+  if (m.lagSeconds === null) return; // unknown (threads stopped): held, the broken alarm speaks
+  out.judged(lag);
+  const { lagWarnS, lagCritS } = out.cfg.replication;
+  const l = levelUp(m.lagSeconds, [[lagWarnS, "minor", "lag_warn_s"], [lagCritS, "major", "lag_crit_s"]], lagWarnS / 5, out.active(lag));
+  // Seconds_Behind_Source (MySQL) / Seconds_Behind_Master (MariaDB)
+  if (l) out.add({ id: lag, scope: lag, rule: "repl-lag", severity: l[1], node, text: `${node} mysql replication lagging`, detail: `${m.lagSeconds} s behind its source` });
+}
+
+export function redisRules(out: Collector, node: string, r: RedisInput): void {
+  const down = alarmId("service-down", node, "redis");
+  out.judged(down);
+  if (!r.up) {
+    out.add({ id: down, scope: down, rule: "service-down", severity: "major", node, text: `${node} redis down` });
+    return;
+  }
+  const broken = alarmId("replica-broken", node, "redis");
+  out.judged(broken);
+  // INFO replication master_link_status:down
+  if (r.role === "replica" && !r.linkUp) {
+    out.add({ id: broken, scope: broken, rule: "replica-broken", severity: "major", node, text: `${node} redis replication broken`, detail: `link to master${r.source ? ` ${r.source}` : ""} down` });
+  }
+}
+
+export function eventRules(out: Collector, e: EventInput): void {
+  switch (e.kind) {
+    case "fence-failed": {
+      const id = alarmId("fence-failed", e.target);
+      out.add({ id, scope: id, rule: "fence-failed", severity: "critical", node: e.target, text: `fencing ${e.target} failed`, detail: e.detail, hold: "ack" });
+      return;
+    }
+    case "fence-done":
+      out.resolved.push(alarmId("fence-failed", e.target));
+      return;
+    case "failover-done": {
+      const id = alarmId("failover-done", e.service);
+      const text = `${e.service} failed over${e.from ? ` from ${e.from}` : ""} to ${e.to}`;
+      out.add({ id, scope: id, rule: "failover-done", severity: "info", node: e.to, text, detail: `in ${(e.ms / 1000).toFixed(1)} s`, hold: out.cfg.eventHoldMs });
+      return;
+    }
+  }
+}

@@ -1,0 +1,191 @@
+// hw/host: the bonding, chrony and timedatectl parsers on captured output, readHost with
+// fakes (a failing source is an error value), and one real reading of this machine.
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { bondAlarmInputs, hostAlarmInput, parseBonding, parseChronyTracking, parseTimedatectl, readHost, readTimeSync, type Exec, type SiPort } from "../../agent/hw/host.ts";
+
+// /proc/net/bonding/bond0, Linux 6.1 (Debian 12), active-backup, eth1's cable pulled
+const ACTIVE_BACKUP = `Ethernet Channel Bonding Driver: v6.1.0-18-amd64
+
+Bonding Mode: fault-tolerance (active-backup)
+Primary Slave: eth0 (primary_reselect always)
+Currently Active Slave: eth0
+MII Status: up
+MII Polling Interval (ms): 100
+Up Delay (ms): 0
+Down Delay (ms): 0
+Peer Notification Delay (ms): 0
+
+Slave Interface: eth0
+MII Status: up
+Speed: 10000 Mbps
+Duplex: full
+Link Failure Count: 0
+Permanent HW addr: 3c:ec:ef:10:20:30
+Slave queue ID: 0
+
+Slave Interface: eth1
+MII Status: down
+Speed: Unknown
+Duplex: Unknown
+Link Failure Count: 3
+Permanent HW addr: 3c:ec:ef:10:20:31
+Slave queue ID: 0
+`;
+
+// 802.3ad: per-slave "details actor lacp pdu:" blocks are indented and repeat keys
+const LACP = `Ethernet Channel Bonding Driver: v5.15.0-91-generic
+
+Bonding Mode: IEEE 802.3ad Dynamic link aggregation
+Transmit Hash Policy: layer3+4 (1)
+MII Status: up
+MII Polling Interval (ms): 100
+Up Delay (ms): 0
+Down Delay (ms): 0
+
+802.3ad info
+LACP active: on
+LACP rate: fast
+Aggregator selection policy (ad_select): stable
+
+Slave Interface: ens1f0
+MII Status: up
+Speed: 25000 Mbps
+Duplex: full
+Link Failure Count: 1
+Permanent HW addr: b8:59:9f:00:00:01
+Slave queue ID: 0
+Aggregator ID: 1
+details actor lacp pdu:
+    system priority: 65535
+    port state: 63
+
+Slave Interface: ens1f1
+MII Status: up
+Speed: 25000 Mbps
+Duplex: full
+Link Failure Count: 0
+Permanent HW addr: b8:59:9f:00:00:02
+Slave queue ID: 0
+Aggregator ID: 1
+`;
+
+// test/lab/bondd's emulation of the same file
+const BONDD = `Bonding Mode: fault-tolerance (active-backup) [lab emulation: test/lab/bondd]
+Primary Slave: None
+Currently Active Slave: None
+MII Status: down
+MII Polling Interval (ms): 100
+
+Slave Interface: eth0
+MII Status: down
+Link Failure Count: 2
+
+Slave Interface: eth1
+MII Status: down
+Link Failure Count: 1
+`;
+
+const B = suite("parseBonding");
+
+B("active-backup: mode, primary, active slave, each slave's MII status and failures", () => {
+  const r = parseBonding(ACTIVE_BACKUP);
+  assert.ok(r.ok);
+  assert.equal(r.ok && { ...r.value, slaves: undefined }, { modeText: "fault-tolerance (active-backup)", mode: "active-backup", primary: "eth0", activeSlave: "eth0", mii: "up", miimonMs: 100, slaves: undefined });
+  assert.equal(r.ok && r.value.slaves, [
+    { name: "eth0", mii: "up", speedMbps: 10000, duplex: "full", linkFailures: 0, permanentMac: "3c:ec:ef:10:20:30" },
+    { name: "eth1", mii: "down", speedMbps: null, duplex: null, linkFailures: 3, permanentMac: "3c:ec:ef:10:20:31" },
+  ]);
+});
+
+B("802.3ad with its indented details; bondd's emulation", () => {
+  const l = parseBonding(LACP);
+  assert.equal(l.ok && [l.value.mode, l.value.activeSlave, l.value.slaves.map((s) => [s.name, s.mii, s.linkFailures, s.speedMbps])], ["802.3ad", null, [["ens1f0", "up", 1, 25000], ["ens1f1", "up", 0, 25000]]]);
+  const b = parseBonding(BONDD);
+  assert.equal(b.ok && [b.value.mode, b.value.activeSlave, b.value.mii, b.value.slaves.map((s) => s.linkFailures)], ["active-backup", null, "down", [2, 1]]);
+});
+
+B("anything else is an error value", () => {
+  for (const bad of ["", "garbage\n", "Bonding Mode: x\nSlave Interface: eth0\nSpeed: 1 Mbps\n"]) {
+    const r = parseBonding(bad);
+    assert.ok(!r.ok, bad);
+  }
+});
+
+const T = suite("time sync");
+
+T("chrony tracking CSV and timedatectl", () => {
+  const synced = parseChronyTracking("A29FC87B,162.159.200.123,3,1732190000.123456789,-0.000012345,0.000004,0.000020,-12.345,0.001,0.010,0.012,0.001,64.5,Normal\n");
+  assert.equal(synced.ok && [synced.value.state, synced.value.offsetSeconds], ["synced", -0.000012345]);
+  const lost = parseChronyTracking("00000000,,0,0.000000000,0.000000000,0.000000000,0.000000000,0.000,0.000,0.000,1.000,1.000,0.0,Not synchronised\n");
+  assert.equal(lost.ok && lost.value.state, "unsynced");
+  assert.ok(!parseChronyTracking("506 Cannot talk to daemon").ok);
+  assert.equal(parseTimedatectl("yes\n").ok && parseTimedatectl("yes\n"), { ok: true, value: { state: "synced", source: "timedatectl", offsetSeconds: null, detail: "NTPSynchronized=yes" } });
+  assert.equal(parseTimedatectl("Timezone=UTC\nNTPSynchronized=no\n").ok, true);
+  assert.ok(!parseTimedatectl("Failed to connect to bus").ok);
+});
+
+T("chrony missing, timedatectl failing: unknown, with why", async () => {
+  const exec: Exec = async (file) => (file === "chronyc" ? { code: 1, stdout: "", stderr: "", missing: true } : { code: 1, stdout: "", stderr: "Failed to connect to bus: Host is down", missing: false });
+  const t = await readTimeSync(exec, 100);
+  assert.equal([t.state, t.source], ["unknown", null]);
+  assert.match(t.detail, "timedatectl: exit 1: Failed to connect to bus");
+});
+
+const R = suite("readHost");
+
+R("a failing source is an error value; the others still read; alarm inputs from it", async () => {
+  const si: SiPort = {
+    currentLoad: async () => ({ currentLoad: 42, cpus: [1, 2, 3, 4] }),
+    mem: async () => {
+      throw new Error("ENOENT /proc/meminfo");
+    },
+    fsSize: async () => [
+      { fs: "/dev/sda1", type: "ext4", size: 100, used: 91, mount: "/var/lib/mysql" },
+      { fs: "tmpfs", type: "tmpfs", size: 100, used: 100, mount: "/run" },
+    ],
+  };
+  const files: Record<string, string> = {
+    "/sys/class/net/eth0/operstate": "up\n",
+    "/sys/class/net/eth0/carrier": "1\n",
+    "/sys/class/net/eth0/speed": "10000\n",
+    "/sys/class/net/eth1/operstate": "down\n",
+    "/lab/node1/bond0.status": BONDD,
+  };
+  const read = (p: string) => {
+    if (p in files) return files[p]!;
+    throw new Error(`ENOENT: ${p}`);
+  };
+  const exec: Exec = async () => ({ code: 0, stdout: "no\n", stderr: "", missing: false });
+  const h = await readHost({ si, readFile: read, listDir: () => ["eth0", "eth1", "lo"], exec, bonds: [{ name: "bond0", file: "/lab/node1/bond0.status" }, { name: "bond1" }] });
+  assert.equal(h.cpu, { ok: true, value: { usedRatio: 0.42, cores: 4 } });
+  assert.equal(h.memory, { ok: false, error: "memory: ENOENT /proc/meminfo" });
+  assert.equal(h.filesystems.ok && h.filesystems.value.map((f) => [f.mount, f.usedRatio]), [["/var/lib/mysql", 0.91]]);
+  assert.equal(h.nics, { ok: true, value: [{ name: "eth0", operstate: "up", carrier: true, speedMbps: 10000 }, { name: "eth1", operstate: "down", carrier: null, speedMbps: null }] });
+  assert.ok(h.bonds[0]!.state.ok);
+  assert.equal(h.bonds[1]!.state, { ok: false, error: "/proc/net/bonding/bond1: ENOENT: /proc/net/bonding/bond1" });
+  assert.equal(h.timeSync.state, "unsynced");
+  assert.equal(hostAlarmInput("node1", h), { node: "node1", filesystems: [{ mount: "/var/lib/mysql", usedRatio: 0.91 }], memUsedRatio: null, timeSync: "unsynced" });
+  assert.equal(bondAlarmInputs("node1", h), [{ node: "node1", bond: "bond0", mode: "active-backup", activeSlave: null, slaves: [{ name: "eth0", mii: "down", linkFailures: 2 }, { name: "eth1", mii: "down", linkFailures: 1 }] }]);
+});
+
+R("this machine, for real (figures)", async () => {
+  const t0 = performance.now();
+  const first = await readHost();
+  const t1 = performance.now();
+  const h = await readHost();
+  const t2 = performance.now();
+  assert.ok(h.memory.ok && h.memory.value.totalBytes > 0);
+  assert.ok(h.filesystems.ok);
+  assert.ok(h.nics.ok);
+  console.log(
+    `host: first read ${(t1 - t0).toFixed(0)} ms, next ${(t2 - t1).toFixed(0)} ms; cpu ${h.cpu.ok ? (h.cpu.value.usedRatio * 100).toFixed(0) + " %" : h.cpu.error}, ` +
+      `mem ${h.memory.ok ? (h.memory.value.usedRatio * 100).toFixed(0) : "?"} %, ${h.filesystems.ok ? h.filesystems.value.length : 0} fs, ` +
+      `${h.nics.ok ? h.nics.value.map((n) => `${n.name}:${n.operstate}`).join(" ") : "?"}, bonds ${h.bonds.length}, time ${h.timeSync.state} (${h.timeSync.detail.slice(0, 60)})`,
+  );
+  assert.ok(first.load.avg1 >= 0);
+});
+
+B.run();
+T.run();
+R.run();
