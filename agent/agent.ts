@@ -17,9 +17,10 @@ import type { JsonLogger } from "./env/log.ts";
 import { Notifier, type NotifyTarget } from "./env/notify.ts";
 import { EventLog, realEnv, realTimers } from "./env/real.ts";
 import { FileStore } from "./env/store.ts";
-import { ControlServer, type CommandResult, type FetchParams } from "./ops/control.ts";
+import { ControlServer, type CommandResult, type FetchParams, type Route } from "./ops/control.ts";
 import { Fetcher } from "./ops/fetch.ts";
 import { stateSummary, writeStatusFile, type StatusBody } from "./ops/status.ts";
+import { Watch } from "./ops/watch.ts";
 
 export interface AgentOptions {
   version: string;
@@ -50,6 +51,9 @@ export class Agent {
 
   private bus: MqttBus | null = null;
   private ha: HaRuntime | null = null;
+  private watch: Watch | null = null;
+  /** routes other components mount on the control socket (the watch's /alarms) */
+  private readonly routes: Record<string, Route> = {};
   private fetcher: Fetcher | null = null;
   private node: ClusterNode | null = null;
   private running = false;
@@ -215,6 +219,25 @@ export class Agent {
         },
       },
       {
+        // hardware, host and cluster readings -> alarms (history, bus, webhooks), metrics
+        name: "watch",
+        start: async () => {
+          const watch = new Watch({
+            config: c, log: this.log, bus: this.bus!, view: () => this.node?.view() ?? null, facts: () => this.ha?.snapshot().facts ?? null,
+            onEvent: (fn) => events.onRecord(fn), build: { version: this.opts.version, rev: this.opts.rev },
+            uptimeS: () => (performance.now() - this.startedMono) / 1000, timers: this.timers, now: () => performance.now(), wall: () => Date.now(),
+          });
+          await watch.start();
+          this.watch = watch;
+          Object.assign(this.routes, watch.routes());
+        },
+        stop: async () => {
+          for (const k of Object.keys(this.routes)) delete this.routes[k];
+          await this.watch?.stop();
+          this.watch = null;
+        },
+      },
+      {
         name: "loop",
         start: () => {
           this.loops = [
@@ -322,6 +345,7 @@ export class Agent {
       view: this.node.view(),
       bus: this.bus.stats(),
       ha: this.ha?.snapshot() ?? null,
+      watch: this.watch?.snapshot() ?? null,
       wall: Date.now(),
     };
   }
@@ -339,6 +363,7 @@ export class Agent {
   private controlHandlers() {
     return {
       status: () => this.statusBody(),
+      routes: this.routes,
       logs: async (p: FetchParams) => {
         const node = p.node ?? this.config.cluster.node;
         const r = await this.fetcher!.get(node, { what: "logs", ...p });

@@ -5,8 +5,14 @@
 // so anything whose topic names another node than its broker is dropped as "wrong-sender".
 // Nothing received from the wire can throw out of here: it is delivered, or counted and
 // logged (once per sender per minute) and dropped.
+// Alarms (DESIGN §3): this node's active alarms are retained at `<own prefix>/alarm/<id>`
+// (an empty retained payload clears one [MQTT-3.3.1-6]) and re-published when the own broker
+// reconnects; every broker's retained alarms are validated, held per broker (replaced when
+// that broker reconnects) and handed to onAlarm receivers, late ones included.
 import mqtt from "mqtt";
 import type { IClientOptions, IClientPublishOptions, MqttClient } from "mqtt";
+import { parseAlarmPayload } from "../alarms/history.ts";
+import type { Alarm } from "../alarms/types.ts";
 import type { Logger } from "../env/env.ts";
 import { DecodeStats, decode, decodeJson, encode, type RejectReason } from "./codec.ts";
 import { MAX_PAYLOAD, type Message } from "./messages.ts";
@@ -69,6 +75,11 @@ export interface BusStats {
 
 type MessageCb = (from: string, msg: Message) => void;
 type RetainedCb = (from: string, kind: RetainedKind, body: unknown) => void;
+/** A retained alarm of node `from` (alarm null: cleared). id null: broker `from` (re)connected
+ * or left: forget what was held from it; the alarms it retains follow. */
+export type AlarmCb = (from: string, id: string | null, alarm: Alarm | null) => void;
+/** Retained alarms held per broker beyond which more are dropped (a runaway peer). */
+const MAX_ALARMS_PER_BROKER = 2000;
 
 /** Largest packet we let brokers send us (MQTT5 Maximum Packet Size, [MQTT-3.1.2-24]). */
 const MAX_PACKET = 16 * MAX_PAYLOAD;
@@ -85,6 +96,13 @@ export class MqttBus {
   private readonly retainedCbs = new Set<RetainedCb>();
   /** the last body published per retained kind: republished whenever the own broker (re)connects */
   private readonly retained = new Map<RetainedKind, Buffer>();
+  private readonly alarmCbs = new Set<AlarmCb>();
+  /** every broker's retained alarms, by broker then id (this node's own broker included) */
+  private readonly heldAlarms = new Map<string, Map<string, Alarm>>();
+  /** this node's active alarms (payloads), re-published when the own broker reconnects */
+  private readonly ownAlarms = new Map<string, Buffer>();
+  /** clears that could not be published (own broker down): sent on reconnect */
+  private readonly pendingClears = new Set<string>();
   private brokers: BrokerRef[];
   private state: "new" | "started" | "stopped" = "new";
   private counters = { received: 0, delivered: 0, sent: 0, dropped: 0, refused: 0 };
@@ -129,6 +147,7 @@ export class MqttBus {
         this.log.info(`broker "${name}" ${want.has(name) ? `moved to ${want.get(name)!.bus}` : "left the member list"}`, { broker: name });
         this.closeConn(c);
         this.conns.delete(name);
+        this.forgetAlarms(name);
       }
     }
     for (const ref of this.brokers) if (!this.conns.has(ref.name)) this.openConn(ref);
@@ -184,6 +203,42 @@ export class MqttBus {
     this.publish(buildTopic({ cluster: this.opts.cluster, node: this.opts.node, kind }), payload, 1, true);
   }
 
+  /**
+   * Publishes this node's alarm `id` retained at `<own prefix>/alarm/<id>`, QoS 1: `payload`
+   * (alarms/history.ts alarmPayload) while it is active, "" to clear it. Kept and re-published
+   * whenever the own broker reconnects (a restarted broker has lost its retained messages).
+   */
+  publishAlarm(id: string, payload: string): void {
+    let topic: string;
+    try {
+      topic = buildTopic({ cluster: this.opts.cluster, node: this.opts.node, kind: "alarm", id });
+    } catch (e) {
+      this.counters.dropped++;
+      this.log.error(`not publishing alarm ${JSON.stringify(id)}: ${(e as Error).message}`);
+      return;
+    }
+    const buf = Buffer.from(payload, "utf8");
+    if (buf.length) {
+      this.ownAlarms.set(id, buf);
+      this.pendingClears.delete(id);
+    } else {
+      this.ownAlarms.delete(id);
+      this.pendingClears.add(id);
+    }
+    if (this.publish(topic, buf, 1, true)) this.pendingClears.delete(id);
+  }
+
+  /** Registers a receiver of every broker's retained alarms, and hands it those held now.
+   * Returns its removal. */
+  onAlarm(cb: AlarmCb): () => void {
+    this.alarmCbs.add(cb);
+    for (const [from, m] of this.heldAlarms) {
+      this.call(() => cb(from, null, null), `alarms of ${from}`);
+      for (const [id, a] of m) this.call(() => cb(from, id, a), `alarm ${id} of ${from}`);
+    }
+    return () => this.alarmCbs.delete(cb);
+  }
+
   /** Registers a receiver of validated messages; returns its removal. */
   onMessage(cb: MessageCb): () => void {
     this.msgCbs.add(cb);
@@ -235,8 +290,14 @@ export class MqttBus {
       subscriptions: subscriptionsFor(cluster, node).map((s) => ({ ...s, nl: true })),
       onMessage: (topic, payload) => this.onWire(conn, topic, payload),
       onConnect: () => {
+        // its retained alarms arrive again after the SUBACK: drop what we held from it
+        this.forgetAlarms(ref.name);
         if (!own) return;
         for (const [kind, payload] of this.retained) this.publish(buildTopic({ cluster, node, kind }), payload, 1, true);
+        for (const [id, payload] of this.ownAlarms) this.publish(buildTopic({ cluster, node, kind: "alarm", id }), payload, 1, true);
+        for (const id of this.pendingClears) {
+          if (this.publish(buildTopic({ cluster, node, kind: "alarm", id }), Buffer.alloc(0), 1, true)) this.pendingClears.delete(id);
+        }
       },
     });
     this.conns.set(ref.name, conn);
@@ -248,21 +309,22 @@ export class MqttBus {
     this.closing.add(p);
   }
 
-  private publish(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean): void {
+  /** Hands one publish to the own broker's connection; false when it was dropped. */
+  private publish(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean): boolean {
     const own = this.conns.get(this.opts.node);
     if (this.state !== "started" || !own || !own.connected()) {
       this.counters.dropped++;
-      return;
+      return false;
     }
     if (payload.length > MAX_PAYLOAD) {
       this.counters.dropped++;
       this.log.error(`not publishing ${topic}: ${payload.length} bytes, peers accept at most ${MAX_PAYLOAD}`);
-      return;
+      return false;
     }
     const maxInflight = this.opts.maxInflight ?? 100;
     if (qos === 1 && own.inflight >= maxInflight) {
       this.counters.dropped++;
-      return;
+      return false;
     }
     this.counters.sent++;
     const opts: IClientPublishOptions = { qos, retain };
@@ -272,6 +334,7 @@ export class MqttBus {
       if (typeof code === "number" && code >= 0x80) this.onRefused(topic, code, err.message);
       else this.log.debug(`publish to ${topic} failed: ${err.message}`);
     });
+    return true;
   }
 
   /** A PUBACK with a failure reason code (MQTT5 3.4.2.1), e.g. 135 when the ACL denies the topic. */
@@ -308,6 +371,8 @@ export class MqttBus {
     if (t.node !== from) {
       return this.reject(from, "wrong-sender", topic, `topic: names node "${t.node}" but arrived on broker "${from}"`);
     }
+    // Own retained alarms (from before a restart) too: the watch clears those no longer active.
+    if (t.kind === "alarm") return this.ingestAlarm(from, t.id!, topic, payload);
     if (t.node === this.opts.node) {
       // Our own retained state/config from a previous run is expected; anything else under our
       // prefix was published by another connection with our name.
@@ -341,6 +406,30 @@ export class MqttBus {
       default:
         return this.reject(from, "bad-topic", topic, `topic: kind "${t.kind}" is not read by the agent`);
     }
+  }
+
+  /** A retained alarm (or its clear) of node `from`, validated against its topic. */
+  private ingestAlarm(from: string, id: string, topic: string, payload: Buffer): void {
+    const r = parseAlarmPayload(payload, from, id);
+    if (!r.ok) {
+      const reason = /over \d+ bytes/.test(r.error) ? "too-large" : /not JSON/.test(r.error) ? "not-json" : /version/.test(r.error) ? "wrong-version" : /body (id|reporter)/.test(r.error) ? "wrong-sender" : "schema";
+      return this.reject(from, reason, topic, r.error);
+    }
+    let held = this.heldAlarms.get(from);
+    if (r.value) {
+      if (!held) this.heldAlarms.set(from, (held = new Map()));
+      if (!held.has(id) && held.size >= MAX_ALARMS_PER_BROKER) return this.reject(from, "too-large", topic, `more than ${MAX_ALARMS_PER_BROKER} alarms retained`);
+      held.set(id, r.value);
+    } else {
+      held?.delete(id);
+    }
+    this.counters.delivered++;
+    for (const cb of this.alarmCbs) this.call(() => cb(from, id, r.value), topic);
+  }
+
+  private forgetAlarms(from: string): void {
+    this.heldAlarms.delete(from);
+    for (const cb of this.alarmCbs) this.call(() => cb(from, null, null), `alarms of ${from}`);
   }
 
   /**

@@ -116,6 +116,7 @@ export function subscriptionsFor(cluster: string, node: string): { topic: string
     { topic: `${root}/+/rpc/${node}`, qos: 1 },
     { topic: `${root}/+/state`, qos: 1 },
     { topic: `${root}/+/config`, qos: 1 },
+    { topic: `${root}/+/alarm/+`, qos: 1 },
     { topic: `${root}/${JOIN_SEGMENT}/+/+`, qos: 1 },
   ];
 }

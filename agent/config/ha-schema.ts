@@ -29,8 +29,8 @@ const HaNode = section(
     /** the node's data address: MySQL and Redis listen there, replicas and portals connect there */
     address: ipv4(),
     bmc: Bmc.optional(),
-    /** its NICs' ports: switch name and ifDescr */
-    ports: z.array(section({ switch: name(), port: z.string().min(1).max(64) }, "switch and port"), expect("a list of switch ports")).default([]),
+    /** its NICs' ports: switch name and ifDescr (or ifName), and the node's NIC cabled there (alarms name it) */
+    ports: z.array(section({ switch: name(), port: z.string().min(1).max(64), nic: z.string(expect("a NIC name")).regex(/^[A-Za-z0-9_.-]{1,15}$/).optional() }, "switch, port, nic"), expect("a list of switch ports")).default([]),
   },
   "address, bmc, ports",
 );

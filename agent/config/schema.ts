@@ -8,6 +8,10 @@ import type { ClusterConfig } from "../bus/messages.ts";
 import type { Level } from "../env/env.ts";
 import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
 import { HaSection, MysqlSection, PortalSection, RedisSection, checkHa, type HaConfig } from "./ha-schema.ts";
+import { isHostPort } from "./host-port.ts";
+import { AlarmsSection, NotifySection, checkAlarmsRelations, toAlarmsConfig, toNotifyConfig, type AlarmsConfig, type NotifyConfig } from "../alarms/config.ts";
+import { HostSection, toHostOptions, type HostOptions } from "../hw/host.ts";
+import { MetricsSection, toMetricsConfig, type MetricsConfig } from "../ops/metrics.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/bollard/bollard.yaml";
 export const DEFAULT_STATE_DIR = "/var/lib/bollard";
@@ -59,6 +63,24 @@ export interface Config {
   control: { socket: string };
   /** the data path (issue 4); null: the agent runs the cluster core only */
   ha: HaConfig | null;
+  /** alarm damping, rule thresholds, history (docs/alarms.md) */
+  alarms: AlarmsConfig;
+  /** webhooks for alarm transitions */
+  notify: NotifyConfig;
+  /** the Prometheus endpoint (docs/metrics.md) */
+  metrics: MetricsConfig;
+  /** the hardware watch: what to poll how often (the BMCs and switches are ha's) */
+  hw: HwConfig;
+}
+
+export interface HwConfig {
+  /** bonds, NICs and filesystems of this host (hw/host.ts) */
+  host: HostOptions;
+  /** the BMC, switches and bonds are read this often */
+  pollMs: number;
+  /** the SEL, and CPU, memory, filesystems and time sync, this often */
+  selEveryMs: number;
+  hostEveryMs: number;
 }
 
 const expect = (what: string) => ({ error: what });
@@ -68,13 +90,7 @@ export const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
 const NAME_TEXT = "a name of a-z, 0-9 and -, starting with a letter, at most 31 characters";
 const name = () => z.string(expect(NAME_TEXT)).regex(NAME_RE);
 
-/** host:port, host a DNS name, an IPv4 address or a bracketed IPv6 address; port 1-65535. */
-export function isHostPort(v: string): boolean {
-  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):([0-9]{1,5})$/.exec(v);
-  if (!m) return false;
-  const port = Number(m[2]);
-  return port >= 1 && port <= 65535;
-}
+export { isHostPort };
 const hostPort = () => z.string(expect("host:port")).refine(isHostPort);
 
 const absPath = (what: string) =>
@@ -147,6 +163,18 @@ export const ConfigFile = section(
     mysql: MysqlSection.optional(),
     redis: RedisSection.optional(),
     portal: PortalSection.optional(),
+    alarms: AlarmsSection.prefault({}),
+    notify: NotifySection.prefault({}),
+    metrics: MetricsSection.prefault({}),
+    hw: section(
+      {
+        host: HostSection.prefault({}),
+        poll_ms: z.number(expect("a whole number of milliseconds, 200 to 60000")).int().min(200).max(60_000).default(1000),
+        sel_every_ms: z.number(expect("a whole number of milliseconds, 1000 to 3600000")).int().min(1000).max(3_600_000).default(10_000),
+        host_every_ms: z.number(expect("a whole number of milliseconds, 1000 to 3600000")).int().min(1000).max(3_600_000).default(10_000),
+      },
+      "host, poll_ms, sel_every_ms, host_every_ms",
+    ).prefault({}),
   },
   "the bollard config",
 );
@@ -196,6 +224,10 @@ export function toConfig(f: ConfigFile, password: string): Config {
     },
     control: { socket: f.control.socket ?? `${f.state_dir.replace(/\/+$/, "")}/agent.sock` },
     ha: f.ha ? { ha: f.ha, mysql: f.mysql ?? null, redis: f.redis ?? null, portal: f.portal ?? null } : null,
+    alarms: toAlarmsConfig(f.alarms),
+    notify: toNotifyConfig(f.notify),
+    metrics: toMetricsConfig(f.metrics),
+    hw: { host: toHostOptions(f.hw.host), pollMs: f.hw.poll_ms, selEveryMs: f.hw.sel_every_ms, hostEveryMs: f.hw.host_every_ms },
   };
 }
 
@@ -239,6 +271,7 @@ export function checkRelations(f: ConfigFile): string[] {
   }
   if (f.ha) errs.push(...checkHa({ ha: f.ha, mysql: null, redis: null, portal: null }, names));
   else if (f.mysql || f.redis || f.portal) errs.push("ha: expected an ha section (nodes' addresses and fencing) with mysql, redis or portal, got none");
+  errs.push(...checkAlarmsRelations(f.alarms));
   const timing = toConfig(f, "").timing;
   for (const msg of checkTiming(timing)) errs.push(`timing: ${msg} (got ${timingValues(msg, timing)})`);
   return errs;

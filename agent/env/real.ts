@@ -59,6 +59,7 @@ export class EventLog {
   private readonly maxBytes: number;
   private readonly wall: () => number;
   private failing = false;
+  private readonly listeners = new Set<(e: ClusterEvent) => void>();
 
   constructor(
     stateDir: string,
@@ -70,7 +71,20 @@ export class EventLog {
     this.wall = opts.wall ?? Date.now;
   }
 
+  /** Calls `fn` with every event recorded from now on (the alarm watch); returns its removal. */
+  onRecord(fn: (e: ClusterEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
   record(e: ClusterEvent): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(e);
+      } catch (err) {
+        this.log.error("an event listener failed", { err: err as Error });
+      }
+    }
     this.log.info(e.detail, { kind: e.kind, node: e.node, term: e.term, ...e.fields });
     const line = JSON.stringify({ ts: new Date(this.wall()).toISOString(), ...e }) + "\n";
     try {

@@ -155,11 +155,17 @@ export class HaRuntime {
     if (this.polling || this.stopped) return;
     this.polling = true;
     try {
-      const [m, r, p, v] = await Promise.all([this.mysql?.status(), this.redis?.status(), this.portal?.status(), this.vip?.held().catch(() => null)]);
+      const [m, r, p, v] = await Promise.all([this.mysql?.status(), this.redis?.info().catch(() => null), this.portal?.status(), this.vip?.held().catch(() => null)]);
       if (m && this.mysql && m.up) this.binlogState = await this.mysql.gtidBinlogState().catch(() => this.binlogState);
       this.facts = {
         mysql: m ? { up: m.up, role: m.role, writable: m.up && !m.readOnly && m.role !== "replica", received: m.gtidReceived ?? m.gtidExecuted, applied: this.binlogState || m.gtidExecuted, source: m.ioRunning || m.sqlRunning ? this.nodeOf(m.source) : null } : null,
-        redis: r ? { up: r.up, role: r.role === "master" ? "primary" : r.role, writable: r.role === "master" && !r.writesRefused, received: String(r.offset), applied: String(r.offset), source: this.nodeOf(r.source) } : null,
+        // A fenced master (min-replicas-to-write INT_MAX, the way Redis starts here) is no
+        // primary: it takes no writes and should become a replica. A master that refuses
+        // writes only because no replica is in sync yet is still the primary.
+        redis: this.redis ? (r ? {
+          up: true, role: r.role === "master" ? (r.fenced ? "none" : "primary") : "replica", writable: r.role === "master" && !r.fenced,
+          received: String(r.offset), applied: String(r.offset), source: r.role === "replica" ? this.nodeOf(r.masterHost ? `${r.masterHost}:${r.masterPort}` : null) : null,
+        } : { up: false, role: "none", writable: false, received: "0", applied: "0", source: null }) : null,
         portal: p ? { mysql: p.fenced ? null : this.nodeOf(p.mysql), redis: p.fenced ? null : this.nodeOf(p.redis) } : null,
         vip: v ?? null,
       };

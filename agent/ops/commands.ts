@@ -3,6 +3,7 @@
 // after its name, the config path and the Io, and returns an exit code (0 ok, 1 failure,
 // 2 usage or config error).
 import type { BuildInfo, Io } from "./cli.ts";
+import { alarmsCommand } from "./alarms-cmd.ts";
 import { haCommand, maintenanceCommand, rejoinCommand, switchoverCommand } from "./ha-cmd.ts";
 
 export interface CommandContext {
@@ -22,4 +23,4 @@ export interface SubCommand {
 }
 
 /** Registered commands. Add one line per command module. */
-export const COMMANDS: SubCommand[] = [switchoverCommand, maintenanceCommand, haCommand, rejoinCommand];
+export const COMMANDS: SubCommand[] = [switchoverCommand, maintenanceCommand, haCommand, rejoinCommand, alarmsCommand];

@@ -15,6 +15,8 @@ export interface StatusBody {
   bus: object;
   /** the data path: local facts, procedures running, peers' reports (ha/runtime.ts); null without HA */
   ha?: object | null;
+  /** the hardware and alarm watch (ops/watch.ts WatchSnapshot): alarms, BMC sensors, switch ports, host */
+  watch?: object | null;
   /** wall-clock ms when this body was made */
   wall: number;
 }

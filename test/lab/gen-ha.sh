@@ -1,8 +1,10 @@
 # test/lab/gen-ha.sh: the data-path sections of each node's bollard.yaml (agent/config/ha-schema.ts):
-# the nodes' data addresses, BMCs and switch ports for fencing, the switches' SNMP agents,
-# the VIP on bond0, and the node's MySQL, Redis and nginx portal. Sourced by gen.sh.
+# the nodes' data addresses, BMCs and switch ports (with the NIC cabled there) for fencing and
+# alarms, the switches' SNMP agents, the VIP on bond0, and the node's MySQL, Redis and nginx
+# portal; then the hardware watch (docs/alarms.md, docs/metrics.md): alarms, the metrics
+# endpoint on the node's data address, and the emulated bond's status file. Sourced by gen.sh.
 gen_ha_config() { # NODE: prints YAML to append to bollard.yaml
-  local n=$1 d m sw
+  local n=$1 d m sw i
   d=$(node_dir "$n")
   loopback && return 0  # the loopback mode runs agents and brokers only
   echo "ha:"
@@ -12,7 +14,8 @@ gen_ha_config() { # NODE: prints YAML to append to bollard.yaml
     echo "      address: $(data_ip "$m")"
     echo "      bmc: { host: $(bmc_ip "$m"), port: 623, user: admin, password_file: $S/$m/bmc.pass, cipher: $BMC_CIPHER, timeout_s: 1, retries: 1 }"
     echo "      ports:"
-    for sw in "${SWITCHES[@]}"; do echo "        - { switch: $sw, port: $(port_of "$m") }"; done
+    i=0  # eth0 is cabled to the first switch, eth1 to the second
+    for sw in "${SWITCHES[@]}"; do echo "        - { switch: $sw, port: $(port_of "$m"), nic: eth$i }"; i=$((i + 1)); done
   done
   echo "  switches:"
   for sw in "${SWITCHES[@]}"; do
@@ -38,5 +41,13 @@ portal:
   prefix: $d/nginx
   mysql_listen: "3307"
   redis_listen: "6380"
+alarms:
+  max_clear_after_ms: 60000         # a flapping fault holds at most a minute: the lab's tests follow each other
+metrics:
+  enabled: true
+  listen: "$(data_ip "$n"):9464"
+hw:
+  host:
+    bonds: [{ name: bond0, file: $d/bond0.status }]   # bond0 is emulated: bondd writes its status there
 EOF
 }
