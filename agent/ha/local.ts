@@ -21,6 +21,8 @@ export interface DbFacts {
 }
 
 export interface LocalFacts {
+  /** monotonic ms */
+  now: number;
   view: NodeView;
   mysql: DbFacts | null;
   redis: DbFacts | null;
@@ -42,9 +44,14 @@ export type LocalAction =
   | { res: "portal"; do: "route"; mysql: string | null; redis: string | null; why: string }
   | { res: "vip"; do: "acquire" | "release"; why: string };
 
+/** how long a divergence must persist in the peers' reports before the node holds itself out */
+const SUSPECT_MS = 2000;
+
 export class LocalManager {
   /** per service: why this node holds itself out of replication (diverged), or absent */
   readonly heldOut = new Map<Svc, string>();
+  /** a divergence seen once may be a peer report that lags our own data: confirm it over time */
+  private readonly suspect = new Map<Svc, number>();
 
   constructor(
     private readonly self: string,
@@ -105,6 +112,8 @@ export class LocalManager {
     const theirs = f.peerApplied(holder, svc);
     if (theirs === null) return null; // wait for the new primary's report
     const extra = f.extra(svc, d.applied, theirs);
+    if (extra === null) this.suspect.delete(svc);
+    else if (!this.heldOut.has(svc) && f.now - (this.suspect.get(svc) ?? (this.suspect.set(svc, f.now), f.now)) < SUSPECT_MS) return null;
     if (extra !== null) {
       const why = `diverged from ${holder}: has ${extra} that ${holder} lacks; held out, needs re-cloning`;
       if (this.heldOut.get(svc) !== why) this.note("held-out", `${svc} on ${this.self} ${why}`);

@@ -3,6 +3,7 @@
 // actions with the drivers and the fence levels; and exchanges resource reports with the
 // peers over the bus. Every action and its outcome is an event (the failover timeline).
 import { readFileSync } from "node:fs";
+import mysql from "mysql2/promise";
 import type { ClusterConfig, DbReport, Message, ResReport } from "../bus/messages.ts";
 import { PROTOCOL_VERSION } from "../bus/messages.ts";
 import type { ClusterNode } from "../cluster/node.ts";
@@ -32,6 +33,17 @@ export interface HaRuntimeDeps {
 const POLL_MS = 250;
 const REPORT_EVERY_MS = 500;
 const readSecret = (f: string) => readFileSync(f, "utf8").trim();
+
+/** The executed GTID state of another node's server, read with the replication account. */
+async function primaryBinlogState(host: string, port: number, user: string, password: string, mysql8: boolean): Promise<string> {
+  const c = await mysql.createConnection({ host, port, user, password, connectTimeout: 1000 });
+  try {
+    const [rows] = await c.query(mysql8 ? "SELECT @@GLOBAL.gtid_executed AS gtid" : "SELECT @@GLOBAL.gtid_binlog_state AS gtid");
+    return String((rows as { gtid?: string }[])[0]?.gtid ?? "");
+  } finally {
+    c.destroy();
+  }
+}
 
 export class HaRuntime {
   private readonly c: NonNullable<Config["ha"]>;
@@ -116,7 +128,7 @@ export class HaRuntime {
     if (this.stopped) return;
     const view = this.d.node.view();
     const plan = this.local.plan({
-      view, ...this.facts,
+      now: performance.now(), view, ...this.facts,
       alive: (n) => n === this.self || view.peers.some((p) => p.name === n && p.alive),
       peerApplied: (n, svc) => this.reports.get(n)?.r[svc]?.applied ?? null,
       extra: (svc, mine, theirs) => this.extra(svc, mine, theirs),
@@ -195,7 +207,9 @@ export class HaRuntime {
           } else if (a.do === "demote") detail = `read-only, ${await db.demote(a.why)} client connections killed`;
           else if (a.do === "detach") await db.detach(a.why);
           else if (a.do === "replicate") {
-            const check = await db.checkCanRejoin(this.reports.get(a.from)?.r.mysql?.applied ?? "");
+            // Compare with what the new primary holds now, read from it directly, not from a report.
+            const theirs = await primaryBinlogState(addr(a.from), this.c.mysql!.port, this.c.mysql!.repl_user, readSecret(this.c.mysql!.repl_password_file), this.c.mysql!.flavour === "mysql8");
+            const check = await db.checkCanRejoin(theirs);
             if (!check.ok) { this.d.event("held-out", `mysql on ${this.self} has ${check.extra} that ${a.from} lacks: held out, needs re-cloning`); break; }
             await db.rejoin(addr(a.from), this.c.mysql!.port);
             detail = `replicating from ${a.from}`;
