@@ -356,7 +356,11 @@ export class ClusterNode {
     this.commit(this.config);
     for (const d of this.inFlight) d({ status: "ok", epoch: this.committed.epoch });
     this.inFlight = [];
-    if (!isMember(this.config, this.id)) this.stepDown("removed from the cluster");
+    if (!isMember(this.config, this.id)) return this.stepDown("removed from the cluster");
+    // Tell the followers now rather than at the next heartbeat: a failover waits for this.
+    const now = this.env.now();
+    if (this.queue.length) this.proposeNext(now);
+    else this.sendHb(now);
   }
 
   private commit(c: ClusterConfig): void {

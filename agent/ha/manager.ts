@@ -40,7 +40,7 @@ export interface HaInput {
 export type HaAction =
   | { kind: "fence"; node: string; lastContactAgoMs: number }
   | { kind: "unfence"; node: string }
-  | { kind: "commit"; cmd: Command }
+  | { kind: "commit"; cmd: Command; own: boolean }
   | { kind: "query" };
 
 export interface HaEvents {
@@ -93,9 +93,10 @@ export class HaManager {
     this.fences.set(node, { state: fenced ? "done" : "failed", at: now, proofs });
   }
 
-  commitDone(ok: boolean, error?: string): void {
-    this.pendingCommit = false;
-    for (const p of this.procs.values()) if (p.commitSent && !ok) { p.commitSent = false; p.note = `commit refused: ${error}`; }
+  commitDone(ok: boolean, error?: string, own = false): void {
+    if (!own) this.pendingCommit = false;
+    if (ok) return;
+    for (const p of this.procs.values()) if (p.commitSent) { p.commitSent = false; p.note = `commit refused: ${error}`; }
   }
 
   busy(): string[] {
@@ -184,7 +185,7 @@ export class HaManager {
       fresh: (node, since) => (inp.reports.get(node)?.at ?? -Infinity) >= since,
       alive: (node) => this.alive(inp, node),
       fence: (node) => this.fence(node, inp),
-      commit: (cmd) => this.commit(cmd),
+      commit: (cmd) => this.commit(cmd, true),
       query: () => this.actions.push({ kind: "query" }),
       portal: (node) => inp.reports.get(node)?.r.portal ?? null,
       vip: (node) => inp.reports.get(node)?.r.vip ?? false,
@@ -201,10 +202,13 @@ export class HaManager {
     return this.fences.get(node)!;
   }
 
-  private commit(cmd: Command): void {
-    if (this.pendingCommit) return;
-    this.pendingCommit = true;
-    this.actions.push({ kind: "commit", cmd });
+  /** Procedures guard their own commits (Proc.commitSent); placement and flag clean-ups take turns. */
+  private commit(cmd: Command, own = false): void {
+    if (!own) {
+      if (this.pendingCommit) return;
+      this.pendingCommit = true;
+    }
+    this.actions.push({ kind: "commit", cmd, own });
   }
 
   /** A fenced node that is heard again, and holds nothing writable, gets its flag cleared. */

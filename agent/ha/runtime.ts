@@ -267,7 +267,7 @@ export class HaRuntime {
 
   private async leaderAct(a: HaAction): Promise<void> {
     if (a.kind === "query") return this.d.send("*", { v: PROTOCOL_VERSION, t: "res-query" });
-    if (a.kind === "commit") return this.d.node.command(a.cmd, (r) => this.mgr.commitDone(r.status === "ok", r.error));
+    if (a.kind === "commit") return this.d.node.command(a.cmd, (r) => this.mgr.commitDone(r.status === "ok", r.error, a.own));
     const cfg = this.fenceConfig(a.node);
     const deps = realFenceDeps(this.log);
     if (a.kind === "unfence") {

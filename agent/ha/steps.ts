@@ -169,7 +169,7 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
   applyRelayLog(p, c) {
     const r = c.report(p.candidate!, p.svc);
     if (!r || !(r.role === "primary" && r.writable)) return WAIT;
-    return done(`reported by ${p.candidate}: drained in ${r.steps?.drain ?? "?"} ms`);
+    return done(`reported by ${p.candidate}${r.steps?.drain !== undefined ? `: drained in ${r.steps.drain} ms` : ": relay log applied"}`);
   },
 
   promote(p, c) {

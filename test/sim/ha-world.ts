@@ -175,7 +175,7 @@ export class HaSim implements App {
 
   private leaderAct(n: SimNode, h: HaNode, a: HaAction): void {
     if (a.kind === "query") return this.w.send(n, "*", { v: 1, t: "res-query" });
-    if (a.kind === "commit") return n.core!.command(a.cmd, (r) => h.mgr.commitDone(r.status === "ok", r.error));
+    if (a.kind === "commit") return n.core!.command(a.cmd, (r) => h.mgr.commitDone(r.status === "ok", r.error, a.own));
     if (a.kind === "unfence") return;
     this.fence(n, h, a.node, a.lastContactAgoMs);
   }
