@@ -24,7 +24,15 @@ async function restore(): Promise<{ leader: string; holder: string }> {
     const r = await healthy("redis");
     if (!m || !r) return null;
     const st = await status(m.leader);
-    return st && !Object.keys(st.flags).some((k) => k.startsWith("fenc")) ? m : null;
+    if (!st || Object.keys(st.flags).some((k) => k.startsWith("fenc"))) return null;
+    // Each case fails over on purpose: acknowledge the last one, or anti-flapping holds the next.
+    for (const svc of ["mysql", "redis"]) {
+      if (st.flags[`failover:${svc}`] && !(Number(st.flags[`ack:${svc}`]) >= Number(st.flags[`failover:${svc}`]))) {
+        await sh(m.leader, `node ${REPO}/dist/bollard.js --config ${S}/${m.leader}/bollard.yaml ha ack ${svc}`);
+        return null;
+      }
+    }
+    return m;
   }, 500);
 }
 
