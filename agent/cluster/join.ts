@@ -17,7 +17,7 @@ interface Pending {
 
 export type ProofVerdict =
   | { ok: true; cmd: Command }
-  | { ok: false; reason: string; answer: JoinResult | null };
+  | { ok: false; reason: string; answer: JoinResult | null; duplicate?: true };
 
 export class JoinDesk {
   private readonly pending = new Map<string, Pending>();
@@ -48,10 +48,12 @@ export class JoinDesk {
   proof(m: JoinProof, isMember: boolean, now: number): ProofVerdict {
     this.expire(now);
     const p = this.pending.get(m.node);
+    // The joiner sends its proof through every peer's broker: copies arrive while (or after)
+    // the first is handled. They are counted, not refused.
+    if (p?.busy && p.leaderNonce === m.leaderNonce) return { ok: false, reason: "a copy of a proof being committed", answer: null, duplicate: true };
     if (!p || p.leaderNonce !== m.leaderNonce || p.joinerNonce !== m.joinerNonce) {
-      return { ok: false, reason: `no open challenge for ${m.node} with these nonces (stale or replayed proof)`, answer: null };
+      return { ok: false, reason: `no open challenge for ${m.node} with these nonces (a late copy, or a replayed proof)`, answer: null, duplicate: true };
     }
-    if (p.busy) return { ok: false, reason: `${m.node}'s admission is already being committed`, answer: null };
     const want = proofMac(this.token!, { cluster: this.cluster, node: m.node, bus: m.bus, pass: m.pass, leaderNonce: p.leaderNonce, joinerNonce: p.joinerNonce });
     if (!sameMac(want, m.mac)) {
       this.pending.delete(m.node);

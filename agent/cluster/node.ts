@@ -437,6 +437,10 @@ export class ClusterNode {
     if (from !== m.node) return this.count("reject.inconsistent");
     if (this.role !== "leader" || !this.desk.canAdmit) return this.count("join.not-leader");
     const v = this.desk.proof(m, isMember(this.config, m.node), this.env.now());
+    if (!v.ok && v.duplicate) {
+      this.count("join.duplicate");
+      return this.env.log.debug(`join: ${m.node}: ${v.reason}`, { joiner: m.node });
+    }
     if (!v.ok) {
       this.count("join.refused");
       this.env.log.warn(`join refused for ${m.node}: ${v.reason}`, { joiner: m.node });
