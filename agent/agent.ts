@@ -143,7 +143,10 @@ export class Agent {
         start: () => {
           if (!c.bus.broker) return;
           this.brokerAuth = new BrokerAuth(c.bus.broker, c.cluster.name, c.cluster.join?.token ?? null, this.log.child("broker"));
-          this.brokerAuth.apply(store.load()?.committed ?? bootstrapConfig(c));
+          // Only a config this node has committed: a blank node learns the members from the
+          // leader, and must not overwrite its broker's users with an unverified token's.
+          const saved = store.load();
+          if (saved) this.brokerAuth.apply(saved.committed);
         },
       },
       {
@@ -151,6 +154,7 @@ export class Agent {
         start: async () => {
           id = await resolveBusIdentity(c, store, this.log.child("cluster"), this.abort.signal);
           this.log.info(`bus login ${c.bus.username}: ${id.how}`);
+          if (id.forming) this.brokerAuth?.apply(bootstrapConfig(c)); // the founders, before anyone logs in
         },
       },
       {
