@@ -4,6 +4,9 @@
 // 2 usage or config error).
 import type { BuildInfo, Io } from "./cli.ts";
 import { alarmsCommand } from "./alarms-cmd.ts";
+import { consoleCommand } from "./console-cmd.ts";
+import { diagCommand } from "./diag.ts";
+import { eventsCommand, logsCommand, nodesCommand, servicesCommand } from "./views-cmd.ts";
 import { haCommand, maintenanceCommand, rejoinCommand, switchoverCommand } from "./ha-cmd.ts";
 
 export interface CommandContext {
@@ -23,4 +26,7 @@ export interface SubCommand {
 }
 
 /** Registered commands. Add one line per command module. */
-export const COMMANDS: SubCommand[] = [switchoverCommand, maintenanceCommand, haCommand, rejoinCommand, alarmsCommand];
+export const COMMANDS: SubCommand[] = [
+  nodesCommand, servicesCommand, logsCommand, eventsCommand, alarmsCommand, consoleCommand, diagCommand,
+  switchoverCommand, maintenanceCommand, haCommand, rejoinCommand,
+];

@@ -1,0 +1,148 @@
+// Screen 2 (Services) and what `bollard services` prints: for MySQL and Redis, who is primary
+// and whether it is writable, each replica's source, lag and position (GTID set / offset);
+// each node's portal routes and the VIP; failover procedures running, nodes held out, and
+// the anti-flapping holds.
+import { parseGtid, weight } from "../../resources/gtid.ts";
+import { ago, alive, assignments, cols, cut, factsOf, flags, haOf, holdsVip, membersOf, services, type Facts, type Model, type Svc } from "./model.ts";
+import type { Line } from "./vt100.ts";
+
+export interface ServiceRow {
+  node: string;
+  self: boolean;
+  up: boolean | null;
+  /** the node answers on the bus; its report is stale otherwise */
+  reachable: boolean;
+  role: string;
+  writable: boolean | null;
+  source: string | null;
+  /** MySQL: transactions behind the primary; Redis: bytes behind; null when unknown */
+  lag: number | null;
+  position: string;
+  heldOut: string | null;
+}
+
+export interface ServiceView {
+  svc: Svc;
+  holder: string | null;
+  rows: ServiceRow[];
+}
+
+/** GTID sets are MySQL's (uuid:1-5) or MariaDB's (0-1-5); the text says which. */
+function gtidWeight(text: string): bigint | null {
+  if (!text) return 0n;
+  const r = parseGtid(text.includes(":") ? "mysql" : "mariadb", text);
+  return r.ok ? weight(r.value) : null;
+}
+
+function lagOf(svc: Svc, primary: Facts | null, x: Facts): number | null {
+  if (!primary || x.role !== "replica") return null;
+  if (svc === "redis") {
+    const d = Number(primary.applied) - Number(x.applied);
+    return Number.isFinite(d) ? Math.max(0, d) : null;
+  }
+  const p = gtidWeight(primary.applied);
+  const r = gtidWeight(x.applied);
+  return p === null || r === null ? null : Math.max(0, Number(p - r));
+}
+
+export function serviceViews(m: Model): ServiceView[] {
+  const a = assignments(m);
+  const ha = haOf(m);
+  return services(m).map((svc) => {
+    const holder = a[svc] ?? null;
+    const primary = holder ? factsOf(m, holder, svc) : null;
+    const rows = membersOf(m).map((n): ServiceRow => {
+      const f = factsOf(m, n, svc);
+      const reachable = alive(m, n) !== false;
+      return {
+        node: n,
+        self: n === m.self,
+        up: f ? f.up && reachable : null,
+        reachable,
+        role: f ? f.role : "-",
+        writable: f ? f.writable : null,
+        source: f?.source ?? null,
+        lag: f && reachable ? lagOf(svc, primary, f) : null,
+        position: f ? f.applied : "",
+        heldOut: (n === m.self ? ha?.heldOut[svc] : f?.heldOut) ?? null,
+      };
+    });
+    return { svc, holder, rows };
+  });
+}
+
+const W = [8, 8, 5, 3, 7, 8];
+
+function table(v: ServiceView): string[] {
+  const name = v.svc === "mysql" ? "MySQL" : "Redis";
+  const hr = v.rows.find((r) => r.node === v.holder);
+  const state = !v.holder ? "NO PRIMARY" : !hr?.reachable ? `primary ${v.holder} (DOWN)` : hr.writable ? `primary ${v.holder}, writable` : `primary ${v.holder}, NOT WRITABLE`;
+  const lagHead = v.svc === "mysql" ? "LAG tx" : "LAG B";
+  const posHead = v.svc === "mysql" ? "APPLIED GTID" : "OFFSET";
+  const out = [`${name}: ${state}`, cols(["NODE", "ROLE", "UP", "RW", "SOURCE", lagHead, posHead], W)];
+  for (const r of v.rows) {
+    out.push(
+      cols(
+        [
+          `${r.node}${r.self ? "*" : ""}`,
+          r.heldOut ? "HELD-OUT" : r.role,
+          r.up === null ? "-" : !r.reachable ? "DOWN?" : r.up ? "up" : "DOWN",
+          r.writable === null ? "-" : r.writable ? "rw" : "ro",
+          r.source ?? "-",
+          r.lag === null ? "-" : String(r.lag),
+          r.position || "-",
+        ],
+        W,
+      ),
+    );
+  }
+  return out;
+}
+
+/** The portal's routes and the VIP on each node. */
+function portalTable(m: Model): string[] {
+  const ha = haOf(m);
+  if (!ha) return [];
+  const out = [cols(["PORTAL", "MYSQL->", "REDIS->", "VIP"], [8, 8, 8])];
+  for (const n of membersOf(m)) {
+    const p = n === m.self ? ha.facts.portal : (ha.peers[n]?.portal ?? null);
+    const vip = holdsVip(m, n);
+    const stale = alive(m, n) === false ? " (down; last report)" : "";
+    out.push(cols([`${n}${n === m.self ? "*" : ""}`, p ? (p.mysql ?? "none") : "-", p ? (p.redis ?? "none") : "-", `${vip === null ? "-" : vip ? "HELD" : "-"}${stale}`], [8, 8, 8]));
+  }
+  return out;
+}
+
+/** Procedures running (the leader's), nodes held out, anti-flapping holds. */
+function notes(m: Model): string[] {
+  const ha = haOf(m);
+  const f = flags(m);
+  const out: string[] = [];
+  for (const p of ha?.procedures ?? []) out.push(`running: ${p}`);
+  for (const v of serviceViews(m)) for (const r of v.rows) if (r.heldOut) out.push(`${v.svc} on ${r.node} held out: ${r.heldOut}`);
+  for (const svc of ["mysql", "redis"]) {
+    const last = Number(f[`failover:${svc}`] ?? NaN);
+    const ack = Number(f[`ack:${svc}`] ?? NaN);
+    if (Number.isFinite(last) && !(ack >= last)) out.push(`${svc} failed over ${ago(m.now - last)} ago: no automatic failover until acknowledged or the anti-flapping period ends`);
+    if (f[`freeze:${svc}`]) out.push(`${svc} frozen on ${f[`freeze:${svc}`]} (switchover)`);
+  }
+  if (f.ha === "disarmed") out.push("HA DISARMED: no automatic failover");
+  return out;
+}
+
+/** `bollard services` and screen 2, without the height limit. */
+export function servicesLines(m: Model): string[] {
+  if (!haOf(m) && !services(m).length) return ["no data path: this agent runs without an ha section (or has not reported yet)"];
+  const out: string[] = [];
+  for (const v of serviceViews(m)) out.push(...table(v), "");
+  out.push(...portalTable(m));
+  const n = notes(m);
+  if (n.length) out.push("", ...n);
+  return out.map((l) => cut(l, 80));
+}
+
+export function servicesScreen(m: Model, rows: number): Line[] {
+  const lines = servicesLines(m);
+  if (lines.length <= rows) return lines;
+  return [...lines.slice(0, rows - 1), `... ${lines.length - rows + 1} more lines: bollard services`];
+}
