@@ -107,6 +107,7 @@ export function renderNode(s: Seed, local: { mysqlBollard: string }): RenderedFi
       `state_dir: ${STATE_DIR}`,
       "log:",
       "  level: info",
+      ...(s.timing ? ["timing:", ...Object.entries(s.timing).map(([k, v]) => `  ${k}: ${v}`)] : []),
       "",
     ].join("\n"),
     0o640,

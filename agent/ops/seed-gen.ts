@@ -6,7 +6,8 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { NAME_RE } from "../config/schema.ts";
+import { DEFAULT_TIMING, type Timing } from "../cluster/timing.ts";
+import { NAME_RE, TIMING_KEYS } from "../config/schema.ts";
 import type { CommandContext } from "./commands.ts";
 import { DEFAULT_BUS_PORT, SEED_VERSION, SeedFile, addrOf, isCidr, newJoinToken, parseSeed, renderSeed, type Seed } from "./seed.ts";
 import { sha512Crypt } from "./seed-apply.ts";
@@ -38,6 +39,8 @@ separated; NAME=VALUE lists name the nodes.
   --snmp-read-community S  (default public); --snmp-write-community-file FILE
   --login-password-file F  root's console password (default: a random one, written to
                            DIR/login-password.txt); the seeds hold only its hash
+  --timing-scale N         every cluster timing N times its default (1-50): for slow
+                           machines such as emulated test VMs, never for a real cluster
   --force                  overwrite existing seed files`;
 
 export interface GenOptions {
@@ -62,6 +65,7 @@ export interface GenOptions {
   snmpRead: string;
   snmpWrite?: string;
   rootPasswordHash: string;
+  timingScale?: number;
 }
 
 class GenError extends Error {}
@@ -78,6 +82,13 @@ function pairs(flag: string, v: string | undefined): Record<string, string> {
     if (!NAME_RE.test(k)) throw new GenError(`--${flag}: "${k}" is not a node name`);
     out[k] = item.slice(at + 1);
   }
+  return out;
+}
+
+/** Every millisecond timing of the defaults times `n` (max_drift stays). */
+export function scaledTiming(n: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, file] of Object.entries(TIMING_KEYS) as [keyof Timing, string][]) if (k !== "maxDrift") out[file] = Math.round(DEFAULT_TIMING[k] * n);
   return out;
 }
 
@@ -118,6 +129,7 @@ export function makeSeeds(o: GenOptions): Seed[] {
         ...(o.snmpWrite ? { write_community: o.snmpWrite } : {}),
         ports: o.switchPorts,
       })),
+      ...(o.timingScale && o.timingScale !== 1 ? { timing: scaledTiming(o.timingScale) } : {}),
       login: { root_password_hash: o.rootPasswordHash },
     };
     // through the text form: what is written is what is checked
@@ -154,7 +166,7 @@ export function genOptions(args: string[], rand: (n: number) => Buffer = randomB
     options: {
       cluster: s, out: s, nodes: s, founders: s, "token-file": s, addresses: s, mgmt: s, "data-gateway": s, "mgmt-gateway": s,
       dns: s, ntp: s, vip: s, "data-nics": s, "mgmt-nic": s, bmc: s, "bmc-password-file": s, "bmc-cipher-suite": s,
-      switches: s, "switch-ports": s, "snmp-read-community": s, "snmp-write-community-file": s, "login-password-file": s,
+      switches: s, "switch-ports": s, "snmp-read-community": s, "snmp-write-community-file": s, "login-password-file": s, "timing-scale": s,
       force: { type: "boolean" },
     },
   });
@@ -182,6 +194,8 @@ export function genOptions(args: string[], rand: (n: number) => Buffer = randomB
   const switches = Object.entries(pairs("switches", v.switches)).map(([name, hp]) => ({ name, ...hostPortOf("switches", hp, 161) }));
   const suite = v["bmc-cipher-suite"] === undefined ? 17 : Number(v["bmc-cipher-suite"]);
   if (!Number.isInteger(suite) || suite < 0 || suite > 17) throw new GenError(`--bmc-cipher-suite: expected 0-17, got "${v["bmc-cipher-suite"]}"`);
+  const scale = v["timing-scale"] === undefined ? 1 : Number(v["timing-scale"]);
+  if (!Number.isFinite(scale) || scale < 1 || scale > 50) throw new GenError(`--timing-scale: expected a number from 1 to 50, got "${v["timing-scale"]}"`);
   const password = v["login-password-file"] ? readSecret("login-password-file", v["login-password-file"]) : null;
   const generated = password ?? rand(12).toString("base64url");
   const o: GenOptions = {
@@ -206,6 +220,7 @@ export function genOptions(args: string[], rand: (n: number) => Buffer = randomB
     snmpRead: v["snmp-read-community"] ?? "public",
     snmpWrite: v["snmp-write-community-file"] ? readSecret("snmp-write-community-file", v["snmp-write-community-file"]) : undefined,
     rootPasswordHash: sha512Crypt(generated, rand(12).toString("base64").replace(/[+=]/g, ".").slice(0, 16)),
+    timingScale: scale,
   };
   return { o, out: v.out, force: v.force ?? false, password: password === null ? generated : null };
 }

@@ -11,7 +11,8 @@ import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import { parseDocument } from "yaml";
 import { z } from "zod";
-import { NAME_RE, isHostPort } from "../config/schema.ts";
+import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
+import { NAME_RE, TIMING_KEYS, isHostPort } from "../config/schema.ts";
 import { pathText, show } from "../config/load.ts";
 import type { CommandContext, SubCommand } from "./commands.ts";
 import { generateCommand } from "./seed-gen.ts";
@@ -100,6 +101,14 @@ export const SeedFile = section(
       )
       .max(4)
       .default([]),
+    // the cluster core's timings (bollard.yaml `timing`); only for unusual environments
+    timing: z
+      .partialRecord(
+        z.enum(Object.values(TIMING_KEYS) as [string, ...string[]], expect(`one of ${Object.values(TIMING_KEYS).join(", ")}`)),
+        z.number(expect("a number > 0")).positive().max(3_600_000),
+        expect("a mapping of timing keys (docs/config.md)"),
+      )
+      .optional(),
     login: section(
       { root_password_hash: z.string(expect("a crypt(3) hash ($6$... or $y$...)")).regex(/^\$(6|y|5)\$[./A-Za-z0-9$=,]+$/).optional() },
       "root_password_hash",
@@ -132,7 +141,8 @@ export function parseSeed(text: string, source: string): SeedResult {
       ok: false,
       errors: r.error.issues.map((i) =>
         i.code === "unrecognized_keys"
-          ? `${pathText(i.path) || "(top level)"}: unknown key${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => JSON.stringify(k)).join(", ")}`
+          ? `${pathText(i.path) || "(top level)"}: unknown key${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => JSON.stringify(k)).join(", ")}` +
+            (pathText(i.path) === "timing" ? `; expected one of ${Object.values(TIMING_KEYS).join(", ")}` : "")
           : `${pathText(i.path) || "(top level)"}: expected ${i.message}, got ${show(i.input)}`,
       ),
     };
@@ -160,7 +170,15 @@ function seedRelations(s: Seed): string[] {
     errs.push(`network.mgmt.interface: ${s.network.mgmt.interface} is also a data interface (network.data.interfaces)`);
   }
   dupes(s.switches.map((w) => w.name)).forEach((n) => errs.push(`switches: expected unique names, got ${JSON.stringify(n)} more than once`));
+  if (s.timing) for (const msg of checkTiming(seedTiming(s))) errs.push(`timing: ${msg}`);
   return errs;
+}
+
+/** The timings a seed gives the agent: the defaults, with the seed's own over them. */
+export function seedTiming(s: Seed): Timing {
+  const t = { ...DEFAULT_TIMING };
+  for (const [k, file] of Object.entries(TIMING_KEYS) as [keyof Timing, string][]) if (s.timing?.[file] !== undefined) t[k] = s.timing[file]!;
+  return t;
 }
 
 /** The seed as YAML, commented for the operator who opens it. Strings are JSON-quoted. */
@@ -198,6 +216,7 @@ export function renderSeed(s: Seed, by: string): string {
         .replace(/ }$/, ",")}`,
       `      ports: ${flow(w.ports)} }`,
     ]),
+    ...(s.timing ? [`timing: { ${Object.entries(s.timing).map(([k, v]) => `${k}: ${v}`).join(", ")} }   # the cluster core's, docs/config.md`] : []),
     "login:",
     s.login.root_password_hash ? `  root_password_hash: ${q(s.login.root_password_hash)}` : "  {}",
   ];
