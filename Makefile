@@ -8,7 +8,7 @@ APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libngi
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
 	qemu-system-x86 perl python3
 
-.PHONY: all build test typecheck sim bench-sim bench-failover deps apt lab lab-up lab-down clean
+.PHONY: all build test typecheck sim bench-sim bench-failover deps apt lab lab-up lab-down image image-cluster-test clean
 
 all: build
 
@@ -53,6 +53,14 @@ lab-up: $(NODE_DEPS) apt build
 
 lab-down:
 	test/lab/lab down
+
+# The node image (docs/image.md): dist/bollard-node-<version>.img, its .sha256 and manifest.
+image: $(NODE_DEPS) build
+	image/build.sh
+
+# Three copies of the image boot with three seeds under QEMU and form a cluster.
+image-cluster-test: image
+	image/cluster-test.sh
 
 clean:
 	rm -rf dist

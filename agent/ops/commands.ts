@@ -6,6 +6,8 @@ import type { BuildInfo, Io } from "./cli.ts";
 import { alarmsCommand } from "./alarms-cmd.ts";
 import { consoleCommand } from "./console-cmd.ts";
 import { diagCommand } from "./diag.ts";
+import { flashCommand } from "./flash.ts";
+import { seedCommand } from "./seed.ts";
 import { eventsCommand, logsCommand, nodesCommand, servicesCommand } from "./views-cmd.ts";
 import { haCommand, maintenanceCommand, rejoinCommand, switchoverCommand } from "./ha-cmd.ts";
 
@@ -28,5 +30,5 @@ export interface SubCommand {
 /** Registered commands. Add one line per command module. */
 export const COMMANDS: SubCommand[] = [
   nodesCommand, servicesCommand, logsCommand, eventsCommand, alarmsCommand, consoleCommand, diagCommand,
-  switchoverCommand, maintenanceCommand, haCommand, rejoinCommand,
+  switchoverCommand, maintenanceCommand, haCommand, rejoinCommand, seedCommand, flashCommand,
 ];
