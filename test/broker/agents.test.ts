@@ -83,7 +83,7 @@ s.after(async (ctx) => {
 
 s("a leader is elected and every node follows it", async (ctx) => {
   const t0 = Date.now();
-  const l = await until("a leader", 10_000, () => agreedLeader(ctx, NODES));
+  const l = await until("a leader", 30_000, () => agreedLeader(ctx, NODES));
   console.log(`  leader ${l} agreed by all three ${Date.now() - t0} ms after start`);
   const v = await views(ctx);
   for (const n of NODES) assert.ok(v[n].quorum, `${n} has quorum`);
@@ -102,12 +102,12 @@ s("kill -9 of the leader's agent gives a new leader", async (ctx) => {
   const rest = NODES.filter((n) => n !== old);
   ctx.agents.get(old)!.kill("SIGKILL");
   const t0 = Date.now();
-  const l = await until("a new leader", 10_000, async () => {
+  const l = await until("a new leader", 20_000, async () => {
     const v = await views(ctx, rest);
     return rest.find((n) => v[n]?.role === "leader") ?? null;
   });
   const elected = Date.now() - t0;
-  await until("its lease", 10_000, () => agreedLeader(ctx, rest));
+  await until("its lease", 20_000, () => agreedLeader(ctx, rest));
   console.log(`  kill -9 ${old}: ${l} elected after ${elected} ms, lease held after ${Date.now() - t0} ms (polled every ~50 ms)`);
   assert.is.not(l, old);
   startAgent(ctx, old);
@@ -115,7 +115,7 @@ s("kill -9 of the leader's agent gives a new leader", async (ctx) => {
 });
 
 s("with one broker stopped, the other two keep quorum", async (ctx) => {
-  const l = await until("a leader", 10_000, () => agreedLeader(ctx, NODES));
+  const l = await until("a leader", 30_000, () => agreedLeader(ctx, NODES));
   const victim = NODES.find((n) => n !== l)!;
   await ctx.h.stopBroker(victim);
   // victim can still read the two others' brokers but publish nowhere: it loses the others.
