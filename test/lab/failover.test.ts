@@ -15,6 +15,8 @@ async function restore(): Promise<{ leader: string; holder: string }> {
   for (const n of NODES) {
     await lab("heal", n).catch(() => undefined);
     await lab("bmc", n, "up").catch(() => undefined);
+    // a node fenced at the switches stays cut off until its ports are up again (unfence)
+    for (const sw of ["switchA", "switchB"]) await lab("link", sw, n, "up").catch(() => undefined);
     const st = await status(n);
     if (!st) await lab("power", n, "on").catch(() => undefined);
   }
