@@ -8,7 +8,7 @@ APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libngi
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
 	qemu-system-x86 perl python3
 
-.PHONY: all build test typecheck sim bench-sim bench-failover deps apt lab lab-up lab-down image image-cluster-test clean
+.PHONY: test-failover all build test typecheck sim bench-sim bench-failover deps apt lab lab-up lab-down image image-cluster-test clean
 
 all: build
 
@@ -38,6 +38,11 @@ sim: $(NODE_DEPS)
 
 bench-sim: $(NODE_DEPS)
 	node --import tsx test/sim/bench.ts
+
+# The data-path failover cases in the lab (test/lab/failover.lab.ts). Not yet part of
+# make test: on this 2-core machine some cases are not reliable yet (issue 4's note).
+test-failover: $(NODE_DEPS) apt build
+	node --import tsx test/lab/failover.lab.ts
 
 # RUNS power-off failovers and one switchover in the lab, under a writer through the VIP.
 bench-failover: $(NODE_DEPS) apt build

@@ -71,6 +71,9 @@ export async function healthy(svc: "mysql" | "redis", nodes = NODES): Promise<{ 
   const holder = leader.assignments[svc];
   if (!holder) return null;
   for (const [i, s] of st.entries()) {
+    // A replica that diverged holds itself out until it is re-cloned (docs/ha.md): it is
+    // not part of a healthy data path, and not waited for.
+    if (nodes[i] !== holder && s!.ha?.heldOut?.[svc]) continue;
     const f = s!.ha?.facts?.[svc];
     if (!f?.up) return null;
     if (nodes[i] === holder ? !(f.writable && f.role === "primary") : !(f.role === "replica" && f.source === holder)) return null;
