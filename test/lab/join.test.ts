@@ -112,8 +112,9 @@ if (skip) {
       const { value: mine } = await until(`${f} says it was refused`, 10_000, () => findLog(l, f, /^join refused: /, t0));
       assert.is(mine.level, "error");
       assert.match(mine.msg, /does not verify with our join token \(wrong token\?\)/);
-      assert.ok(agentLog(l, f, t0).some((j) => /^start-up failed: credentials$/.test(j.msg) && /could not join cluster lab/.test(String(j.err))),
-        `${f}'s agent stops its start-up: it could not join`);
+      // it backs off 10 s before it gives up (identity.ts), so the supervisor's restarts do not hammer the leader
+      await until(`${f}'s agent stops its start-up: it could not join`, 25_000, async () =>
+        agentLog(l, f, t0).some((j) => /^start-up failed: credentials$/.test(j.msg) && /could not join cluster lab/.test(String(j.err))));
       console.log(`  ${leader}: "${refused.msg}"\n  ${f}: "${mine.msg}"`);
 
       await sleep(3000); // the supervisor restarts it and it tries again: still nothing changes
