@@ -22,7 +22,7 @@ import { parseArgs } from "node:util";
 import { parseConfig } from "../config/load.ts";
 import { atomicWrite } from "../env/store.ts";
 import type { CommandContext } from "./commands.ts";
-import { DEFAULT_BUS_PORT, SEED_FILE_NAME, addrOf, describeSeed, hostOf, readSeed, seedErrors, type Seed } from "./seed.ts";
+import { DEFAULT_BUS_PORT, SEED_FILE_NAME, addrOf, describeSeed, hostOf, readSeed, seedErrors, seedTiming, type Seed } from "./seed.ts";
 
 export const STATE_DIR = "/var/lib/bollard";
 export const SECRETS_DIR = `${STATE_DIR}/secrets`;
@@ -112,6 +112,15 @@ export function renderNode(s: Seed, local: { mysqlBollard: string }): RenderedFi
     ].join("\n"),
     0o640,
   );
+  if (s.timing) {
+    // the agent's systemd watchdog stretches with the cluster's timings (the fence deadline,
+    // DESIGN §5, counts both): on a machine slow enough to need them, 5 s is too short
+    const lease = seedTiming(s).leaseMs;
+    add(
+      "/etc/systemd/system/bollard-agent.service.d/timing.conf",
+      [`# ${head}`, "[Service]", `WatchdogSec=${Math.max(5, Math.round((5 * lease) / 2000))}s`, ""].join("\n"),
+    );
+  }
   add("/etc/hostname", `${s.node}\n`);
   add(
     "/etc/hosts",

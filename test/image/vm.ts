@@ -296,7 +296,8 @@ export class Vm {
   async sh(cmd: string, timeoutMs: number): Promise<{ out: string; code: number }> {
     const tag = `__END_${++this.n}_${Math.random().toString(36).slice(2, 8)}`;
     this.markNow();
-    this.send(`${cmd}; echo "${tag} $?"\r`);
+    // the tag on a line of its own, whether or not the command's output ended with a newline
+    this.send(`${cmd}; r=$?; echo; echo "${tag} $r"\r`);
     const m = await this.waitFor(new RegExp(`([\\s\\S]*?)^${tag} (\\d+)$`, "m"), timeoutMs, `the end of "${cmd.slice(0, 60)}"`);
     return { out: m[1]!.trim(), code: Number(m[2]) };
   }
