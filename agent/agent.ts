@@ -10,7 +10,7 @@ import { resolveBusIdentity, type BusIdentity } from "./bus/identity.ts";
 import { MqttBus } from "./bus/mqtt.ts";
 import type { Command, Member } from "./bus/messages.ts";
 import { ClusterNode } from "./cluster/node.ts";
-import { HaRuntime } from "./ha/runtime.ts";
+import { HaRuntime } from "./ops/ha-runtime.ts";
 import { bootstrapConfig, type Config } from "./config/schema.ts";
 import type { TimerHandle, Timers } from "./env/env.ts";
 import type { JsonLogger } from "./env/log.ts";

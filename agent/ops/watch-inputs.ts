@@ -104,7 +104,7 @@ export function redisInput(f: DbFacts | null | undefined): RedisInput | null {
 }
 
 /**
- * Event-log records that are alarm events (ha/manager.ts and ha/runtime.ts word them):
+ * Event-log records that are alarm events (ha/manager.ts and ops/ha-runtime.ts word them):
  *  - "failover of S from A to B done in N ms" {svc, to, ms, done}        -> failover-done
  *  - "failover of S from A FAILED at step confirmFence: why" {step, failed} -> fence-failed A
  *  - "A level L CONFIRMED in N ms: ..." (kind fence) {node, ok: true}    -> fence-done A

@@ -10,7 +10,7 @@ export type Svc = "mysql" | "redis";
 /** A service's facts on one node (ha/local.ts DbFacts, or a peer's DbReport). */
 export type Facts = Pick<DbReport, "up" | "role" | "writable" | "received" | "applied" | "source"> & { heldOut?: string | null };
 
-/** StatusBody.ha as ha/runtime.ts snapshot() makes it. */
+/** StatusBody.ha as ops/ha-runtime.ts snapshot() makes it. */
 export interface HaSnapshot {
   facts: { mysql: Facts | null; redis: Facts | null; portal: { mysql: string | null; redis: string | null } | null; vip: boolean | null };
   busy: string[];

@@ -18,9 +18,9 @@ import { PortalDriver } from "../resources/portal.ts";
 import { RedisDriver } from "../resources/redis.ts";
 import { VipDriver } from "../resources/vip.ts";
 import { realTimers } from "../env/real.ts";
-import type { Svc } from "./flags.ts";
-import { LocalManager, type DbFacts, type LocalAction } from "./local.ts";
-import { HaManager, type HaAction, type Report } from "./manager.ts";
+import type { Svc } from "../ha/flags.ts";
+import { LocalManager, type DbFacts, type LocalAction } from "../ha/local.ts";
+import { HaManager, type HaAction, type Report } from "../ha/manager.ts";
 
 export interface HaRuntimeDeps {
   config: Config;
