@@ -247,8 +247,13 @@ EOF
   mv "$tmp" "$img"
 }
 step "disk: GPT and partitions" assemble "$IMG"
-# openssl's sha256 uses the CPU's SHA extensions: 10x sha256sum's speed on a 5 GiB image
-sha256_file() { printf '%s  %s\n' "$(openssl dgst -sha256 -r "$1" | cut -d' ' -f1)" "$(basename "$1")" >"$1.sha256"; }
+# sha256sum format, hashed by node in 4 MiB reads (OpenSSL with the CPU's SHA extensions):
+# 5 s for the 5.6 GiB image here, where sha256sum takes 40 s and `openssl dgst` 21 s
+sha256_file() {
+  node -e 'const c = require("crypto"), fs = require("fs"), h = c.createHash("sha256"), b = Buffer.allocUnsafe(4 << 20);
+    const fd = fs.openSync(process.argv[1], "r"); for (let n; (n = fs.readSync(fd, b, 0, b.length, null)) > 0; ) h.update(b.subarray(0, n));
+    console.log(`${h.digest("hex")}  ${require("path").basename(process.argv[1])}`)' "$1" >"$1.sha256"
+}
 step "disk: sha256" sha256_file "$IMG"
 
 {

@@ -113,12 +113,13 @@ export function renderNode(s: Seed, local: { mysqlBollard: string }): RenderedFi
     0o640,
   );
   if (s.timing) {
-    // the agent's systemd watchdog stretches with the cluster's timings (the fence deadline,
-    // DESIGN §5, counts both): on a machine slow enough to need them, 5 s is too short
-    const lease = seedTiming(s).leaseMs;
+    // the agent's systemd watchdog and start timeout stretch with the cluster's timings (the
+    // fence deadline, DESIGN §5, counts the watchdog): on a machine slow enough to need them,
+    // 5 s and 120 s are too short
+    const scale = Math.max(1, seedTiming(s).leaseMs / 2000);
     add(
       "/etc/systemd/system/bollard-agent.service.d/timing.conf",
-      [`# ${head}`, "[Service]", `WatchdogSec=${Math.max(5, Math.round((5 * lease) / 2000))}s`, ""].join("\n"),
+      [`# ${head}`, "[Service]", `WatchdogSec=${Math.round(5 * scale)}s`, `TimeoutStartSec=${Math.round(120 * scale)}s`, ""].join("\n"),
     );
   }
   add("/etc/hostname", `${s.node}\n`);

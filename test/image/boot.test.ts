@@ -75,10 +75,10 @@ const t = (name: string, fn: (ctx: { vm: Vm }) => Promise<void>) => (skip ? Boot
 
 t("ttyS0 shows the bollard console's status screen", async ({ vm }) => {
   // console-tty's own screen (header), or `bollard console`'s top line (docs/console.md)
-  await vm.waitScreen(/^bollard console {2}|^(OK|DEGRADED|CRITICAL)\b/m, 300_000 * slow, "console screen");
+  await vm.waitScreen(/^bollard console {2}|^ ?(OK|DEGRADED|CRITICAL)\b/m, 300_000 * slow, "console screen");
   const screen = vm.elapsed;
   // with the agent's answer on it: `bollard status`'s role row, or the top line's leader
-  await vm.waitScreen(/^role\s+leader$|^(OK|DEGRADED|CRITICAL)\b.*\b(leader|ldr) node1\b/m, 300_000 * slow, "status screen with the agent's answer");
+  await vm.waitScreen(/^role\s+leader$|^ ?(OK|DEGRADED)\b.*\b(leader|ldr) node1\b/m, 300_000 * slow, "status screen with the agent's answer");
   console.log(`  figure: boot to the console screen ${screen.toFixed(1)} s, to its status with the agent answering ${vm.elapsed.toFixed(1)} s (${accel})`);
   assert.not.match(plain(vm.text), /FIRST BOOT FAILED/);
 });

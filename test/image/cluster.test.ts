@@ -85,12 +85,17 @@ Cluster.after(async (ctx) => {
 
 const t = (name: string, fn: (ctx: Ctx) => Promise<void>) => (skip ? Cluster.skip(name, fn) : Cluster(name, fn));
 
-/** The leader a node's console shows with quorum, or null: console-tty's screen (the rows of
- *  `bollard status`), or `bollard console`'s top line (OK or DEGRADED: it has quorum). */
+/**
+ * The leader a node's console shows, or null: console-tty's own screen (the rows of `bollard
+ * status`: quorum yes and a leader), or `bollard console`'s (docs/console.md): the top line's
+ * leader, unless the screen gives no quorum or no leader as a reason. The state itself may
+ * be DEGRADED (alarms from the boot) or, under emulation, CRITICAL "agent down" for a moment
+ * when the agent answers the console's 500 ms poll late; the last known leader is then shown.
+ */
 function consoleLeader(vm: Vm): string | null {
   const screen = vm.term.text();
-  const top = /^(?:OK|DEGRADED)\b.*\b(?:leader|ldr) ([a-z][a-z0-9-]*)/m.exec(screen)?.[1];
-  if (top && top !== "none") return top;
+  const top = /^ ?(?:OK|DEGRADED|CRITICAL)\b.*\b(?:leader|ldr) ([a-z][a-z0-9-]*)/m.exec(screen)?.[1];
+  if (top) return top !== "none" && !/no quorum|no leader|self-fenced/i.test(screen) ? top : null;
   const q = /^quorum\s+(yes|NO)$/m.exec(screen)?.[1];
   const l = /^leader\s+(\S+)$/m.exec(screen)?.[1];
   return q === "yes" && l && l !== "none" ? l : null;

@@ -304,7 +304,7 @@ Apply("--timing-scale: the seed carries the timings, the agent's config has them
   const r = parseConfig(y.text, y.path, { secrets: false });
   assert.ok(r.ok, r.ok ? "" : r.errors.join("\n"));
   if (r.ok) assert.equal([r.config.timing.heartbeatMs, r.config.timing.peerDeadMs, r.config.timing.maxDrift], [2000, 12000, 0.01]);
-  assert.match(files(s!).get("/etc/systemd/system/bollard-agent.service.d/timing.conf")!.text, /\[Service\]\nWatchdogSec=50s/);
+  assert.match(files(s!).get("/etc/systemd/system/bollard-agent.service.d/timing.conf")!.text, /\[Service\]\nWatchdogSec=50s\nTimeoutStartSec=1200s/);
   assert.not.ok(files(three()[0]!).has("/etc/systemd/system/bollard-agent.service.d/timing.conf"), "default timings: the unit's watchdog");
   assert.throws(() => genOptions(["--cluster", "c", "--out", "/x", "--timing-scale", "0.5"]), /--timing-scale: expected a number from 1 to 50/);
   // a seed's timings must keep the core's relations, and only its keys
