@@ -31,7 +31,7 @@ typecheck: $(NODE_DEPS)
 	npx tsc --noEmit -p .
 
 test: $(NODE_DEPS) apt typecheck build
-	node test/run.mjs
+	IMAGE_TEST=1 node test/run.mjs
 
 sim: $(NODE_DEPS)
 	node --import tsx test/sim/cli.ts random --seeds $(SEEDS)

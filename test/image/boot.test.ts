@@ -5,7 +5,8 @@
 // prompt, and at the shell the agent service is active and `bollard status` answers.
 //
 // Runs when KVM runs a standard guest here (kvmUsable) and the image exists; IMAGE_TEST=1
-// builds a missing image (image/build.sh, root). Otherwise each test is skipped and the
+// (make test sets it) builds a missing image (image/build.sh, root) unless KVM is already
+// known not to run it (kvmPrecheck). Otherwise each test is skipped and the
 // reason printed. IMAGE_TEST_ACCEL=tcg boots under software emulation instead of skipping
 // (slow: minutes; the timings are then not the KVM figures); IMAGE_TEST_FALLBACK_TCG=1 does
 // so only when KVM is not usable.
@@ -15,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { ROOT, Vm, flashDisk, imagePath, kvmUsable, plain, qemuMissing, type Accel } from "./vm.ts";
+import { ROOT, Vm, flashDisk, imagePath, kvmPrecheck, kvmUsable, plain, qemuMissing, type Accel } from "./vm.ts";
 
 const image = imagePath();
 const bundle = process.env.BOLLARD_BUNDLE ?? join(ROOT, "dist/bollard.js");
@@ -27,7 +28,11 @@ async function plan(): Promise<{ skip: string | null; accel: Accel }> {
   const want = process.env.IMAGE_TEST_ACCEL ?? "auto";
   const missing = qemuMissing();
   if (missing) return { skip: missing, accel: "kvm" };
+  const tcgAllowed = want === "tcg" || process.env.IMAGE_TEST_FALLBACK_TCG === "1";
   if (!existsSync(image) && process.env.IMAGE_TEST === "1") {
+    // no image yet: do not build one (minutes, a download) when KVM cannot boot it anyway
+    const pre = kvmPrecheck();
+    if (!pre.ok && !tcgAllowed) return { skip: `KVM is not usable: ${pre.why} (IMAGE_TEST_ACCEL=tcg boots under emulation instead)`, accel: "kvm" };
     console.log(`  building the image (IMAGE_TEST=1): image/build.sh`);
     const r = spawnSync(join(ROOT, "image/build.sh"), ["--no-compress"], { stdio: "inherit" });
     if (r.status !== 0) return { skip: `image/build.sh failed (${r.status})`, accel: "kvm" };

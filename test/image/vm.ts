@@ -51,14 +51,23 @@ export function qemuMissing(): string | null {
  * port. /dev/kvm can exist and open yet not run one (e.g. a PVM host, kvm_pvm: a
  * paravirtual KVM that runs only PVM-enabled guest kernels).
  */
-export async function kvmUsable(image: string, dir: string): Promise<{ ok: boolean; why: string }> {
+/**
+ * What can be known about KVM without a guest kernel: /dev/kvm there and usable, and not
+ * kvm_pvm (PVM runs only PVM-enabled guests, never Debian's kernel or OVMF). ok: a boot probe
+ * (kvmUsable) must still decide. Lets make test skip before it builds an image for nothing.
+ */
+export function kvmPrecheck(): { ok: boolean; why: string } {
   if (!existsSync("/dev/kvm")) return { ok: false, why: "/dev/kvm does not exist" };
-  try {
-    const fd = spawnSync("sh", ["-c", "exec 3<>/dev/kvm"], { stdio: "ignore" });
-    if (fd.status !== 0) return { ok: false, why: "/dev/kvm cannot be opened read-write" };
-  } catch {
-    return { ok: false, why: "/dev/kvm cannot be opened" };
-  }
+  const fd = spawnSync("sh", ["-c", "exec 3<>/dev/kvm"], { stdio: "ignore" });
+  if (fd.status !== 0) return { ok: false, why: "/dev/kvm cannot be opened read-write" };
+  if (existsSync("/sys/module/kvm_pvm") && !existsSync("/sys/module/kvm_intel") && !existsSync("/sys/module/kvm_amd"))
+    return { ok: false, why: "this host's KVM is kvm_pvm (PVM), which runs only PVM-enabled guest kernels, not Debian's kernel or OVMF" };
+  return { ok: true, why: "/dev/kvm usable" };
+}
+
+export async function kvmUsable(image: string, dir: string): Promise<{ ok: boolean; why: string }> {
+  const pre = kvmPrecheck();
+  if (!pre.ok) return pre;
   mkdirSync(dir, { recursive: true });
   const kernel = join(dir, "probe-vmlinuz");
   const esp = 1024 * 1024;
