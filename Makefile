@@ -8,7 +8,7 @@ APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libngi
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
 	qemu-system-x86 perl python3
 
-.PHONY: test-failover all build test typecheck sim bench-sim bench-failover deps apt lab lab-up lab-down image image-cluster-test clean
+.PHONY: test-failover all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
 
 all: build
 
@@ -47,6 +47,12 @@ test-failover: $(NODE_DEPS) apt build
 # RUNS power-off failovers and one switchover in the lab, under a writer through the VIP.
 bench-failover: $(NODE_DEPS) apt build
 	RUNS=$(RUNS) node --import tsx test/lab/bench-failover.ts
+
+# RSS and CPU (agent + children) of the lab's idle agents over SECONDS (default 60); it only
+# reads /proc. Other agents: node --import tsx test/lab/bench-idle.ts [--seconds N] PID...
+SECONDS_IDLE ?= 60
+bench-idle: $(NODE_DEPS)
+	node --import tsx test/lab/bench-idle.ts --seconds $(SECONDS_IDLE)
 
 # The lab: the whole appliance on this machine (docs/lab.md). `make lab` sets up everything,
 # brings the lab up and shows node1's console (its status until the console exists).
