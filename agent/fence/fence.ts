@@ -59,7 +59,8 @@ export interface FenceOptions {
   /** level 1: how long to poll power status after power off; default 3000 ms */
   ipmiConfirmMs?: number;
   ipmiPollMs?: number;
-  /** aborts a level 3 wait (e.g. the node came back, or this node lost the lease) */
+  /** stops the attempt (the node is heard again, or this node no longer leads): no further
+   *  level is tried and no IPMI command is sent once it is aborted; a level 3 wait ends */
   signal?: AbortSignal;
 }
 
@@ -109,6 +110,12 @@ export async function fenceNode(target: FenceTarget, opts: FenceOptions): Promis
     try { opts.onProof?.(p); } catch (e) { log.error("onProof failed", { error: (e as Error).message }); }
   };
   for (const level of opts.levels ?? (["ipmi", "switch-ports", "deadline"] as FenceLevel[])) {
+    if (opts.signal?.aborted) {
+      // An abandoned failover must not go on cutting a node off: in the lab, an abandoned
+      // fence went on to shut a live node's ports and the cluster lost its majority.
+      record({ level, ok: false, detail: `not tried: fencing ${target.node} was called off (${reason(opts.signal)})`, ms: 0 });
+      return { fenced: false, level: null, proofs };
+    }
     let p: FenceProof;
     try {
       p = await attempt(level, target, opts);
@@ -122,13 +129,18 @@ export async function fenceNode(target: FenceTarget, opts: FenceOptions): Promis
   return { fenced: false, level: null, proofs };
 }
 
+function reason(signal: AbortSignal): string {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r.message : typeof r === "string" ? r : "aborted";
+}
+
 async function attempt(level: FenceLevel, target: FenceTarget, opts: FenceOptions): Promise<FenceProof> {
   const { deps } = opts;
   const cfg = target.config;
   switch (level) {
     case "ipmi":
       if (!cfg.bmc) return { level, ok: false, detail: `no BMC configured for ${target.node}: skipped`, ms: 0 };
-      return fenceByIpmi(deps.power(cfg.bmc), { clock: deps.clock, confirmMs: opts.ipmiConfirmMs, pollMs: opts.ipmiPollMs });
+      return fenceByIpmi(deps.power(cfg.bmc), { clock: deps.clock, confirmMs: opts.ipmiConfirmMs, pollMs: opts.ipmiPollMs, signal: opts.signal });
     case "switch-ports": {
       if (!cfg.switchPorts.length) return { level, ok: false, detail: `no switch ports configured for ${target.node}: skipped`, ms: 0 };
       const { refs, close } = portRefs(cfg, deps);

@@ -27,6 +27,8 @@ export interface PowerConfirmOptions {
   confirmMs?: number;
   /** between status reads; default 250 ms */
   pollMs?: number;
+  /** once aborted, the command is not sent (an answer already on its way is still read) */
+  signal?: AbortSignal;
 }
 
 /**
@@ -41,6 +43,7 @@ export async function setPowerConfirmed(power: PowerControl, want: PowerState, o
   const proof = (ok: boolean, detail: string): FenceProof => ({ level: "ipmi", ok, detail, ms: Math.round(clock.now() - t0) });
   const cmd = `chassis power ${want} on ${power.bmc}`;
 
+  if (o.signal?.aborted) return proof(false, `${cmd} not sent: called off: not confirmed`);
   const sent = await power[want === "off" ? "powerOff" : "powerOn"]();
   // A BMC that did not take the command is no use for fencing: a status read would only cost
   // another timeout, and if the power did go off, level 2 confirms within milliseconds.

@@ -37,8 +37,11 @@ export interface HaInput {
   cmp(svc: Svc, a: string, b: string): number | null;
 }
 
+
 export type HaAction =
-  | { kind: "fence"; node: string; lastContactAgoMs: number }
+  | { kind: "fence"; node: string; lastContactAgoMs: number; id: number }
+  /** call off a fence still running: its failover was abandoned (the node is heard again) */
+  | { kind: "abort-fence"; node: string; why: string }
   | { kind: "unfence"; node: string }
   | { kind: "commit"; cmd: Command; own: boolean }
   | { kind: "query" };
@@ -48,6 +51,8 @@ export interface HaEvents {
 }
 
 interface FenceState {
+  /** which fence action this is (an abandoned one may report after a new one started) */
+  id: number;
   state: "running" | "done" | "failed";
   at: number;
   proofs: FenceProof[];
@@ -60,6 +65,7 @@ export class HaManager {
   /** after a failed procedure, not again before this (local ms) */
   private readonly retryAt = new Map<Svc, number>();
   private pendingCommit = false;
+  private fenceSeq = 0;
   private actions: HaAction[] = [];
 
   constructor(
@@ -89,8 +95,10 @@ export class HaManager {
     this.pendingCommit = false;
   }
 
-  fenceDone(node: string, fenced: boolean, proofs: FenceProof[], now: number): void {
-    this.fences.set(node, { state: fenced ? "done" : "failed", at: now, proofs });
+  fenceDone(node: string, fenced: boolean, proofs: FenceProof[], now: number, id?: number): void {
+    const f = this.fences.get(node);
+    if (!f || f.state !== "running" || (id !== undefined && f.id !== id)) return; // called off, or an older fence
+    this.fences.set(node, { id: f.id, state: fenced ? "done" : "failed", at: now, proofs });
   }
 
   commitDone(ok: boolean, error?: string, own = false): void {
@@ -157,6 +165,10 @@ export class HaManager {
         const why = r.fail ?? `no progress for ${Math.round(inp.now - p.stepAt)} ms${p.note ? ` (${p.note})` : ""}`;
         this.ev.event("failover", `${p.kind} of ${p.svc} from ${p.from} FAILED at step ${name}: ${why}`, { svc: p.svc, step: name, failed: true });
         this.procs.delete(p.svc);
+        const f = this.fences.get(p.from);
+        if (f?.state === "running" && ![...this.procs.values()].some((o) => o.from === p.from)) {
+          this.actions.push({ kind: "abort-fence", node: p.from, why: `${p.kind} of ${p.svc} failed: ${why}` });
+        }
         this.fences.delete(p.from);
         this.retryAt.set(p.svc, inp.now + RETRY_MS);
         if (r.cleanup) { this.pendingCommit = false; this.commit(r.cleanup); }
@@ -194,11 +206,22 @@ export class HaManager {
 
   private fence(node: string, inp: HaInput): FenceState | null {
     const already = fencedProof(inp.view.committed.flags, node);
-    if (already) return { state: "done", at: inp.now, proofs: [{ level: "ipmi", ok: true, detail: `already fenced: ${already}`, ms: 0 }] };
+    if (already) return { id: 0, state: "done", at: inp.now, proofs: [{ level: "ipmi", ok: true, detail: `already fenced: ${already}`, ms: 0 }] };
     const f = this.fences.get(node);
     if (f) return f;
-    this.fences.set(node, { state: "running", at: inp.now, proofs: [] });
-    this.actions.push({ kind: "fence", node, lastContactAgoMs: this.silence(inp, node) });
+    // Never two nodes fenced at once: a majority must stay to commit the promotion, and a
+    // second node silent at the same time is more likely a loaded machine than a second
+    // failure (the lab: two abandoned fences cut two live nodes off; the cluster was lost).
+    const other = [...this.fences].find(([n, x]) => n !== node && x.state === "running")?.[0] ??
+      inp.view.committed.members.map((m) => m.name).find((n) => n !== node && `fencing:${n}` in inp.view.committed.flags);
+    if (other) {
+      this.once(`fence-wait:${node}`, "fence", `not fencing ${node} while ${other} is being fenced: at most one node at a time`);
+      return null;
+    }
+    this.forget(`fence-wait:${node}`);
+    const id = ++this.fenceSeq;
+    this.fences.set(node, { id, state: "running", at: inp.now, proofs: [] });
+    this.actions.push({ kind: "fence", node, lastContactAgoMs: this.silence(inp, node), id });
     return this.fences.get(node)!;
   }
 

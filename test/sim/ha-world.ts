@@ -36,6 +36,8 @@ class HaNode {
   mgr: HaManager;
   local: LocalManager;
   leading = false;
+  /** fences in flight by target node: the fence action's id */
+  fencing = new Map<string, number>();
   constructor(name: string, w: World, h: HaSim) {
     this.mgr = new HaManager(name, DEFAULT_HA_TIMING, { event: (kind, detail) => w.log(name, kind, detail) });
     this.local = new LocalManager(name, (kind, detail) => { w.log(name, kind, detail); h.heldOut.push(`${name}: ${detail}`); });
@@ -119,7 +121,7 @@ export class HaSim implements App {
       h.reports.set(n.name, { r: this.resOf(n, h), at: this.w.local(n) });
       const acts = h.mgr.tick({ now: this.w.local(n), wall: 1.7e12 + this.w.now, view, reports: h.reports, cmp: cmpPos });
       for (const a of acts) this.leaderAct(n, h, a);
-    } else if (h.leading) h.mgr.reset("no longer the acting leader");
+    } else if (h.leading) { h.mgr.reset("no longer the acting leader"); h.fencing.clear(); }
     h.leading = lead;
   }
 
@@ -177,16 +179,21 @@ export class HaSim implements App {
     if (a.kind === "query") return this.w.send(n, "*", { v: 1, t: "res-query" });
     if (a.kind === "commit") return n.core!.command(a.cmd, (r) => h.mgr.commitDone(r.status === "ok", r.error, a.own));
     if (a.kind === "unfence") return;
-    this.fence(n, h, a.node, a.lastContactAgoMs);
+    if (a.kind === "abort-fence") { h.fencing.delete(a.node); return this.w.log(n.name, "fence", `calling off the fence of ${a.node}: ${a.why}`); }
+    this.fence(n, h, a.node, a.lastContactAgoMs, a.id);
   }
 
   /** Fence levels as DESIGN §5, with BMCs and switch management that can be down. */
-  private fence(n: SimNode, h: HaNode, target: string, agoMs: number): void {
+  private fence(n: SimNode, h: HaNode, target: string, agoMs: number, id: number): void {
     const proofs: FenceProof[] = [];
     const t0 = this.w.now;
-    const done = (fenced: boolean) => h.mgr.fenceDone(target, fenced, proofs, this.w.local(n));
+    h.fencing.set(target, id);
+    const done = (fenced: boolean) => { if (h.fencing.get(target) === id) h.fencing.delete(target); h.mgr.fenceDone(target, fenced, proofs, this.w.local(n), id); };
+    // a fence called off (its failover abandoned, or leadership lost) does nothing more
+    const off = () => h.fencing.get(target) !== id;
     if (!this.bmcDown.has(target)) {
       return this.w.at(this.w.now + 300, () => {
+        if (off()) return;
         this.w.crash(target);
         proofs.push({ level: "ipmi", ok: true, detail: "chassis power off; power status: off", ms: 300 });
         done(true);
@@ -194,6 +201,7 @@ export class HaSim implements App {
     }
     proofs.push({ level: "ipmi", ok: false, detail: "BMC unreachable", ms: 2000 });
     this.w.at(this.w.now + 2000, () => {
+      if (off()) return;
       if (!this.switchMgmtDown) {
         this.portsDown.add(target);
         for (const o of this.w.nodes.keys()) if (o !== target) { this.w.block(target, o); this.w.block(o, target); }
@@ -203,6 +211,7 @@ export class HaSim implements App {
       proofs.push({ level: "switch-ports", ok: false, detail: "switch management unreachable", ms: 1000 });
       const deadline = this.w.timing.quorumLossMs + WATCHDOG_MS + FENCE_MARGIN_MS - agoMs - (this.w.now - t0);
       this.w.at(this.w.now + Math.max(1000, deadline), () => {
+        if (off()) return;
         proofs.push({ level: "deadline", ok: true, detail: "self-fence deadline passed", ms: Math.round(this.w.now - t0) });
         done(true);
       });

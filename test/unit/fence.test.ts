@@ -166,6 +166,30 @@ Levels("level 3 aborted: not fenced", async () => {
   assert.equal([r.fenced, r.level, r.proofs[2]!.ok], [false, null, false]);
   assert.match(r.proofs[2]!.detail, /wait aborted \d+\.\d s before it: not confirmed$/);
 });
+Levels("called off while level 1 runs: level 2 is not tried, the ports stay up", async () => {
+  // The lab: a failover abandoned because the node was heard again went on to shut the
+  // live node's switch ports, and the cluster lost its majority.
+  const c = setup();
+  c.bmc.reachable = false;
+  const ac = new AbortController();
+  const off = c.bmc.powerOff;
+  c.bmc.powerOff = async () => { const r = await off(); ac.abort(new Error("node2 is heard again")); return r; };
+  const r = await fence(c, 0, { signal: ac.signal });
+  assert.equal(r.proofs.map((p) => [p.level, p.ok]), [["ipmi", false], ["switch-ports", false]]);
+  assert.equal([r.fenced, r.level], [false, null]);
+  assert.match(r.proofs[1]!.detail, /^not tried: fencing node2 was called off \(node2 is heard again\)$/);
+  assert.equal([c.a.calls, c.b.calls], [[], []]);
+  assert.is(c.a.admin.get("swp2"), "up");
+});
+Levels("called off before it starts: no power command is sent", async () => {
+  const c = setup();
+  const ac = new AbortController();
+  ac.abort("leader changed");
+  const r = await fence(c, 0, { signal: ac.signal });
+  assert.equal(c.bmc.calls, []);
+  assert.is(c.bmc.state, "on");
+  assert.not.ok(r.fenced);
+});
 Levels("nothing configured: levels 1 and 2 say so, level 3 still holds", async () => {
   const c = setup();
   const r = await fenceNode({ node: "node3", config: { switchPorts: [] }, lastContactMs: 0 }, { deps: c.deps, timing: TIMING });
