@@ -63,7 +63,9 @@ export class HaRuntime {
   private readonly mgr: HaManager;
   private readonly steps: Record<string, number> = {};
   private leading = false;
-  private polling = false;
+  /** fences in flight, by node: called off when their failover is abandoned or leadership is lost */
+  private readonly fencing = new Map<string, AbortController>();
+  private polling: Promise<void> | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private lastReport = "";
   private lastReportAt = -Infinity;
@@ -139,7 +141,11 @@ export class HaRuntime {
     if (lead) {
       this.reports.set(this.self, { r: this.resReport(view.selfFenced), at: performance.now() });
       for (const a of this.mgr.tick({ now: performance.now(), wall: Date.now(), view, reports: this.reports, cmp: (svc, a, b) => this.cmp(svc, a, b) })) void this.leaderAct(a);
-    } else if (this.leading) this.mgr.reset("this node no longer leads with a lease");
+    } else if (this.leading) {
+      this.mgr.reset("this node no longer leads with a lease");
+      for (const ac of this.fencing.values()) ac.abort(new Error(`${this.self} no longer leads`));
+      this.fencing.clear();
+    }
     this.leading = lead;
   }
 
@@ -163,9 +169,22 @@ export class HaRuntime {
     return Object.entries(this.c.ha.nodes).find(([, v]) => v.address === host)?.[0] ?? null;
   }
 
-  private async poll(): Promise<void> {
-    if (this.polling || this.stopped) return;
-    this.polling = true;
+  /**
+   * Reads the local resources into `facts`. A call while a read is in flight waits for it and,
+   * with `fresh`, reads again: after an action the facts must come from a read that started
+   * after it, or the next plan sees the old state and repeats the action (a promote done
+   * three times, a VIP acquired twice: seen in the lab under load).
+   */
+  private poll(fresh = false): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    // a read that starts once the one in flight is over starts after the caller asked
+    if (this.polling) return fresh ? this.polling.then(() => this.poll()) : this.polling;
+    const p = this.readFacts().finally(() => { if (this.polling === p) this.polling = null; });
+    this.polling = p;
+    return p;
+  }
+
+  private async readFacts(): Promise<void> {
     try {
       const [m, r, p, v] = await Promise.all([this.mysql?.status(), this.redis?.info().catch(() => null), this.portal?.status(), this.vip?.held().catch(() => null)]);
       if (m && this.mysql && m.up) this.binlogState = await this.mysql.gtidBinlogState().catch(() => this.binlogState);
@@ -183,8 +202,6 @@ export class HaRuntime {
       };
     } catch (e) {
       this.log.error("polling the local resources failed", { err: e as Error });
-    } finally {
-      this.polling = false;
     }
   }
 
@@ -239,8 +256,9 @@ export class HaRuntime {
     } catch (e) {
       this.d.event("lrm", `${a.res} ${a.do} FAILED: ${(e as Error).message} (${a.why})`, { res: a.res, do: a.do, failed: true });
     } finally {
+      // still busy until facts read after the action are in: the plan must not see the old state
+      await this.poll(true);
       this.busy.delete(a.res);
-      await this.poll();
       this.report(true);
     }
   }
@@ -275,13 +293,24 @@ export class HaRuntime {
       this.d.event("unfence", `${a.node} ${r.ok ? "unfenced" : "NOT unfenced"}`);
       return;
     }
+    if (a.kind === "abort-fence") {
+      const ac = this.fencing.get(a.node);
+      if (!ac) return;
+      this.fencing.delete(a.node);
+      this.d.event("fence", `calling off the fence of ${a.node}: ${a.why}`);
+      return ac.abort(new Error(a.why));
+    }
     const t = this.d.config.timing;
     this.d.event("fence", `fencing ${a.node}: last heard ${a.lastContactAgoMs} ms ago`);
+    const ac = new AbortController();
+    this.fencing.get(a.node)?.abort(new Error("superseded by a new fence"));
+    this.fencing.set(a.node, ac);
     const r = await fenceNode({ node: a.node, config: cfg, lastContactMs: performance.now() - Math.max(0, a.lastContactAgoMs) }, {
-      deps, timing: { quorumLossMs: t.quorumLossMs, watchdogMs: this.c.ha.watchdog_ms, marginMs: this.c.ha.fence_margin_ms, maxDrift: t.maxDrift },
+      deps, signal: ac.signal, timing: { quorumLossMs: t.quorumLossMs, watchdogMs: this.c.ha.watchdog_ms, marginMs: this.c.ha.fence_margin_ms, maxDrift: t.maxDrift },
       onProof: (p) => this.d.event("fence", `${a.node} level ${p.level} ${p.ok ? "CONFIRMED" : "not confirmed"} in ${p.ms} ms: ${p.detail}`, { node: a.node, level: p.level, ok: p.ok, ms: p.ms }),
     });
-    this.mgr.fenceDone(a.node, r.fenced, r.proofs, performance.now());
+    if (this.fencing.get(a.node) === ac) this.fencing.delete(a.node);
+    this.mgr.fenceDone(a.node, r.fenced, r.proofs, performance.now(), a.id);
   }
 
   private fenceConfig(node: string): NodeFenceConfig {
