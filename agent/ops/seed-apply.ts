@@ -140,7 +140,12 @@ export function renderNode(s: Seed, local: { mysqlBollard: string }): RenderedFi
   // monitoring every 100 ms (a pulled cable or a dead switch port fails over within it).
   const net = (name: string, lines: string[]) => add(`/etc/systemd/network/${name}`, [`# ${head}`, ...lines, ""].join("\n"));
   net("10-bollard-bond0.netdev", ["[NetDev]", "Name=bond0", "Kind=bond", "", "[Bond]", "Mode=active-backup", "MIIMonitorSec=100ms", "UpDelaySec=0", "DownDelaySec=0", "PrimaryReselectPolicy=failure"]);
-  net("20-bollard-bond0-ports.network", ["[Match]", `Name=${n.data.interfaces.join(" ")}`, "", "[Network]", "Bond=bond0", "LinkLocalAddressing=no", "IPv6AcceptRA=no"]);
+  // The first data NIC (to switch A) is the primary: with both links up every node sends
+  // through the same switch, whichever NIC the kernel enslaved first (seen: enp0s4 active on
+  // one VM of the image cluster test). PrimaryReselectPolicy=failure: no swap back when it returns.
+  n.data.interfaces.forEach((nic, i) =>
+    net(`20-bollard-bond0-port${i + 1}.network`, ["[Match]", `Name=${nic}`, "", "[Network]", "Bond=bond0", ...(i === 0 ? ["PrimarySlave=true"] : []), "LinkLocalAddressing=no", "IPv6AcceptRA=no"]),
+  );
   net("30-bollard-bond0.network", [
     "[Match]", "Name=bond0", "", "[Network]", `Address=${n.data.address}`, ...(n.data.gateway ? [`Gateway=${n.data.gateway}`] : []),
     "LinkLocalAddressing=no", "IPv6AcceptRA=no", "ConfigureWithoutCarrier=yes", "", "[Link]", "RequiredForOnline=yes",

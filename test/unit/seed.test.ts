@@ -236,7 +236,8 @@ Apply("a joining node's config: not a member, joins through the founders", () =>
 Apply("bond0 active-backup over the data NICs, the management NIC, hostname and hosts", () => {
   const f = files(three()[1]!);
   assert.match(f.get("/etc/systemd/network/10-bollard-bond0.netdev")!.text, /Kind=bond\n\n\[Bond\]\nMode=active-backup\nMIIMonitorSec=100ms/);
-  assert.match(f.get("/etc/systemd/network/20-bollard-bond0-ports.network")!.text, /Name=eno1 eno2\n\n\[Network\]\nBond=bond0/);
+  assert.match(f.get("/etc/systemd/network/20-bollard-bond0-port1.network")!.text, /Name=eno1\n\n\[Network\]\nBond=bond0\nPrimarySlave=true\n/);
+  assert.match(f.get("/etc/systemd/network/20-bollard-bond0-port2.network")!.text, /Name=eno2\n\n\[Network\]\nBond=bond0\nLinkLocalAddressing=no/);
   assert.match(f.get("/etc/systemd/network/30-bollard-bond0.network")!.text, /Name=bond0\n\n\[Network\]\nAddress=198\.18\.0\.12\/24/);
   assert.match(f.get("/etc/systemd/network/40-bollard-mgmt.network")!.text, /Name=eno3\n\n\[Network\]\nAddress=198\.18\.1\.12\/24/);
   assert.is(f.get("/etc/hostname")!.text, "node2\n");
