@@ -16,18 +16,21 @@
 // Transitions go to history, to the bus (retained alarm topics) and to the webhooks.
 // Every node's retained alarms arrive over the bus: with this node's own they make the
 // cluster-wide list of `bollard alarms`, the console and `bollard status`.
+import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { AlarmHistory, historyDir, mergeAlarms, type ClusterAlarm } from "../alarms/history.ts";
+import { RemoteAck } from "../alarms/remote-ack.ts";
 import { AlarmService } from "../alarms/service.ts";
 import type { Alarm, EventInput, Readings, SwitchInput } from "../alarms/types.ts";
+import type { Message } from "../bus/messages.ts";
 import type { AlarmCb, BusStats } from "../bus/mqtt.ts";
 import type { NodeView } from "../cluster/view.ts";
 import type { Config } from "../config/schema.ts";
 import type { ClusterEvent, Logger, TimerHandle, Timers } from "../env/env.ts";
 import { atomicWrite } from "../env/store.ts";
 import type { DbFacts } from "../ha/local.ts";
-import { bondAlarmInputs, hostAlarmInput, readBondStates, readHost, type HostReading } from "../hw/host.ts";
+import { bondAlarmInputs, hostAlarmInput, hostSource, readBondStates, readHost, type HostReading, type HostSource } from "../hw/host.ts";
 import type { SelEntry } from "../hw/ipmi-parse.ts";
 import { alarmRoutes } from "./alarms-cmd.ts";
 import type { Route } from "./control.ts";
@@ -41,6 +44,9 @@ export interface WatchBus {
   publishAlarm(id: string, payload: string): void;
   onAlarm(cb: AlarmCb): () => void;
   stats(): BusStats;
+  /** acks of alarms other nodes raised go to them (alarms/remote-ack.ts); without these they are refused */
+  send?(to: string, msg: Message): void;
+  onMessage?(cb: (from: string, msg: Message) => void): () => void;
 }
 
 export interface WatchDeps {
@@ -83,12 +89,15 @@ export class Watch {
   private readonly history: AlarmHistory;
   private readonly notifier: Notifier;
   private readonly service: AlarmService;
+  private readonly remoteAck: RemoteAck | null;
   private readonly poller: HwPoller;
   private readonly ports: PortMap;
   private readonly metrics: MetricsServer | null;
   private bmc: BmcPoll | null = null;
   private readonly switches = new Map<string, SwitchPoll>();
   private host: HostReading | null = null;
+  /** kept across readings: the CPU share is since the previous one */
+  private readonly hostSource: HostSource = hostSource();
   private bonds: HostReading["bonds"] = [];
   private sel: SelEntry[] = [];
   private events: EventInput[] = [];
@@ -110,6 +119,10 @@ export class Watch {
     this.history = new AlarmHistory(historyDir(c.stateDir), c.alarms.history, this.log);
     this.notifier = new Notifier(c.notify, c.stateDir, { now: d.now, wall: d.wall, random: Math.random, timers: d.timers, post: httpPost, log: d.log.child("notify") });
     this.service = new AlarmService(c.alarms, this.self, this.history, { publish: (id, p) => d.bus.publishAlarm(id, p), notify: (ts) => this.notifier.notify(ts) }, this.log);
+    const send = d.bus.onMessage && d.bus.send?.bind(d.bus);
+    this.remoteAck = send ? new RemoteAck({
+      self: this.self, send, ack: (id, who) => this.service.ack(id, who, d.wall()), timers: d.timers, newId: () => randomBytes(8).toString("hex"), log: this.log,
+    }) : null;
     const ha = c.ha?.ha ?? null;
     const own = ha?.nodes[this.self]?.bmc;
     this.poller = d.poller ?? new HwPoller(own ? [{ node: this.self, cfg: bmcConfig(own) }] : [], Object.entries(ha?.switches ?? {}).map(([n, s]) => switchConfig(n, s)), {
@@ -131,6 +144,8 @@ export class Watch {
     }
     this.service.start();
     this.unsubscribe.push(this.d.bus.onAlarm((from, id, a) => this.onAlarm(from, id, a)));
+    const ra = this.remoteAck;
+    if (ra && this.d.bus.onMessage) this.unsubscribe.push(this.d.bus.onMessage((from, m) => ra.receive(from, m)));
     this.unsubscribe.push(this.d.onEvent((e) => this.onEvent(e)));
     if (this.metrics) {
       try {
@@ -150,6 +165,7 @@ export class Watch {
     this.timer?.cancel();
     this.timer = null;
     for (const u of this.unsubscribe.splice(0)) u();
+    this.remoteAck?.stop();
     await Promise.allSettled([...this.inflight.values()]);
     await this.metrics?.stop();
     await this.notifier.stop();
@@ -165,6 +181,7 @@ export class Watch {
       retained: () => this.remoteAlarms(),
       wall: this.d.wall,
       onTransitions: (ts) => this.service.emit(ts),
+      forwardAck: this.remoteAck ? (id, who, reporters) => this.remoteAck!.forward(id, who, reporters) : undefined,
     });
   }
 
@@ -193,7 +210,7 @@ export class Watch {
     this.bonds = this.d.readBonds ? this.d.readBonds() : readBondStates(this.d.config.hw.host);
     if (now - this.lastHostAt >= c.hostEveryMs) {
       this.lastHostAt = now;
-      this.read("host", () => (this.d.readHost ? this.d.readHost() : readHost(this.d.config.hw.host)), (h) => (this.host = h));
+      this.read("host", () => (this.d.readHost ? this.d.readHost() : readHost({ ...this.d.config.hw.host, source: this.hostSource })), (h) => (this.host = h));
     }
     this.step();
   }

@@ -2,7 +2,11 @@
 // fakes (a failing source is an error value), and one real reading of this machine.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { bondAlarmInputs, hostAlarmInput, parseBonding, parseChronyTracking, parseTimedatectl, readHost, readTimeSync, type Exec, type SiPort } from "../../agent/hw/host.ts";
+import { execFileSync } from "node:child_process";
+import {
+  bondAlarmInputs, cpuBusyRatio, hostAlarmInput, hostSource, isRemote, parseBonding, parseChronyTracking, parseMeminfo, parseMounts, parseProcStat,
+  parseTimedatectl, readHost, readTimeSync, type Exec, type HostSource, type StatFs,
+} from "../../agent/hw/host.ts";
 
 // /proc/net/bonding/bond0, Linux 6.1 (Debian 12), active-backup, eth1's cable pulled
 const ACTIVE_BACKUP = `Ethernet Channel Bonding Driver: v6.1.0-18-amd64
@@ -132,10 +136,114 @@ T("chrony missing, timedatectl failing: unknown, with why", async () => {
   assert.match(t.detail, "timedatectl: exit 1: Failed to connect to bus");
 });
 
+// Linux 6.1, 2 CPUs (proc(5): user nice system idle iowait irq softirq steal guest guest_nice)
+const STAT = `cpu  1000 10 500 8000 300 20 30 40 100 0
+cpu0 500 5 250 4000 150 10 15 20 50 0
+cpu1 500 5 250 4000 150 10 15 20 50 0
+intr 123456 0 0
+ctxt 98765
+`;
+const MEMINFO = `MemTotal:        8000000 kB
+MemFree:          500000 kB
+MemAvailable:    6000000 kB
+Buffers:          100000 kB
+Cached:          2000000 kB
+`;
+const MOUNTS = `sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
+proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0
+/dev/sda2 / ext4 rw,relatime 0 0
+tmpfs /run tmpfs rw,nosuid,nodev,size=1000k 0 0
+/dev/sda3 /var/lib/mysql xfs rw,relatime 0 0
+/dev/sdb1 /mnt/my\\040disk ext4 rw,relatime 0 0
+10.0.0.5:/export /mnt/nfs nfs4 rw,relatime 0 0
+//fs/share /mnt/smb cifs rw 0 0
+/dev/sdc1 /var/lib/mysql ext4 rw,relatime 0 0
+systemd-1 /proc/sys/fs/binfmt_misc autofs rw 0 0
+`;
+
+const K = suite("the kernel as the host source (/proc, statfs)");
+
+K("/proc/stat: busy is all but idle and iowait; guest is not counted twice; the share is since the previous reading", () => {
+  const a = parseProcStat(STAT);
+  assert.equal(a, { ok: true, value: { busy: 1000 + 10 + 500 + 20 + 30 + 40, total: 9900, cores: 2 } });
+  assert.is(cpuBusyRatio(null, a.ok ? a.value : (null as never)), 1600 / 9900, "the first: since boot");
+  const b = { busy: 1600 + 300, total: 9900 + 1000, cores: 2 };
+  assert.is(cpuBusyRatio(a.ok ? a.value : null, b), 0.3);
+  assert.is(cpuBusyRatio(b, b), 0, "no time passed: 0, not NaN");
+  assert.is(cpuBusyRatio(b, { busy: 0, total: 0, cores: 2 }), 0, "counters that went back (never on Linux): 0, not negative");
+  for (const bad of ["", "intr 1 2 3", "cpu  a b c d", "cpu  1 2"]) assert.is(parseProcStat(bad).ok, false, JSON.stringify(bad));
+});
+
+K("/proc/meminfo: MemTotal and MemAvailable in bytes; before Linux 3.14, free + buffers + cached", () => {
+  assert.equal(parseMeminfo(MEMINFO), { ok: true, value: { total: 8000000 * 1024, available: 6000000 * 1024 } });
+  const old = MEMINFO.replace(/^MemAvailable.*\n/m, "");
+  assert.equal(parseMeminfo(old), { ok: true, value: { total: 8000000 * 1024, available: (500000 + 100000 + 2000000) * 1024 } });
+  assert.is(parseMeminfo("garbage").ok, false);
+});
+
+K("/proc/self/mounts: octal escapes decoded; remote filesystems told apart as df -l does", () => {
+  const m = parseMounts(MOUNTS);
+  assert.equal(m.find((x) => x.device === "/dev/sdb1"), { device: "/dev/sdb1", mount: "/mnt/my disk", type: "ext4" });
+  assert.equal(m.filter(isRemote).map((x) => x.mount), ["/mnt/nfs", "/mnt/smb"]);
+  assert.equal(parseMounts("garbage\n\n"), []);
+});
+
+K("fsSize: local disks only, the last mount on a path, sizes from statfs", async () => {
+  const asked: string[] = [];
+  const statfs: StatFs = async (p) => {
+    asked.push(p);
+    return { bsize: 4096, blocks: 1000, bfree: 250 };
+  };
+  const src = hostSource({ readFile: () => MOUNTS, statfs });
+  const fs = await src.fsSize(new Set(["tmpfs"]));
+  assert.equal(asked.sort(), ["/", "/mnt/my disk", "/var/lib/mysql"], "no statfs of pseudo, excluded, remote or autofs mounts");
+  assert.equal(fs.find((f) => f.mount === "/var/lib/mysql"), { fs: "/dev/sdc1", type: "ext4", mount: "/var/lib/mysql", size: 4096000, used: 3072000 });
+});
+
+K("fsSize: a statfs that does not return is an error after the timeout, and is not asked again while it hangs", async () => {
+  let calls = 0;
+  const statfs: StatFs = (p) => {
+    calls++;
+    return p === "/" ? new Promise(() => {}) : Promise.resolve({ bsize: 1024, blocks: 10, bfree: 5 });
+  };
+  const src = hostSource({ readFile: () => "/dev/sda2 / ext4 rw 0 0\n/dev/sda3 /data ext4 rw 0 0\n", statfs, timeoutMs: 20 });
+  let e1 = "";
+  await src.fsSize(new Set()).catch((e: Error) => (e1 = e.message));
+  assert.match(e1, "statfs did not return within 20 ms (/)");
+  let e2 = "";
+  await src.fsSize(new Set()).catch((e: Error) => (e2 = e.message));
+  assert.match(e2, "statfs /: the previous call has not returned");
+  assert.is(calls, 3, "/ once, /data twice");
+});
+
+K("cpu and memory from the files; unreadable files are errors readHost turns into error values", async () => {
+  const files: Record<string, string> = { "/proc/stat": STAT, "/proc/meminfo": MEMINFO };
+  const src = hostSource({ readFile: (p) => files[p] ?? "" });
+  const c = await src.currentLoad();
+  assert.is(c.cpus.length, 2);
+  assert.is(c.currentLoad, (1600 / 9900) * 100);
+  files["/proc/stat"] = STAT.replace("cpu  1000 10 500 8000", "cpu  1300 10 500 8700");
+  assert.is((await src.currentLoad()).currentLoad, 30, "since the previous reading: 300 busy of 1000");
+  assert.equal(await src.mem(), { total: 8000000 * 1024, available: 6000000 * 1024 });
+  files["/proc/meminfo"] = "nonsense";
+  const h = await readHost({ source: src, exec: async () => ({ code: 0, stdout: "yes\n", stderr: "", missing: false }), listDir: () => [], readFile: () => "" });
+  assert.is(h.memory.ok, false);
+  assert.match(h.memory.ok ? "" : h.memory.error, "/proc/meminfo: no MemTotal");
+});
+
+K("this machine: the root filesystem's size and use as df says (1K blocks)", async () => {
+  const fs = await hostSource().fsSize(new Set());
+  const root = fs.find((f) => f.mount === "/");
+  assert.ok(root, `/ among ${fs.map((f) => f.mount).join(", ")}`);
+  const [, size, used] = execFileSync("df", ["-kP", "/"], { encoding: "utf8" }).trim().split("\n")[1]!.split(/ +/);
+  assert.is(Math.round(root!.size / 1024), Number(size));
+  assert.ok(Math.abs(root!.used / 1024 - Number(used)) < 64 * 1024, `used ${root!.used / 1024} kB vs df ${used} kB (a busy disk moves a little)`);
+});
+
 const R = suite("readHost");
 
 R("a failing source is an error value; the others still read; alarm inputs from it", async () => {
-  const si: SiPort = {
+  const source: HostSource = {
     currentLoad: async () => ({ currentLoad: 42, cpus: [1, 2, 3, 4] }),
     mem: async () => {
       throw new Error("ENOENT /proc/meminfo");
@@ -157,7 +265,7 @@ R("a failing source is an error value; the others still read; alarm inputs from 
     throw new Error(`ENOENT: ${p}`);
   };
   const exec: Exec = async () => ({ code: 0, stdout: "no\n", stderr: "", missing: false });
-  const h = await readHost({ si, readFile: read, listDir: () => ["eth0", "eth1", "lo"], exec, bonds: [{ name: "bond0", file: "/lab/node1/bond0.status" }, { name: "bond1" }] });
+  const h = await readHost({ source, readFile: read, listDir: () => ["eth0", "eth1", "lo"], exec, bonds: [{ name: "bond0", file: "/lab/node1/bond0.status" }, { name: "bond1" }] });
   assert.equal(h.cpu, { ok: true, value: { usedRatio: 0.42, cores: 4 } });
   assert.equal(h.memory, { ok: false, error: "memory: ENOENT /proc/meminfo" });
   assert.equal(h.filesystems.ok && h.filesystems.value.map((f) => [f.mount, f.usedRatio]), [["/var/lib/mysql", 0.91]]);
@@ -189,3 +297,4 @@ R("this machine, for real (figures)", async () => {
 B.run();
 T.run();
 R.run();
+K.run();
