@@ -59,6 +59,12 @@ export interface Flavour {
   semiSyncReplica(): Sql[];
   /** Source side OFF only (demote). */
   semiSyncSourceOff(): Sql[];
+  /** Replica side OFF, before a STOP on a replica whose source may be gone: with it on, MariaDB's
+   *  STOP SLAVE first connects to the source to KILL its dump thread and waits up to
+   *  rpl_semi_sync_slave_kill_conn_timeout (5 s) for one that is powered off
+   *  (Repl_semi_sync_slave::kill_connection). The lab saw every failover's promote wait ~2 s
+   *  behind such a STOP. */
+  semiSyncReplicaOff(): Sql[];
   statusVariables(): { sql: Sql; names: StatusVariables };
   /** One row, column `gtid`: the executed position/set. */
   executedGtid(): Sql;
@@ -139,6 +145,7 @@ export const mariadb: Flavour = {
     q("SET GLOBAL rpl_semi_sync_slave_enabled = ON"),
   ],
   semiSyncSourceOff: () => [q("SET GLOBAL rpl_semi_sync_master_enabled = OFF")],
+  semiSyncReplicaOff: () => [q("SET GLOBAL rpl_semi_sync_slave_enabled = OFF")],
   statusVariables: () => ({
     sql: q(
       "SHOW GLOBAL VARIABLES WHERE Variable_name IN (?, ?, ?, ?)",
@@ -220,6 +227,7 @@ export const mysql8: Flavour = {
     q("SET GLOBAL rpl_semi_sync_replica_enabled = ON"),
   ],
   semiSyncSourceOff: () => [q("SET GLOBAL rpl_semi_sync_source_enabled = OFF")],
+  semiSyncReplicaOff: () => [q("SET GLOBAL rpl_semi_sync_replica_enabled = OFF")],
   statusVariables: () => ({
     sql: q(
       "SHOW GLOBAL VARIABLES WHERE Variable_name IN (?, ?, ?, ?, ?)",

@@ -45,6 +45,9 @@ Maria("semi-sync: built in; source AFTER_SYNC on the primary only", () => {
     "SET GLOBAL rpl_semi_sync_slave_enabled = ON",
   ]);
   assert.equal(all(mariadb.semiSyncSourceOff()), ["SET GLOBAL rpl_semi_sync_master_enabled = OFF"]);
+  // before a STOP SLAVE whose source may be powered off (else STOP waits up to
+  // rpl_semi_sync_slave_kill_conn_timeout to KILL the source's dump thread)
+  assert.equal(all(mariadb.semiSyncReplicaOff()), ["SET GLOBAL rpl_semi_sync_slave_enabled = OFF"]);
 });
 
 Maria("GTID: executed, binlog state, wait", () => {
@@ -146,6 +149,7 @@ My("semi-sync: plugins, source AFTER_SYNC on the primary only", () => {
     "SET GLOBAL rpl_semi_sync_replica_enabled = ON",
   ]);
   assert.equal(all(mysql8.semiSyncSourceOff()), ["SET GLOBAL rpl_semi_sync_source_enabled = OFF"]);
+  assert.equal(all(mysql8.semiSyncReplicaOff()), ["SET GLOBAL rpl_semi_sync_replica_enabled = OFF"]);
 });
 
 My("GTID: executed, binlog state, wait", () => {
