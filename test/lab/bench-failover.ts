@@ -3,7 +3,7 @@
 // switchover, all under a continuous writer through the VIP. Times count from the power-off
 // to the first acknowledged write through the VIP. Last line:
 // failover: runs=N mysql_p50=X mysql_p99=X redis_p50=X redis_p99=X vip_p99=X switchover_pause=X lost_acked_writes=K
-import { NODES, REPO, S, Writer, dataIp, healthy, lab, lostMysql, lostRedis, sh, status, until } from "./ha-lab.ts";
+import { NODES, Writer, bollard, dataIp, faultAt, healthy, lab, lostMysql, lostRedis, status, until } from "./ha-lab.ts";
 
 const RUNS = Number(process.env.RUNS ?? 10);
 const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] : NaN; };
@@ -18,10 +18,11 @@ async function settle(): Promise<{ leader: string; holder: string }> {
     if (!m || !r) return null;
     const st = await status(m.leader);
     if (!st || Object.keys(st.flags).some((k) => k.startsWith("fenc"))) return null;
-    if (st.flags["failover:mysql"] && !(Number(st.flags["ack:mysql"]) >= Number(st.flags["failover:mysql"]))) {
-      await sh(m.leader, `node ${REPO}/dist/bollard.js --config ${S}/${m.leader}/bollard.yaml ha ack mysql >/dev/null`);
-      await sh(m.leader, `node ${REPO}/dist/bollard.js --config ${S}/${m.leader}/bollard.yaml ha ack redis >/dev/null`);
-      return null;
+    for (const svc of ["mysql", "redis"]) {
+      if (st.flags[`failover:${svc}`] && !(Number(st.flags[`ack:${svc}`]) >= Number(st.flags[`failover:${svc}`]))) {
+        await bollard(m.leader, `ha ack ${svc}`).catch(() => undefined);
+        return null;
+      }
     }
     return m;
   }, 500);
@@ -30,6 +31,7 @@ async function settle(): Promise<{ leader: string; holder: string }> {
 await lab("down");
 await lab("up");
 const mysqlT: number[] = [], redisT: number[] = [], vipT: number[] = [];
+const timelines: { run: number; holder: string; t0: string }[] = [];
 let lost = 0;
 console.log("run  node   mysql_s  redis_s  vip_s  lost");
 for (let i = 1; i <= RUNS; i++) {
@@ -37,23 +39,24 @@ for (let i = 1; i <= RUNS; i++) {
   const w = new Writer();
   w.start({ mysql: true, redis: true });
   await until("writes flowing", 30_000, async () => w.acked("mysql").length > 10 && w.acked("redis").length > 10);
-  const at = Date.now();
+  const t0 = new Date(Date.now() - 50).toISOString();
   await lab("power", holder, "off");
+  // from the moment the node's processes started dying (the lab's events.log)
+  const off = await until("the power-off in events.log", 10_000, async () => faultAt(t0, /power off by bmc/));
   const rest = NODES.filter((n) => n !== holder);
-  const m = await until("MySQL back", 60_000, async () => w.gapAfter("mysql", at), 100);
-  const r = await until("Redis back", 60_000, async () => w.gapAfter("redis", at), 100);
+  const m = await until("MySQL back", 60_000, async () => w.resumed("mysql", off), 100);
+  const r = await until("Redis back", 60_000, async () => w.resumed("redis", off), 100);
   const h = await until("a healthy MySQL", 60_000, () => healthy("mysql", rest), 300);
-  const vipAt = Date.now();
   await new Promise((res) => setTimeout(res, 500));
   await w.stop();
   const lm = await lostMysql(w, h.holder);
   const rh = await until("a healthy Redis", 30_000, () => healthy("redis", rest), 300);
   const lr = await lostRedis(w, rh.holder, dataIp(rh.holder));
-  const vip = (w.connectAfter(at) ?? NaN) - at;
-  mysqlT.push(m.gapMs / 1000); redisT.push(r.gapMs / 1000); vipT.push(vip / 1000);
+  const vip = (w.connectAfter(off.end) ?? NaN) - off.start;
+  mysqlT.push(m.afterMs / 1000); redisT.push(r.afterMs / 1000); vipT.push(vip / 1000);
   lost += lm.length;
-  console.log(`${String(i).padStart(3)}  ${holder}  ${f(m.gapMs / 1000).padStart(7)}  ${f(r.gapMs / 1000).padStart(7)}  ${f(vip / 1000).padStart(5)}  ${lm.length} (redis ${lr.length})`);
-  void vipAt;
+  timelines.push({ run: i, holder, t0 });
+  console.log(`${String(i).padStart(3)}  ${holder}  ${f(m.afterMs / 1000).padStart(7)}  ${f(r.afterMs / 1000).padStart(7)}  ${f(vip / 1000).padStart(5)}  ${lm.length} (redis ${lr.length})`);
   await lab("power", holder, "on");
 }
 // one planned switchover under the writer
@@ -63,7 +66,7 @@ const w = new Writer();
 w.start({ mysql: true });
 await until("writes flowing", 30_000, async () => w.acked("mysql").length > 10);
 const at = Date.now();
-await sh(holder, `node ${REPO}/dist/bollard.js --config ${S}/${holder}/bollard.yaml switchover mysql --to ${target}`, 90_000);
+await bollard(holder, `switchover mysql --to ${target}`, 90_000);
 await new Promise((res) => setTimeout(res, 1000));
 await w.stop();
 const a = w.acked("mysql").filter((x) => x.at >= at);

@@ -2,6 +2,7 @@
 // node's status and event log, run a writer through the VIP, and count what was lost.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -34,16 +35,33 @@ export interface NodeStatus {
   ha: any;
 }
 
-export async function status(node: string): Promise<NodeStatus | null> {
-  const out = await sh(node, `timeout 4 node ${REPO}/dist/bollard.js status --json --config ${S}/${node}/bollard.yaml`, 6000);
-  try {
-    const j = JSON.parse(out);
-    if (!j.live) return null;
-    const v = j.status.view;
-    return { role: v.role, leader: v.leader, term: v.term, quorum: v.quorum, selfFenced: v.selfFenced, assignments: v.committed.assignments, flags: v.committed.flags, ha: j.status.ha };
-  } catch {
-    return null;
-  }
+/**
+ * The node's status from its agent's control socket (GET /status, agent/ops/control.ts): a few
+ * ms, where `bollard status --json` starts a Node process that takes seconds on a loaded
+ * 2-core machine (it timed out and made a healthy cluster look unhealthy for 20 s). null when
+ * the agent does not answer within `timeoutMs`.
+ */
+export function status(node: string, timeoutMs = 2000): Promise<NodeStatus | null> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath: join(S, node, "state", "agent.sock"), path: "/status", method: "GET", timeout: timeoutMs }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => {
+        try {
+          if (res.statusCode !== 200) return resolve(null);
+          const j = JSON.parse(body);
+          const v = j.view;
+          resolve({ role: v.role, leader: v.leader, term: v.term, quorum: v.quorum, selfFenced: v.selfFenced, assignments: v.committed.assignments, flags: v.committed.flags, ha: j.ha });
+        } catch {
+          resolve(null);
+        }
+      });
+      res.on("error", () => resolve(null));
+    });
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => resolve(null));
+    req.end();
+  });
 }
 
 export async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false>, everyMs = 200): Promise<T> {
@@ -120,6 +138,12 @@ export class Writer {
     return readFileSync(f, "utf8").trim().split("\n").map(Number).find((t) => t > since) ?? null;
   }
 
+  /** The first write acknowledged once the fault was complete, and how long after it began. */
+  resumed(svc: "mysql" | "redis", fault: { start: number; end: number }): { afterMs: number; at: number } | null {
+    const next = this.acked(svc).find((x) => x.at > fault.end);
+    return next ? { afterMs: next.at - fault.start, at: next.at } : null;
+  }
+
   /** The longest pause between two acknowledged writes after `since` (wall ms), and when it ended. */
   gapAfter(svc: "mysql" | "redis", since: number): { gapMs: number; resumedAt: number } | null {
     const a = this.acked(svc);
@@ -142,3 +166,31 @@ export async function lostRedis(w: Writer, node: string, dataIp: string): Promis
 }
 
 export const dataIp = (n: string) => `198.18.0.1${n.slice(-1)}`;
+
+/** `bollard ARGS...` on NODE, as an operator would run it; throws with its output when it fails. */
+export async function bollard(node: string, args: string, timeoutMs = 60_000): Promise<string> {
+  const r = await run("ip", ["netns", "exec", node, "node", `${REPO}/dist/bollard.js`, "--config", `${S}/${node}/bollard.yaml`, ...args.split(" ")], { timeout: timeoutMs, maxBuffer: 16 << 20 })
+    .catch((e) => { throw new Error(`bollard ${args} on ${node}: ${String(e.stdout ?? "")}${String(e.stderr ?? "")}${e.message}`); });
+  return r.stdout;
+}
+
+/** SQL on NODE's own server through its socket, as root. */
+export const sqlLocal = (node: string, sql: string) => sh(node, `mariadb -S ${S}/${node}/mysql/mysqld.sock -u root -N -e ${JSON.stringify(sql)} 2>&1`, 20_000);
+
+/**
+ * When the lab's events.log says a fault happened (the first line after `sinceIso` matching
+ * `re`), as wall ms: for a power off, the moment the kills started ("power off by bmc (N ms)"
+ * is written once every process of the node is dead, N ms after they started).
+ */
+export function faultAt(sinceIso: string, re: RegExp): { start: number; end: number } | null {
+  const f = join(S, "events.log");
+  if (!existsSync(f)) return null;
+  for (const line of readFileSync(f, "utf8").split("\n")) {
+    const i = line.indexOf(" ");
+    if (i < 0 || line.slice(0, i) < sinceIso || !re.test(line.slice(i + 1))) continue;
+    const end = Date.parse(line.slice(0, i));
+    const took = /\((\d+) ms\)/.exec(line)?.[1];
+    return { start: end - Number(took ?? 0), end };
+  }
+  return null;
+}
