@@ -231,6 +231,8 @@ export interface Transition {
 
 /** Alarm ids: one MQTT topic level (bus/topics.ts isAlarmId). */
 export const ALARM_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Who acknowledged an alarm (`user@host`, `ops@console`): printable ASCII, 1-100. */
+export const ACKED_BY_RE = /^[\x20-\x7e]{1,100}$/;
 
 /** FNV-1a 32-bit, as 8 hex digits: a stable suffix for names that had to be rewritten. */
 export function fnv1a(s: string): string {

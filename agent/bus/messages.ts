@@ -4,6 +4,7 @@
 // guarantees. Each schema here is the one place a payload's shape is defined; the codec
 // validates against it on receipt.
 import { z } from "zod";
+import { ACKED_BY_RE, ALARM_ID_RE } from "../alarms/types.ts";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -186,7 +187,26 @@ export const FetchResp = z
 export type FetchReq = z.infer<typeof FetchReq>;
 export type FetchResp = z.infer<typeof FetchResp>;
 
-export const Message = z.discriminatedUnion("t", [Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult, ResReport, ResQuery, FetchReq, FetchResp]);
+// An operator on one node acknowledges an alarm that another node raised (`bollard alarms
+// ack`): the node that raised it applies the ack to its own alarm engine and answers
+// (alarms/remote-ack.ts). `id` pairs the answer with its request.
+const alarmId = z.string().regex(ALARM_ID_RE, "an alarm id ([A-Za-z0-9._:-], 1-128)");
+const who = z.string().regex(ACKED_BY_RE, "1-100 printable ASCII characters");
+export const AlarmAckReq = z.object({ ...base, t: z.literal("alarm-ack"), id: z.string().min(1).max(64), alarm: alarmId, who }).strict();
+/** ok: the alarm is acknowledged, by `ackedBy` at `ackedAt` (wall ms; the first ack's, when it already was) */
+export const AlarmAckResp = z
+  .object({
+    ...base, t: z.literal("alarm-acked"), id: z.string().min(1).max(64), alarm: alarmId, status: z.enum(["ok", "error"]),
+    ackedBy: who.nullable(), ackedAt: count.nullable(), error: z.string().max(500).optional(),
+  })
+  .strict();
+export type AlarmAckReq = z.infer<typeof AlarmAckReq>;
+export type AlarmAckResp = z.infer<typeof AlarmAckResp>;
+
+export const Message = z.discriminatedUnion("t", [
+  Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult, ResReport, ResQuery, FetchReq, FetchResp,
+  AlarmAckReq, AlarmAckResp,
+]);
 export type Message = z.infer<typeof Message>;
 export type Hb = z.infer<typeof Hb>;
 export type Ack = z.infer<typeof Ack>;

@@ -74,7 +74,8 @@ export class ClusterNode {
       case "join-hello": return this.onJoinHello(from, msg);
       case "join-proof": return this.onJoinProof(from, msg);
       case "join-challenge": case "join-result": return n.count("reject.not-joining");
-      case "res": case "res-query": case "fetch": case "fetched": return; // the HA layer's and the operator's, routed by the agent
+      case "res": case "res-query": case "fetch": case "fetched": case "alarm-ack": case "alarm-acked":
+        return; // the HA layer's, the operator's and the alarms', routed by the agent
     }
   }
 

@@ -1,15 +1,18 @@
 // `bollard alarms [--all] [--json]` and `bollard alarms ack ID [--by WHO]`, and the control
 // socket routes they talk to:
 //   GET  /alarms[?all=1]   {status:"ok", node, active: ClusterAlarm[], cleared?: Alarm[]}
-//   POST /alarms/ack       {id, who} -> {status:"ok", alarm} | {status:"error", error}
+//   POST /alarms/ack       {id, who} -> {status:"ok", alarm, forwarded, acked, warnings} | {status:"error", error}
 // The active list is cluster-wide: every node's retained alarms merged with this node's own.
+// An ack applies to this node's own alarm, and is forwarded to every other node that raised
+// it (alarms/remote-ack.ts): each applies it to its own engine and answers.
 // When the agent does not answer, the CLI reads this node's alarm history instead and says
 // that the list may be stale (exit 1, as `bollard status` does).
 import { hostname, userInfo } from "node:os";
 import { parseArgs } from "node:util";
 import type { AlarmEngine } from "../alarms/engine.ts";
+import type { ForwardResult } from "../alarms/remote-ack.ts";
 import { AlarmHistory, historyDir, lastActive, mergeAlarms, occurrences, type ClusterAlarm } from "../alarms/history.ts";
-import { ALARM_ID_RE, type Alarm, type Severity, type Transition } from "../alarms/types.ts";
+import { ACKED_BY_RE, ALARM_ID_RE, type Alarm, type Severity, type Transition } from "../alarms/types.ts";
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR } from "../config/schema.ts";
 import type { SubCommand } from "./commands.ts";
@@ -26,8 +29,8 @@ export interface AlarmRouteDeps {
   wall(): number;
   /** an ack's transition: publish the retained alarm, append it to history, notify */
   onTransitions(ts: Transition[]): void;
-  /** acks on other nodes for an alarm they raised; without it such an ack is refused */
-  forwardAck?(id: string, who: string, reporters: string[]): Promise<{ ok: boolean; error?: string }>;
+  /** acks on other nodes for an alarm they raised (RemoteAck.forward); without it such an ack is refused */
+  forwardAck?(id: string, who: string, reporters: string[]): Promise<ForwardResult>;
 }
 
 const RECENT = 100;
@@ -48,21 +51,19 @@ export function alarmRoutes(d: AlarmRouteDeps): Record<string, Route> {
     "POST /alarms/ack": async (_q, raw) => {
       const b = raw as { id?: unknown; who?: unknown } | null;
       if (typeof b?.id !== "string" || !ALARM_ID_RE.test(b.id)) return { code: 400, body: { status: "error", error: "id: expected an alarm id ([A-Za-z0-9._:-], 1-128)" } };
-      if (typeof b.who !== "string" || !/^[\x20-\x7e]{1,100}$/.test(b.who)) return { code: 400, body: { status: "error", error: "who: expected 1-100 printable characters" } };
+      if (typeof b.who !== "string" || !ACKED_BY_RE.test(b.who)) return { code: 400, body: { status: "error", error: "who: expected 1-100 printable characters" } };
       const id = b.id;
       const local = d.engine.ack(id, b.who, d.wall());
       if (local.ok && local.transition) d.onTransitions([local.transition]);
       const remote = [...new Set([...d.retained()].filter((a) => a.id === id && a.reporter !== d.node && a.state !== "cleared").map((a) => a.reporter))].sort();
-      const errors: string[] = [];
-      if (remote.length && d.forwardAck) {
-        const r = await d.forwardAck(id, b.who, remote);
-        if (!r.ok) errors.push(r.error ?? "forwarding failed");
-      } else if (remote.length && !local.ok) {
-        errors.push(`alarm ${id} is raised by ${remote.join(", ")}: run "bollard alarms ack ${id}" there`);
-      }
       if (!local.ok && remote.length === 0) return { code: 404, body: { status: "error", error: local.error } };
-      if (errors.length && !local.ok) return { code: 409, body: { status: "error", error: errors.join("; ") } };
-      return { code: 200, body: { status: "ok", alarm: local.ok ? local.alarm : null, forwarded: d.forwardAck ? remote : [], warnings: errors } };
+      const r: ForwardResult = { acked: [], errors: [] };
+      if (remote.length && d.forwardAck) Object.assign(r, await d.forwardAck(id, b.who, remote));
+      else if (remote.length && !local.ok) r.errors.push(`alarm ${id} is raised by ${remote.join(", ")}: run "bollard alarms ack ${id}" there`);
+      // acknowledged somewhere: ok, with what failed elsewhere as warnings; nowhere: an error
+      if (!local.ok && r.acked.length === 0) return { code: 409, body: { status: "error", error: r.errors.join("; ") } };
+      const alarm = local.ok ? local.alarm : null;
+      return { code: 200, body: { status: "ok", alarm, forwarded: r.acked.map((a) => a.node), acked: r.acked, warnings: r.errors } };
     },
   };
 }
@@ -165,12 +166,14 @@ type Io = Parameters<SubCommand["run"]>[1]["io"];
 async function ack(socket: string, id: string, who: string, json: boolean, io: Io): Promise<number> {
   try {
     const r = await controlRequest(socket, "POST", "/alarms/ack", { id, who }, 10_000);
-    const b = r.body as { status?: string; error?: string; alarm?: Alarm | null; forwarded?: string[]; warnings?: string[] };
+    const b = r.body as { status?: string; error?: string; alarm?: Alarm | null; forwarded?: string[]; acked?: { ackedBy: string }[]; warnings?: string[] };
     if (json) io.out(JSON.stringify(b));
     if (r.code === 200 && b.status === "ok") {
       if (!json) {
-        const by = b.alarm?.ackedBy ?? who;
-        io.out(`acknowledged ${id} by ${by}${b.forwarded?.length ? ` (also on ${b.forwarded.join(", ")})` : ""}`);
+        // an alarm acknowledged before keeps its first who
+        const by = b.alarm?.ackedBy ?? b.acked?.[0]?.ackedBy ?? who;
+        const on = b.forwarded?.length ? (b.alarm ? ` (also on ${b.forwarded.join(", ")})` : ` on ${b.forwarded.join(", ")}`) : "";
+        io.out(`acknowledged ${id} by ${by}${on}`);
         for (const w of b.warnings ?? []) io.err(`bollard: warning: ${w}`);
       }
       return 0;

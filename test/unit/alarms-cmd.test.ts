@@ -11,7 +11,8 @@ import { AlarmEngine } from "../../agent/alarms/engine.ts";
 import { AlarmHistory, historyDir } from "../../agent/alarms/history.ts";
 import { evaluate } from "../../agent/alarms/rules.ts";
 import type { Alarm, Readings, Transition } from "../../agent/alarms/types.ts";
-import { alarmRoutes, alarmsCommand, wrap } from "../../agent/ops/alarms-cmd.ts";
+import type { ForwardResult } from "../../agent/alarms/remote-ack.ts";
+import { alarmRoutes, alarmsCommand, wrap, type AlarmRouteDeps } from "../../agent/ops/alarms-cmd.ts";
 import type { CommandContext } from "../../agent/ops/commands.ts";
 
 const READINGS: Readings = {
@@ -30,6 +31,8 @@ let engine: AlarmEngine;
 let history: AlarmHistory;
 let published: Transition[] = [];
 let retained: Alarm[] = [];
+/** the agent's forwarding of acks to the nodes that raised an alarm; undefined: none */
+let forward: AlarmRouteDeps["forwardAck"];
 let out: string[] = [];
 let err: string[] = [];
 const ctx = (): CommandContext => ({
@@ -59,10 +62,11 @@ C.before.each(async () => {
     { ...engine.get("node-lost:node3")!, reporter: "node2", raisedAt: T0 - 500 },
     { ...engine.get("port-down:switchB:swp1")!, id: "psu:node2:PSU2", rule: "psu", node: "node2", reporter: "node2", text: "node2 PSU2 failed", severity: "major" },
   ];
-  const routes = alarmRoutes({ node: "node1", engine, history, retained: () => retained, wall: () => T0 + 60_000, onTransitions: (ts) => void published.push(...ts) });
+  forward = undefined;
+  const routes = () => alarmRoutes({ node: "node1", engine, history, retained: () => retained, wall: () => T0 + 60_000, onTransitions: (ts) => void published.push(...ts), forwardAck: forward });
   server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://agent");
-    const route = routes[`${req.method} ${url.pathname}`];
+    const route = routes()[`${req.method} ${url.pathname}`];
     let text = "";
     req.on("data", (c) => (text += c));
     req.on("end", async () => {
@@ -115,6 +119,45 @@ C("ack: this node's alarm; another node's is refused with where to go; unknown i
   assert.is(await run("ack"), 2);
   assert.is(await run("ack", "bad id"), 2);
   assert.is(await run("--bogus"), 2);
+});
+
+C("ack forwarded to the node that raised it; one that does not answer is an error, or a warning when acknowledged elsewhere", async () => {
+  const asked: [string, string, string[]][] = [];
+  let answer: ForwardResult = { acked: [{ node: "node2", ackedBy: "ops@console", ackedAt: T0 + 60_000 }], errors: [] };
+  forward = async (id, who, reporters) => {
+    asked.push([id, who, reporters]);
+    return answer;
+  };
+  assert.is(await run("ack", "psu:node2:PSU2", "--by", "ops@console"), 0, err.join("\n"));
+  assert.equal(out, ["acknowledged psu:node2:PSU2 by ops@console on node2"]);
+  assert.equal(asked, [["psu:node2:PSU2", "ops@console", ["node2"]]]);
+  assert.equal(published, [], "nothing of node1's changed");
+  // raised by node1 and node2: acknowledged on both
+  assert.is(await run("ack", "node-lost:node3", "--by", "ops@console"), 0, err.join("\n"));
+  assert.equal(out.at(-1), "acknowledged node-lost:node3 by ops@console (also on node2)");
+  assert.equal(asked.at(-1), ["node-lost:node3", "ops@console", ["node2"]]);
+  assert.equal(published.map((t) => [t.kind, t.alarm.id]), [["acked", "node-lost:node3"]]);
+  // acknowledged on node2 before by someone else: the first who stays
+  answer = { acked: [{ node: "node2", ackedBy: "day@node2", ackedAt: T0 }], errors: [] };
+  assert.is(await run("ack", "psu:node2:PSU2", "--by", "night@console"), 0);
+  assert.equal(out.at(-1), "acknowledged psu:node2:PSU2 by day@node2 on node2");
+  // node2 does not answer: an error when acknowledged nowhere...
+  const late = `node2 did not answer within 3000 ms: it may not have acknowledged psu:node2:PSU2; run "bollard alarms ack psu:node2:PSU2" on node2`;
+  answer = { acked: [], errors: [late] };
+  err = [];
+  assert.is(await run("ack", "psu:node2:PSU2"), 1);
+  assert.equal(err, [`bollard: refused: ${late}`]);
+  // ...and a warning when node1 holds it too
+  err = [];
+  assert.is(await run("ack", "node-lost:node3"), 0);
+  assert.equal(out.at(-1), "acknowledged node-lost:node3 by ops@console");
+  assert.equal(err, [`bollard: warning: ${late}`]);
+  out = [];
+  assert.is(await run("ack", "psu:node2:PSU2", "--json"), 1);
+  assert.equal(JSON.parse(out[0]!), { status: "error", error: late });
+  // an unknown id is not forwarded
+  assert.is(await run("ack", "nope:x"), 1);
+  assert.equal(asked.length, 6);
 });
 
 C("no agent: this node's alarms from the history, said to be stale; ack fails", async () => {
