@@ -1,5 +1,6 @@
 // Three agents as real processes (the built bundle) against three real Mosquitto brokers on
-// 127.0.1.1-3, with a password file and an ACL (issue 2 §8).
+// 127.0.1.1-3, with a password file and an ACL (issue 2 §8). Last, an alarm ack forwarded
+// over the bus to the node that raised the alarm (docs/alarms.md "Acknowledging").
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,6 +29,18 @@ async function status(ctx: Ctx, node: string): Promise<any | null> {
     let out = "";
     p.stdout!.on("data", (d) => (out += d));
     p.on("close", () => { try { resolve(JSON.parse(out)); } catch { resolve(null); } });
+  });
+}
+
+/** `bollard --config <node's> ARGS` (options before a subcommand's name are the global ones): exit code, stdout, stderr. */
+async function cli(ctx: Ctx, node: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BUNDLE, "--config", join(ctx.dir, node, "bollard.yaml"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    p.stdout!.on("data", (d) => (out += d));
+    p.stderr!.on("data", (d) => (err += d));
+    p.on("close", (code) => resolve({ code, out, err }));
   });
 }
 
@@ -67,7 +80,9 @@ s.before(async (ctx) => {
     rmSync(d, { recursive: true, force: true });
     mkdirSync(d, { recursive: true });
     writeFileSync(join(d, "bus.password"), password, { mode: 0o600 });
-    writeFileSync(join(d, "bollard.yaml"), `cluster:\n  name: real\n  node: ${n}\n  members:\n${members}\nbus:\n  username: ${username}\n  password_file: ${join(d, "bus.password")}\nstate_dir: ${d}\nlog:\n  level: info\n`);
+    // node1 does not judge node-lost: a lost node3 is then an alarm node2 alone raises
+    const alarms = n === "node1" ? "alarms:\n  rules:\n    node-lost: { enabled: false }\n" : "";
+    writeFileSync(join(d, "bollard.yaml"), `cluster:\n  name: real\n  node: ${n}\n  members:\n${members}\nbus:\n  username: ${username}\n  password_file: ${join(d, "bus.password")}\nstate_dir: ${d}\nlog:\n  level: info\n${alarms}`);
     startAgent(ctx, n);
   }
 });
@@ -145,6 +160,41 @@ s("a node publishing under another node's prefix is refused by the broker", asyn
   } finally {
     await c.endAsync();
   }
+});
+
+s("an alarm only node2 raised is acknowledged from node1, through node2; a node that does not answer is a clear error", async (ctx) => {
+  const ID = "node-lost:node3";
+  ctx.agents.get("node3")!.kill("SIGTERM");
+  const row = await until(`${ID} from node2 in node1's list`, 20_000, async () => {
+    const r = await cli(ctx, "node1", ["alarms", "--json"]);
+    return r.code === 0 ? (JSON.parse(r.out).active as { id: string; reporters: string[] }[]).find((a) => a.id === ID) : null;
+  });
+  assert.equal(row.reporters, ["node2"], "node1 has the rule off: node2 alone raised it");
+  const t0 = Date.now();
+  const r = await cli(ctx, "node1", ["alarms", "ack", ID, "--by", "ops@test"]);
+  console.log(`  figure: ack forwarded to node2 and answered, CLI process included: ${Date.now() - t0} ms`);
+  assert.is(r.code, 0, r.err);
+  assert.is(r.out.trim(), `acknowledged ${ID} by ops@test on node2`);
+  // node2's engine applied it: its retained copy on its broker, and its history
+  const { username, password } = ctx.h.credentials("node1");
+  const c = await mqtt.connectAsync(ctx.h.url("node2"), { username, password, protocolVersion: 5, reconnectPeriod: 0 });
+  try {
+    const got = new Promise<any>((resolve) => c.on("message", (_t, p) => resolve(JSON.parse(p.toString()))));
+    await c.subscribeAsync(`bollard/v1/real/node2/alarm/${ID}`, { qos: 1 });
+    const a = await Promise.race([got, new Promise((_r, rej) => setTimeout(() => rej(new Error("no retained alarm on node2's broker")), 3000))]);
+    assert.equal([a.state, a.ackedBy, a.reporter], ["acknowledged", "ops@test", "node2"]);
+  } finally {
+    await c.endAsync();
+  }
+  const history = readFileSync(join(ctx.dir, "node2", "alarms", "history.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.ok(history.some((h) => h.kind === "acked" && h.alarm.id === ID && h.alarm.ackedBy === "ops@test"), "node2's history has the ack");
+  // node2's agent gone, its retained alarm still on its broker: the ack cannot be forwarded
+  const n2 = ctx.agents.get("node2")!;
+  n2.kill("SIGKILL");
+  await until("node2's agent gone", 5000, async () => n2.exitCode !== null || n2.signalCode !== null);
+  const late = await cli(ctx, "node1", ["alarms", "ack", ID, "--by", "late@test"]);
+  assert.is(late.code, 1, late.out);
+  assert.match(late.err, `bollard: refused: node2 did not answer within 3000 ms: it may not have acknowledged ${ID}; run "bollard alarms ack ${ID}" on node2`);
 });
 
 s.run();
