@@ -122,8 +122,8 @@ export class MysqlDriver {
     const t0 = performance.now();
     const gtid = await this.call("promote", async (c) => {
       await this.installSemiSync(c);
-      // the source is fenced or frozen: semi-sync replica off first, or STOP waits for it (flavour)
-      await this.run(c, [...this.f.semiSyncReplicaOff(), this.f.stopReplicaIo()]);
+      // the source is fenced or frozen: STOP must not wait to reach it (flavour beforeStopReplica)
+      await this.run(c, [...this.f.beforeStopReplica(), this.f.stopReplicaIo()]);
       const rep = (await this.rows(c, this.f.showReplicaStatus()))[0];
       const received = rep ? this.f.parseReplicaStatus(rep).gtidReceived : "";
       const executed = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
@@ -150,7 +150,7 @@ export class MysqlDriver {
   /** Stops replicating (STOP SLAVE / STOP REPLICA), keeping what was received. */
   async detach(reason: string): Promise<void> {
     this.log.info("detaching from the source", { server: this.where, reason });
-    await this.call("detach", (c) => this.run(c, [...this.f.semiSyncReplicaOff(), this.f.stopReplica()]));
+    await this.call("detach", (c) => this.run(c, [...this.f.beforeStopReplica(), this.f.stopReplica()]));
   }
 
   async demote(reason: string): Promise<number> {
@@ -237,8 +237,8 @@ export class MysqlDriver {
   private async pointAt(c: S, host: string, port: number, prepare: Sql[]): Promise<void> {
     await this.installSemiSync(c);
     await this.run(c, this.f.readOnly(true));
-    // the old source may be gone (a failover): no semi-sync kill connection to it on STOP
-    await this.run(c, [...this.f.semiSyncReplicaOff(), this.f.stopReplica()]);
+    // the old source may be gone (a failover): STOP must not wait to reach it
+    await this.run(c, [...this.f.beforeStopReplica(), this.f.stopReplica()]);
     // replica side ON before START: the IO thread negotiates semi-sync when it connects
     await this.run(c, this.f.semiSyncReplica());
     await this.run(c, prepare);

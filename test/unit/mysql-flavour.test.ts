@@ -45,9 +45,9 @@ Maria("semi-sync: built in; source AFTER_SYNC on the primary only", () => {
     "SET GLOBAL rpl_semi_sync_slave_enabled = ON",
   ]);
   assert.equal(all(mariadb.semiSyncSourceOff()), ["SET GLOBAL rpl_semi_sync_master_enabled = OFF"]);
-  // before a STOP SLAVE whose source may be powered off (else STOP waits up to
-  // rpl_semi_sync_slave_kill_conn_timeout to KILL the source's dump thread)
-  assert.equal(all(mariadb.semiSyncReplicaOff()), ["SET GLOBAL rpl_semi_sync_slave_enabled = OFF"]);
+  // before a STOP SLAVE whose source may be powered off: STOP SLAVE of a semi-sync replica
+  // connects to the source to KILL its dump thread; 2.01 s against a dead one, 1.02 s with this
+  assert.equal(all(mariadb.beforeStopReplica()), ["SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = 1"]);
 });
 
 Maria("GTID: executed, binlog state, wait", () => {
@@ -149,7 +149,7 @@ My("semi-sync: plugins, source AFTER_SYNC on the primary only", () => {
     "SET GLOBAL rpl_semi_sync_replica_enabled = ON",
   ]);
   assert.equal(all(mysql8.semiSyncSourceOff()), ["SET GLOBAL rpl_semi_sync_source_enabled = OFF"]);
-  assert.equal(all(mysql8.semiSyncReplicaOff()), ["SET GLOBAL rpl_semi_sync_replica_enabled = OFF"]);
+  assert.equal(all(mysql8.beforeStopReplica()), []);
 });
 
 My("GTID: executed, binlog state, wait", () => {
