@@ -32,6 +32,8 @@ export interface LocalFacts {
   peerApplied(node: string, svc: Svc): string | null;
   /** whether this node hears `node` (heartbeats within peer-dead) */
   alive(node: string): boolean;
+  /** whether `node`'s latest report says it holds the VIP */
+  peerVip(node: string): boolean;
   /** what `mine` has that `theirs` lacks, printable; null when mine ⊆ theirs */
   extra(svc: Svc, mine: string, theirs: string): string | null;
 }
@@ -46,12 +48,16 @@ export type LocalAction =
 
 /** how long a divergence must persist in the peers' reports before the node holds itself out */
 const SUSPECT_MS = 2000;
+/** how long a VIP that moves to a live peer is kept until that peer reports holding it */
+export const VIP_HANDOVER_MS = 1500;
 
 export class LocalManager {
   /** per service: why this node holds itself out of replication (diverged), or absent */
   readonly heldOut = new Map<Svc, string>();
   /** a divergence seen once may be a peer report that lags our own data: confirm it over time */
   private readonly suspect = new Map<Svc, number>();
+  /** the VIP is being handed over to `to` since `since` (local ms) */
+  private handover: { to: string; since: number } | null = null;
 
   constructor(
     private readonly self: string,
@@ -76,9 +82,27 @@ export class LocalManager {
     }
     if (!busy.has("vip") && f.vip !== null) {
       const want = cfg.assignments.vip === this.self && f.view.acting && f.view.current && !fenced;
-      if (want !== f.vip) out.push({ res: "vip", do: want ? "acquire" : "release", why: want ? `assigned in epoch ${cfg.epoch}` : fenced ? "self-fenced" : "not ours" });
+      if (want || !f.vip) this.handover = null;
+      if (want !== f.vip && !(f.vip && this.handingOver(f, cfg, fenced))) {
+        out.push({ res: "vip", do: want ? "acquire" : "release", why: want ? `assigned in epoch ${cfg.epoch}` : fenced ? "self-fenced" : "not ours" });
+      }
     }
     return out;
+  }
+
+  /**
+   * A planned move (switchover, maintenance): the old holder keeps the VIP until the new one
+   * reports holding it, at most VIP_HANDOVER_MS. Released first, the address answered nowhere
+   * for a moment and a client's connect in that moment hung for its whole connect timeout
+   * (the lab's switchover paused writes 1.3 s). Both holding it is harmless: each portal routes
+   * to the committed primary, and the frozen old one refuses writes. Never when fenced: a
+   * fenced node releases at once, and a failover's old holder is dead or cut off anyway.
+   */
+  private handingOver(f: LocalFacts, cfg: ClusterConfig, fenced: boolean): boolean {
+    const next = cfg.assignments.vip;
+    if (fenced || !next || next === this.self || !f.alive(next) || f.peerVip(next)) return false;
+    if (this.handover?.to !== next) this.handover = { to: next, since: f.now };
+    return f.now - this.handover.since < VIP_HANDOVER_MS;
   }
 
   private db(svc: Svc, d: DbFacts | null, cfg: ClusterConfig, f: LocalFacts, fenced: boolean): LocalAction | null {

@@ -122,7 +122,8 @@ export class HaRuntime {
   /** Messages of the HA layer: peers' resource reports and the leader's query. */
   receive(from: string, msg: Message): void {
     if (msg.t === "res") this.reports.set(from, { r: msg, at: performance.now() });
-    else if (msg.t === "res-query") this.report(true);
+    // the leader wants facts newer than its question (a candidate's position, a caught-up target)
+    else if (msg.t === "res-query") void this.poll(true).then(() => this.report(true));
   }
 
   /** One step, from the agent's tick: local actions, the leader's manager, the report. */
@@ -133,6 +134,7 @@ export class HaRuntime {
       now: performance.now(), view, ...this.facts,
       alive: (n) => n === this.self || view.peers.some((p) => p.name === n && p.alive),
       peerApplied: (n, svc) => this.reports.get(n)?.r[svc]?.applied ?? null,
+      peerVip: (n) => this.reports.get(n)?.r.vip ?? false,
       extra: (svc, mine, theirs) => this.extra(svc, mine, theirs),
     }, this.busy);
     for (const a of plan) void this.act(a, view.committed);

@@ -112,6 +112,7 @@ export class HaSim implements App {
       now: this.w.local(n), view, mysql: this.facts(h), redis: null, portal: h.portal, vip: h.vip,
       alive: (node: string) => node === n.name || view.peers.some((p) => p.name === node && p.alive),
       peerApplied: (node: string, svc: Svc) => (svc === "mysql" ? h.reports.get(node)?.r.mysql?.applied ?? null : null),
+      peerVip: (node: string) => h.reports.get(node)?.r.vip ?? false,
       extra: (svc: Svc, mine: string, theirs: string) => (cmpPos(svc, mine, theirs) ?? 1) <= 0 ? null : `writes ${dec(mine).filter((x) => !dec(theirs).includes(x)).join(",")}`,
     };
     for (const a of h.local.plan(facts, h.busy)) this.act(n, h, a);
