@@ -29,6 +29,7 @@ export interface Proc {
   frozenPos?: string;
   frozenAt?: number;
   queried?: boolean;
+  catchUpQueried?: boolean;
   note?: string;
 }
 
@@ -143,6 +144,8 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
   },
 
   catchUp(p, c) {
+    // the target's last report may predate the freeze by a poll period: ask for a fresh one
+    if (!p.catchUpQueried) { c.query(); p.catchUpQueried = true; }
     const r = c.report(p.candidate!, p.svc);
     if (!r || p.frozenPos === undefined) return WAIT;
     const d = c.inp.cmp(p.svc, r.applied, p.frozenPos);
