@@ -1,8 +1,10 @@
 // Bad input (issue 2 §9): at least 10 000 random and mutated payloads go through the path a
 // broker's message takes (MqttBus.ingest: topic and sender checks, codec) into the cluster
-// core. None may crash anything, none may change the core's state, and each is counted.
+// core and the alarm-ack handler. None may crash anything, none may change the core's state
+// or acknowledge an alarm, and each is counted.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { RemoteAck } from "../../agent/alarms/remote-ack.ts";
 import { decode, encode } from "../../agent/bus/codec.ts";
 import type { Message } from "../../agent/bus/messages.ts";
 import { MqttBus } from "../../agent/bus/mqtt.ts";
@@ -29,13 +31,19 @@ function setup() {
   core.start();
   const bus = new MqttBus({ cluster: C, node: "node1", username: "node1", password: "x", brokers: members, log, now: () => now });
   bus.onMessage((from, m) => core.receive(from, m));
+  const acks: string[] = [];
+  const remoteAck = new RemoteAck({
+    self: "node1", send: (to, m) => void acks.push(`sent ${m.t} to ${to}`), ack: (id) => (acks.push(`applied ${id}`), { ok: false, error: "none" }),
+    timers: { after: () => ({ cancel() {} }) }, newId: () => "x", log,
+  });
+  bus.onMessage((from, m) => remoteAck.receive(from, m));
   // A live cluster: node2 leads term 3 with config epoch 4.
   const config = { epoch: 4, term: 3, members, assignments: { mysql: "node2" }, flags: {} };
   const hb: Message = { v: 1, t: "hb", term: 3, role: "leader", leader: "node2", cfg: { term: 3, epoch: 4 }, committed: 4, quorum: true, tilt: false, wall: 0, seq: 1, config, commit: { term: 3, epoch: 4 } };
   bus.ingest("node2", `bollard/v1/${C}/node2/hb`, encode(hb));
   now += 50;
   core.tick();
-  return { core, bus, store, errors, valid: hb, advance: (ms: number) => (now += ms) };
+  return { core, bus, store, errors, acks, valid: hb, advance: (ms: number) => (now += ms) };
 }
 
 /** What must not change: everything the core shows but its counters and clocks. */
@@ -51,12 +59,14 @@ const samples: Message[] = [
   { v: 1, t: "voted", pre: false, term: 3, granted: true, leaseWait: 0 },
   { v: 1, t: "cmd", id: "x-1", cmd: { op: "assign", service: "mysql", node: "node3" } },
   { v: 1, t: "cmd-result", id: "x-1", status: "ok", epoch: 5 },
+  { v: 1, t: "alarm-ack", id: "r-1", alarm: "psu:node1:PSU2", who: "ops@node2" },
+  { v: 1, t: "alarm-acked", id: "r-1", alarm: "psu:node2:PSU2", status: "ok", ackedBy: "ops@node1", ackedAt: 1 },
 ];
 
 const s = suite("fuzz: bad payloads through bus and core");
 
 s("10 000+ bad payloads: no crash, no state change, each counted", () => {
-  const { core, bus, store, errors, valid } = setup();
+  const { core, bus, store, errors, acks, valid } = setup();
   const r = rng(SEED);
   const int = (n: number) => Math.floor(r() * n);
   const pick = <T,>(a: readonly T[]): T => a[int(a.length)];
@@ -73,7 +83,7 @@ s("10 000+ bad payloads: no crash, no state change, each counted", () => {
       case 0: delete m[k]; break;
       case 1: m[k] = pick(weird); break;
       case 2: m[`x${int(99)}`] = pick(weird); break;
-      default: m.t = pick(["hb", "ack", "vote", "voted", "cmd", "cmd-result", "join", "", 7]);
+      default: m.t = pick(["hb", "ack", "vote", "voted", "cmd", "cmd-result", "alarm-ack", "alarm-acked", "join", "", 7]);
     }
     return { from: "node2", topic: m.t === "hb" ? topicOf() : rpc(), payload: Buffer.from(JSON.stringify(m)) };
   };
@@ -144,6 +154,7 @@ s("10 000+ bad payloads: no crash, no state change, each counted", () => {
   }
   assert.equal(errors, [], "no handler crashed (the bus logs a throwing handler at error level)");
   assert.is(snapshot(core, store), before, "the core's state did not change");
+  assert.equal(acks, [], "no alarm ack was applied or answered");
   assert.ok(total >= 10_000, `at least 10 000 payloads (got ${total})`);
   const st = bus.stats();
   console.log(`fuzz: ${total} bad payloads (seed ${SEED}); bus rejects ${JSON.stringify(st.rejects)}; core rejects ${JSON.stringify(Object.fromEntries(Object.entries(core.counters).filter(([k]) => k.startsWith("reject."))))}`);
