@@ -205,7 +205,7 @@ export class Ipmi {
   private async exec<T>(cmd: string[], parse: (out: string) => Result<T>): Promise<Result<T>> {
     const inv = this.invocation(cmd);
     if (!inv.ok) return inv;
-    const hard = this.cfg.hardTimeoutMs ?? Math.max(5000, 3 * this.budgetMs());
+    const hard = this.hardTimeoutMs();
     const t0 = this.now();
     let out: RunOutput;
     try {
@@ -223,14 +223,19 @@ export class Ipmi {
     return parse(out.stdout);
   }
 
+  /** when ipmitool is killed: hardTimeoutMs, default max(5000, 3 x budgetMs()) */
+  hardTimeoutMs(): number {
+    return this.cfg.hardTimeoutMs ?? Math.max(5000, 3 * this.budgetMs());
+  }
+
   /** what -N and -R allow one request: an unanswered call ends after about this long */
-  private budgetMs(): number {
+  budgetMs(): number {
     return (this.cfg.timeoutS ?? 1) * 1000 * ((this.cfg.retries ?? 1) + 1);
   }
 
   /** ipmitool says "Unable to establish IPMI v2 / RMCP+ session" for every session failure;
-   *  the time it took tells "no answer" from "refused". */
-  private explain(out: RunOutput, ms: number): string {
+   *  the time it took tells "no answer" from "refused". (Also used by ipmi-shell.ts.) */
+  explain(out: RunOutput, ms: number): string {
     const text = `${out.stderr}\n${out.stdout}`.replace(/\s+/g, " ").trim() || "(no output)";
     const budget = this.budgetMs();
     let why = "";

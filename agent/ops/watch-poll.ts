@@ -1,12 +1,14 @@
 // The hardware the watch polls: BMCs over IPMI (sensors, and the SEL entries new since the
-// last read) and switches over SNMP (IF-MIB ports). One Ipmi / SnmpSwitch per device, kept
-// between polls (an SNMP session is reused; IPMI calls to one BMC are serialized by Ipmi).
+// last read) and switches over SNMP (IF-MIB ports). One IpmiShell / SnmpSwitch per device,
+// kept between polls: an SNMP session and an `ipmitool shell` (its RMCP+ session) are reused
+// (hw/ipmi-shell.ts; `ipmiShell: false` runs one ipmitool per call, as fencing does).
 // Each read is timed; nothing here throws: a device that does not answer is a failed Result.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../env/env.ts";
 import type { HaFile } from "../config/ha-schema.ts";
 import { Ipmi, type BmcConfig } from "../hw/ipmi.ts";
+import { IpmiShell } from "../hw/ipmi-shell.ts";
 import type { Result, SelEntry, SelRead, Sensor } from "../hw/ipmi-parse.ts";
 import { SnmpSwitch, type PortReading, type SwitchConfig } from "../hw/snmp.ts";
 
@@ -30,6 +32,7 @@ export interface SwitchPoll {
 export interface IpmiPort {
   sensors(source?: "sensor" | "sdr"): Promise<Result<Sensor[]>>;
   selSince(lastId: number | null): Promise<Result<SelRead>>;
+  close?(): void;
 }
 export interface SnmpPort {
   ports(): Promise<Result<PortReading>>;
@@ -42,6 +45,8 @@ export interface PollerOptions {
   now(): number;
   /** HOME for ipmitool, with a small IANA registry in it (ipmitoolHome) */
   ipmitoolHome?: string;
+  /** one long-lived `ipmitool shell` per BMC (default true), or one ipmitool per call */
+  ipmiShell?: boolean;
   ipmi?(cfg: BmcConfig): IpmiPort;
   snmp?(cfg: SwitchConfig): SnmpPort;
 }
@@ -94,7 +99,11 @@ export class HwPoller {
     private readonly o: PollerOptions,
   ) {
     this.ipmitoolHome = o.ipmitoolHome ?? null;
-    const ipmi = o.ipmi ?? ((cfg: BmcConfig) => new Ipmi(cfg, { log: o.log.child("hw.ipmi"), now: o.now, home: o.ipmitoolHome }));
+    const ipmi = o.ipmi ?? ((cfg: BmcConfig) => {
+      const log = o.log.child("hw.ipmi");
+      const one = new Ipmi(cfg, { log, now: o.now, home: o.ipmitoolHome });
+      return o.ipmiShell === false ? one : new IpmiShell(one, { log, now: o.now });
+    });
     const snmp = o.snmp ?? ((cfg: SwitchConfig) => new SnmpSwitch(cfg, { log: o.log.child("hw.snmp"), now: o.now }));
     for (const b of bmcs) this.bmcs.set(b.node, ipmi(b.cfg));
     for (const s of switches) this.switches.set(s.name, snmp(s));
@@ -148,5 +157,6 @@ export class HwPoller {
 
   close(): void {
     for (const s of this.switches.values()) s.close();
+    for (const b of this.bmcs.values()) b.close?.();
   }
 }
