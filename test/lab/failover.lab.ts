@@ -39,6 +39,14 @@ async function restore(): Promise<{ leader: string; holder: string }> {
     const m = await healthy("mysql");
     const r = await healthy("redis");
     if (!m || !r) return null;
+    // A held-out node needs re-cloning. The minority of the no-fence-path case usually holds a
+    // transaction that was written to its binlog but never acknowledged (semi-sync AFTER_SYNC,
+    // its replicas cut off) when it fenced itself: it comes back diverged, and the next case
+    // would have no replica left to acknowledge commits. The lab's re-cloning is a rebuild.
+    for (const n of NODES) {
+      const held = (await status(n))?.ha?.heldOut?.mysql;
+      if (held) return { leader: "", holder: "", reclone: `${n}: ${held}` };
+    }
     const st = await status(m.leader);
     if (!st || Object.keys(st.flags).some((k) => k.startsWith("fenc"))) return null;
     // Each case fails over on purpose: acknowledge the last one, or anti-flapping holds the next.
@@ -48,9 +56,14 @@ async function restore(): Promise<{ leader: string; holder: string }> {
         return null;
       }
     }
-    return m;
+    return { ...m, reclone: "" };
   }, 300);
   try {
+    const r = await ready();
+    if (!r.reclone) return r;
+    figures.push(`restore: REBUILT the lab to re-clone ${r.reclone}`);
+    await lab("down");
+    await lab("up");
     return await ready();
   } catch (e) {
     // A case that failed may leave the cluster beyond repair; the next case gets a new lab
