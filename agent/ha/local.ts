@@ -18,6 +18,8 @@ export interface DbFacts {
   applied: string;
   /** node it replicates from, or null */
   source: string | null;
+  /** MySQL replica threads as SHOW SLAVE STATUS says (alarms; never sent in reports) */
+  repl?: { ioRunning: boolean; sqlRunning: boolean; lagSeconds: number | null; lastError: string | null };
 }
 
 export interface LocalFacts {

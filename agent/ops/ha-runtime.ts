@@ -13,7 +13,7 @@ import { fenceNode, realFenceDeps, unfence, type NodeFenceConfig } from "../fenc
 import { cmpGtid, subsetOf } from "../resources/gtid.ts";
 import { HealthChecker, type HealthTransition } from "../resources/health.ts";
 import { flavourByName } from "../resources/mysql-flavour.ts";
-import { MysqlDriver } from "../resources/mysql.ts";
+import { MysqlDriver, type MysqlDriverStatus } from "../resources/mysql.ts";
 import { PortalDriver } from "../resources/portal.ts";
 import { RedisDriver } from "../resources/redis.ts";
 import { VipDriver } from "../resources/vip.ts";
@@ -43,6 +43,24 @@ async function primaryBinlogState(host: string, port: number, user: string, pass
   } finally {
     c.destroy();
   }
+}
+
+/**
+ * The local MySQL as the managers and the alarms see it. `repl` (threads, Seconds_Behind_Master,
+ * the last error) is for the alarms' replica-broken and repl-lag rules only: reports leave it out.
+ */
+export function mysqlFacts(m: MysqlDriverStatus, binlogState: string, nodeOf: (hostPort: string | null) => string | null): DbFacts {
+  return {
+    up: m.up, role: m.role, writable: m.up && !m.readOnly && m.role !== "replica", received: m.gtidReceived ?? m.gtidExecuted,
+    applied: binlogState || m.gtidExecuted, source: m.ioRunning || m.sqlRunning ? nodeOf(m.source) : null,
+    repl: m.role === "replica" ? { ioRunning: m.ioRunning, sqlRunning: m.sqlRunning, lagSeconds: m.lagSeconds, lastError: m.lastError } : undefined,
+  };
+}
+
+/** What peers get of a resource's facts, field by field: the report's schema is strict. */
+export function dbReport(f: DbFacts, heldOut: string | null, steps?: Record<string, number>): DbReport {
+  const { up, role, writable, received, applied, source } = f;
+  return { up, role, writable, received, applied, source, heldOut, steps };
 }
 
 export class HaRuntime {
@@ -191,7 +209,7 @@ export class HaRuntime {
       const [m, r, p, v] = await Promise.all([this.mysql?.status(), this.redis?.info().catch(() => null), this.portal?.status(), this.vip?.held().catch(() => null)]);
       if (m && this.mysql && m.up) this.binlogState = await this.mysql.gtidBinlogState().catch(() => this.binlogState);
       this.facts = {
-        mysql: m ? { up: m.up, role: m.role, writable: m.up && !m.readOnly && m.role !== "replica", received: m.gtidReceived ?? m.gtidExecuted, applied: this.binlogState || m.gtidExecuted, source: m.ioRunning || m.sqlRunning ? this.nodeOf(m.source) : null } : null,
+        mysql: m ? mysqlFacts(m, this.binlogState, (hp) => this.nodeOf(hp)) : null,
         // A fenced master (min-replicas-to-write INT_MAX, the way Redis starts here) is no
         // primary: it takes no writes and should become a replica. A master that refuses
         // writes only because no replica is in sync yet is still the primary.
@@ -332,7 +350,7 @@ export class HaRuntime {
   private db(svc: Svc): DbReport | null {
     const f = this.facts[svc];
     if (!f) return null;
-    return { ...f, heldOut: this.local.heldOut.get(svc) ?? null, steps: svc === "mysql" ? { ...this.steps } : undefined };
+    return dbReport(f, this.local.heldOut.get(svc) ?? null, svc === "mysql" ? { ...this.steps } : undefined);
   }
 
   private resReport(selfFenced: boolean): ResReport {

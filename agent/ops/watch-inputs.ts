@@ -2,8 +2,8 @@
 // the adapters' readings: pure functions, no I/O, so each is unit-tested on its own.
 //  - switch ports are named after the node and NIC cabled to them (ha.nodes.<n>.ports);
 //  - BMC sensors and SEL entries become the rules' BmcInput, and sensor samples;
-//  - the HA runtime's facts become the MySQL/Redis inputs (what the facts do not carry,
-//    replication lag and which thread stopped, is left unknown: not judged);
+//  - the HA runtime's facts become the MySQL/Redis inputs (a MySQL replica's threads and lag
+//    from its SHOW SLAVE STATUS; what the facts do not carry is left unknown: not judged);
 //  - the event log's records become the rules' events (fence failed/done, failover done).
 import type { BmcInput, EventInput, MysqlInput, PortInput, RedisInput, SwitchInput } from "../alarms/types.ts";
 import type { HaFile } from "../config/ha-schema.ts";
@@ -89,11 +89,13 @@ export function portMetrics(sw: string, r: PortReading, map: PortMap): NonNullab
 }
 
 /**
- * MySQL as the HA runtime saw it last. Its facts say whether a replica replicates (a source
- * while the IO or SQL thread runs), not which thread stopped nor the lag: lag is unknown.
+ * MySQL as the HA runtime saw it last. A replica's facts carry its threads and lag (`repl`);
+ * without them only whether it replicates (a source while a thread runs) is known, lag is not.
  */
 export function mysqlInput(f: DbFacts | null | undefined): MysqlInput | null {
   if (!f) return null;
+  // a replica's threads and lag, when the HA runtime read them (SHOW SLAVE STATUS)
+  if (f.repl && f.role === "replica") return { up: f.up, role: f.role, ...f.repl };
   const replicating = f.role !== "replica" || f.source !== null;
   return { up: f.up, role: f.role, ioRunning: replicating, sqlRunning: replicating, lagSeconds: null, lastError: replicating ? null : "no replication source (IO and SQL threads stopped)" };
 }
