@@ -231,6 +231,18 @@ K("cpu and memory from the files; unreadable files are errors readHost turns int
   assert.match(h.memory.ok ? "" : h.memory.error, "/proc/meminfo: no MemTotal");
 });
 
+K("readHost with a time sync reading to report again runs neither chronyc nor timedatectl", async () => {
+  let runs = 0;
+  const exec: Exec = async () => (runs++, { code: 0, stdout: "no\n", stderr: "", missing: false });
+  const files: Record<string, string> = { "/proc/stat": STAT, "/proc/meminfo": MEMINFO, "/proc/self/mounts": "" };
+  const source = hostSource({ readFile: (p) => files[p] ?? "" });
+  const fresh = await readHost({ source, exec, listDir: () => [], readFile: () => "" });
+  assert.is(runs, 2, "chronyc (an answer it cannot read), then timedatectl");
+  const again = await readHost({ source, exec, listDir: () => [], readFile: () => "", timeSync: fresh.timeSync });
+  assert.is(runs, 2);
+  assert.equal(again.timeSync, fresh.timeSync);
+});
+
 K("this machine: the root filesystem's size and use as df says (1K blocks)", async () => {
   const fs = await hostSource().fsSize(new Set());
   const root = fs.find((f) => f.mount === "/");

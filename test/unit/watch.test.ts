@@ -15,7 +15,7 @@ import type { NodeView } from "../../agent/cluster/view.ts";
 import { parseConfig } from "../../agent/config/load.ts";
 import type { Config } from "../../agent/config/schema.ts";
 import type { ClusterEvent, Logger, Timers } from "../../agent/env/env.ts";
-import type { HostReading } from "../../agent/hw/host.ts";
+import type { HostOptions, HostReading } from "../../agent/hw/host.ts";
 import { parseSensorList, type SelEntry } from "../../agent/hw/ipmi-parse.ts";
 import type { Port } from "../../agent/hw/snmp.ts";
 import { renderMetrics } from "../../agent/ops/metrics.ts";
@@ -68,6 +68,8 @@ interface World {
   alarmCb: AlarmCb | null;
   eventFn: ((e: ClusterEvent) => void) | null;
   tick: () => void;
+  /** what the watch asked readHost for, each time */
+  hostAsked: HostOptions[];
   wall: number;
   mono: number;
 }
@@ -77,7 +79,7 @@ async function world(): Promise<World> {
   const parsed = parseConfig(YAML(dir), "t", { secrets: false });
   if (!parsed.ok) throw new Error(parsed.errors.join("\n"));
   const config: Config = parsed.config;
-  const w = { dir, temp: 40, fan1: 6000, psu2: "0x0100", bmcUp: true, sel: [], swB: { up: true, swp1: "up" }, eth1: "up", published: [], alarmCb: null, eventFn: null, wall: 1_700_000_000_000, mono: 0 } as unknown as World;
+  const w = { dir, temp: 40, fan1: 6000, psu2: "0x0100", bmcUp: true, sel: [], swB: { up: true, swp1: "up" }, eth1: "up", published: [], hostAsked: [], alarmCb: null, eventFn: null, wall: 1_700_000_000_000, mono: 0 } as unknown as World;
   let cycle: (() => void) | null = null;
   const timers: Timers = {
     every: (_ms, fn) => ((cycle = fn), { cancel: () => (cycle = null) }),
@@ -118,7 +120,7 @@ async function world(): Promise<World> {
     now: () => w.mono, wall: () => w.wall,
     bus: { publishAlarm: (id, p) => void w.published.push([id, p]), onAlarm: (cb) => ((w.alarmCb = cb), () => (w.alarmCb = null)), stats: () => stats },
     onEvent: (fn) => ((w.eventFn = fn), () => (w.eventFn = null)),
-    poller, readHost: async () => host,
+    poller, readHost: async (o) => (w.hostAsked.push(o), host),
     readBonds: () => [{ name: "bond0", state: { ok: true, value: { modeText: "x", mode: "active-backup", primary: null, activeSlave: "eth0", mii: "up", miimonMs: 100, slaves: [{ name: "eth0", mii: "up", speedMbps: null, duplex: null, linkFailures: 0, permanentMac: null }, { name: "eth1", mii: w.eth1, speedMbps: null, duplex: null, linkFailures: 1, permanentMac: null }] } } }],
   });
   await w.watch.start();
@@ -231,6 +233,15 @@ W("events: failover done and fence failed become alarms; fence done settles the 
   w.eventFn!({ kind: "fence", node: "node1", term: 3, detail: "node2 level ipmi CONFIRMED in 300 ms: off", fields: { node: "node2", level: "ipmi", ok: true, ms: 300 } });
   await poll(w);
   assert.equal(w.watch.clusterAlarms().map((a) => a.text), ["mysql failed over from node2 to node3"]);
+});
+
+W("host every hw.host_every_ms (10 s), time sync only every minute: the reading in between is the last one", async () => {
+  for (let i = 0; i < 13; i++) await poll(w, 10_000); // up to t = 130 s
+  const asked = w.hostAsked.map((o) => o.timeSync === undefined);
+  assert.is(asked.length, 14, "a host reading every 10 s (t = 0 ... 130 s)");
+  assert.equal(asked.map((fresh, i) => (fresh ? i * 10 : null)).filter((t) => t !== null), [0, 60, 120], "time sync asked at 0, 60 and 120 s");
+  assert.equal(w.hostAsked[1]!.timeSync, { state: "synced", source: "chrony", offsetSeconds: 0, detail: "" }, "in between: the last reading's");
+  assert.ok(w.hostAsked.every((o) => o.source === w.hostAsked[0]!.source && o.source), "one host source kept across readings");
 });
 
 W("metrics: sensors, ports, host, cluster, alarms and bus, all bollard_", async () => {
