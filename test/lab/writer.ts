@@ -84,6 +84,10 @@ async function redisWriter(target: string): Promise<void> {
       appendFileSync(file, `${id} ${Date.now()}\n`);
     } catch (e) {
       appendFileSync(errs, `${Date.now()} ${(e as Error).message}\n`);
+      // A timed-out command leaves ioredis on a connection to a powered-off server, where the
+      // next commands time out too until a TCP retransmission meets the new VIP holder's RST
+      // (seconds of backoff): drop it and connect afresh, as the MySQL writer does.
+      if (/timed out/i.test((e as Error).message)) r.disconnect();
       await sleep(50);
       continue;
     }
