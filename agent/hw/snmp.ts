@@ -49,6 +49,10 @@ export const PORT_COLUMNS = [
   ...[2, 5, 7, 8, 10, 13, 14, 16, 19, 20].map((c) => `${IF_ENTRY}.${c}`),
   ...[1, 6, 10, 15, 18].map((c) => `${IFX_ENTRY}.${c}`),
 ];
+/** what an alarm needs of a port: ifDescr, ifAdminStatus, ifOperStatus, ifName. A walk of
+ *  these four costs a quarter of a full one (measured: 1.5 against 6.5 ms of CPU a second for
+ *  two switches of 17 interfaces): the watch walks them every poll, the counters less often. */
+export const STATUS_COLUMNS = [`${IF_ENTRY}.2`, `${IF_ENTRY}.7`, `${IF_ENTRY}.8`, `${IFX_ENTRY}.1`];
 /** varbinds asked per GetBulk: snmpd answers at most 100 (maxGetbulkResponses) */
 const BULK_VARBINDS = 100;
 
@@ -107,6 +111,9 @@ export interface PortReading {
   /** monotonic ms when the walk finished */
   at: number;
   ports: Port[];
+  /** only STATUS_COLUMNS were walked: speed, alias and the counters are null (or, after
+   *  withCounters(), those of an earlier full walk) */
+  statusOnly?: boolean;
 }
 
 export interface PortRate {
@@ -168,6 +175,23 @@ export function portsFromVarbinds(vbs: Varbind[]): Port[] {
     });
   }
   return ports;
+}
+
+/**
+ * A status-only reading with the speed, alias and counters of an earlier full one, port by
+ * port (same ifIndex and ifDescr); a port the full walk did not have keeps nulls. Pure.
+ */
+export function withCounters(status: PortReading, full: PortReading): PortReading {
+  const byIndex = new Map(full.ports.map((p) => [p.ifIndex, p]));
+  return {
+    ...status,
+    ports: status.ports.map((p) => {
+      const f = byIndex.get(p.ifIndex);
+      if (!f || f.descr !== p.descr) return p;
+      const { speedMbps, alias, inOctets, outOctets, octetBits, inErrors, outErrors, inDiscards, outDiscards } = f;
+      return { ...p, speedMbps, alias, inOctets, outOctets, octetBits, inErrors, outErrors, inDiscards, outDiscards };
+    }),
+  };
 }
 
 /**
@@ -241,15 +265,15 @@ export class SnmpSwitch {
    * GetBulk per ~100 varbinds. With snmpd's ifTable cache off, every request reloads the
    * interfaces: 53 ports took 350-880 ms walking both tables whole, 13 ms per GetBulk here.
    */
-  async ports(): Promise<Result<PortReading>> {
+  async ports(what: "all" | "status" = "all"): Promise<Result<PortReading>> {
     const t0 = this.now();
-    const r = await this.columns(PORT_COLUMNS);
+    const r = await this.columns(what === "all" ? PORT_COLUMNS : STATUS_COLUMNS);
     if (!r.ok) return err(`snmp ${this.target}: walk ifTable/ifXTable: ${r.error}`);
     // A switch without ifXTable still has ports: 32-bit counters and ifSpeed
     const ports = portsFromVarbinds(r.value);
     const at = this.now();
-    this.opts.log.debug("snmp walk", { switch: this.cfg.name, ms: Math.round(at - t0), ports: ports.length });
-    return ok({ switch: this.cfg.name, at, ports });
+    this.opts.log.debug("snmp walk", { switch: this.cfg.name, ms: Math.round(at - t0), ports: ports.length, what });
+    return ok({ switch: this.cfg.name, at, ports, ...(what === "status" ? { statusOnly: true } : {}) });
   }
 
   /** The ifIndex of the port whose ifDescr (else ifName) is `port`. */

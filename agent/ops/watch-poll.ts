@@ -10,7 +10,7 @@ import type { HaFile } from "../config/ha-schema.ts";
 import { Ipmi, type BmcConfig } from "../hw/ipmi.ts";
 import { IpmiShell } from "../hw/ipmi-shell.ts";
 import type { Result, SelEntry, SelRead, Sensor } from "../hw/ipmi-parse.ts";
-import { SnmpSwitch, type PortReading, type SwitchConfig } from "../hw/snmp.ts";
+import { SnmpSwitch, withCounters, type PortReading, type SwitchConfig } from "../hw/snmp.ts";
 
 export interface BmcPoll {
   node: string;
@@ -35,7 +35,7 @@ export interface IpmiPort {
   close?(): void;
 }
 export interface SnmpPort {
-  ports(): Promise<Result<PortReading>>;
+  ports(what?: "all" | "status"): Promise<Result<PortReading>>;
   close(): void;
 }
 
@@ -89,6 +89,8 @@ export function ipmitoolHome(dir: string, log: Logger): string | null {
 export class HwPoller {
   private readonly bmcs = new Map<string, IpmiPort>();
   private readonly switches = new Map<string, SnmpPort>();
+  /** per switch, the last full walk (its counters fill the status-only walks in between) */
+  private readonly lastFull = new Map<string, PortReading>();
   /** per BMC, the last SEL record id seen; absent: not read yet (the first read sets the baseline) */
   readonly selLast = new Map<string, number | null>();
   readonly ipmitoolHome: string | null;
@@ -138,10 +140,19 @@ export class HwPoller {
     return { node, sensors, sel: entries, selError, ms: Math.round(this.o.now() - t0) };
   }
 
-  async pollSwitch(name: string): Promise<SwitchPoll> {
+  /**
+   * The switch's ports. With `fullEveryMs`, a full walk (counters included) only when the last
+   * full one is that old, else the status columns (hw/snmp.ts STATUS_COLUMNS) with the last
+   * full walk's counters; oper and admin status are always fresh. Without: a full walk.
+   */
+  async pollSwitch(name: string, fullEveryMs = 0): Promise<SwitchPoll> {
     const t0 = this.o.now();
     const s = this.switches.get(name);
-    const ports: Result<PortReading> = s ? await s.ports() : { ok: false, error: `no switch ${name} configured` };
+    const last = this.lastFull.get(name);
+    const full = !last || t0 - last.at >= fullEveryMs;
+    let ports: Result<PortReading> = s ? await s.ports(full ? "all" : "status") : { ok: false, error: `no switch ${name} configured` };
+    if (ports.ok && full) this.lastFull.set(name, ports.value);
+    else if (ports.ok && last) ports = { ok: true, value: withCounters(ports.value, last) };
     return { switch: name, ports, ms: Math.round(this.o.now() - t0) };
   }
 

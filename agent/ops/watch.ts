@@ -86,6 +86,9 @@ const SEL_FILE = "sel.json";
  *  is asked at most this often, the rest of the host every hw.host_every_ms. A clock that
  *  lost its sync raises a minor alarm (time-unsynced); a minute more does not matter. */
 export const TIME_SYNC_EVERY_MS = 60_000;
+/** switch port counters (metrics only) are walked this often; oper and admin status, which
+ *  the alarms judge, every poll (watch-poll.ts pollSwitch) */
+export const PORT_COUNTERS_EVERY_MS = 10_000;
 
 export class Watch {
   private readonly log: Logger;
@@ -211,7 +214,7 @@ export class Watch {
         if (this.poller.selLast.get(this.self) !== before) this.saveSel();
       });
     }
-    for (const s of this.poller.switchNames()) this.read(`switch:${s}`, () => this.poller.pollSwitch(s), (r) => this.switches.set(s, r));
+    for (const s of this.poller.switchNames()) this.read(`switch:${s}`, () => this.poller.pollSwitch(s, PORT_COUNTERS_EVERY_MS), (r) => this.switches.set(s, r));
     this.bonds = this.d.readBonds ? this.d.readBonds() : readBondStates(this.d.config.hw.host);
     if (now - this.lastHostAt >= c.hostEveryMs) {
       this.lastHostAt = now;
