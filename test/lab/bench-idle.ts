@@ -4,6 +4,7 @@
 //
 //   make bench-idle                                  # the lab's three agents, 60 s
 //   node --import tsx test/lab/bench-idle.ts [--seconds N] [--interval-ms N] [PID|NAME=PID ...]
+//   node --import tsx test/lab/bench-idle.ts --pieces [--seconds N]   # no lab: see below
 //
 // Without PIDs it finds the lab's agents the way the lab does: $LAB_STATE (default
 // /run/bollard-lab as root, else what test/lab/lib.sh picks) /nodeN/run/agent.pid, which
@@ -19,6 +20,13 @@
 //
 // Exit code: 0 when every agent was sampled to the end, 1 otherwise, 2 usage. The verdict
 // against the target is printed, not used as an exit code: the figure is to be read.
+//
+// --pieces measures, in this process and without the lab, what the agent's periodic reads
+// cost each, at the rate the agent runs them, for N seconds each (default 15): the VIP check
+// both ways (on lo), the host reading, the time sync, and `ipmitool sensor` as one process
+// per call and in an `ipmitool shell` against an ipmi_sim on 127.0.5.1 (as root, with
+// OpenIPMI installed; test/broker/bmc-harness.ts). It prints this process's CPU and its
+// children's per call (a live shell's from its own stat), and an idle line to subtract.
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 
@@ -242,7 +250,78 @@ async function main(): Promise<number> {
   return rows.length === watched.length ? 0 : 1;
 }
 
-main().then((c) => process.exit(c), (e: unknown) => {
+/** CPU of this process and of its children per call of `f`, run `perSec` times a second. */
+async function piece(name: string, f: () => Promise<unknown>, perSec: number, secs: number, livePid?: () => number | null): Promise<void> {
+  const hz = clkTck();
+  const selfStat = () => statFields(process.pid)!;
+  const live = () => {
+    const pid = livePid?.();
+    const g = pid ? statFields(pid) : null;
+    return g ? own(g) : 0;
+  };
+  await f();
+  await f();
+  const c0 = process.cpuUsage();
+  const k0 = reaped(selfStat()) + live();
+  const t0 = performance.now();
+  let n = 0;
+  while (performance.now() - t0 < secs * 1000) {
+    await f();
+    n++;
+    const wait = t0 + (n * 1000) / perSec - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+  const c = process.cpuUsage(c0);
+  const kids = ((reaped(selfStat()) + live() - k0) / hz) * 1000;
+  const el = (performance.now() - t0) / 1000;
+  const ownMs = (c.user + c.system) / 1000;
+  console.log(`${name.padEnd(46)} ${String(n).padStart(4)} calls: ${f2(ownMs / n)} ms + ${f2(kids / n)} ms in children per call = ${f2(ownMs / el / 10)} % + ${f2(kids / el / 10)} % of a core at ${perSec}/s`);
+}
+
+async function pieces(secs: number): Promise<number> {
+  const { VipDriver } = await import("../../agent/resources/vip.ts");
+  const { hostSource, readHost, readTimeSync, execProgram } = await import("../../agent/hw/host.ts");
+  const quiet = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
+  console.log(`each piece alone in this process (pid ${process.pid}), ${secs} s each; the idle line is this process doing nothing: subtract its % of a core from the pieces' own %`);
+  await piece("idle (a timer 4 times a second)", async () => {}, 4, secs);
+  const vip = new VipDriver({ address: "127.0.0.1/8", iface: "lo", log: quiet });
+  await piece("VIP held(), os.networkInterfaces", () => vip.held(), 4, secs);
+  const vipIp = new VipDriver({ address: "127.0.0.1/8", iface: "lo", log: quiet, interfaces: () => ({}) });
+  await piece("VIP held(), ip -j addr show (the old way)", () => vipIp.held(), 4, secs);
+  const source = hostSource();
+  await piece("host: cpu, memory, filesystems (no time sync)", () => readHost({ source, timeSync: { state: "unknown", source: null, offsetSeconds: null, detail: "" } }), 1, secs);
+  await piece("host: time sync (chronyc or timedatectl)", () => readTimeSync(execProgram, 2000), 1, secs);
+  if (process.getuid?.() !== 0 || !existsSync("/usr/bin/ipmi_sim")) {
+    console.log("ipmitool: skipped (needs root and OpenIPMI's ipmi_sim)");
+    return 0;
+  }
+  const { BmcHarness } = await import("../broker/bmc-harness.ts");
+  const { Ipmi } = await import("../../agent/hw/ipmi.ts");
+  const { IpmiShell } = await import("../../agent/hw/ipmi-shell.ts");
+  const { ipmitoolHome } = await import("../../agent/ops/watch-poll.ts");
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const h = await BmcHarness.start([{ name: "bench", host: "127.0.5.1" }]);
+  const home = ipmitoolHome(mkdtempSync("/tmp/bollard-bench-ipmitool-"), quiet)!;
+  try {
+    const one = new Ipmi(h.config("bench", { cipher: 3 }), { log: quiet, home });
+    await piece("ipmitool sensor, one process per call", () => one.sensors(), 1, secs);
+    const shell = new IpmiShell(one, { log: quiet });
+    await piece("ipmitool sensor, in an ipmitool shell", () => shell.sensors(), 1, secs, () => shell.pid());
+    shell.close();
+  } finally {
+    await h.stop();
+    rmSync(home, { recursive: true, force: true });
+  }
+  return 0;
+}
+
+const piecesArg = process.argv.indexOf("--pieces");
+const run = piecesArg >= 0 ? () => {
+  const i = process.argv.indexOf("--seconds");
+  return pieces(i > 0 ? Number(process.argv[i + 1]) || 15 : 15);
+} : main;
+
+run().then((c) => process.exit(c), (e: unknown) => {
   console.error(`bench-idle: ${e instanceof Error ? e.stack : String(e)}`);
   process.exit(1);
 });
