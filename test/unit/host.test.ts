@@ -4,8 +4,8 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { execFileSync } from "node:child_process";
 import {
-  bondAlarmInputs, cpuBusyRatio, hostAlarmInput, hostSource, isRemote, parseBonding, parseChronyTracking, parseMeminfo, parseMounts, parseProcStat,
-  parseTimedatectl, readHost, readTimeSync, type Exec, type HostSource, type StatFs,
+  bondAlarmInputs, hostAlarmInput, hostSource, parseBonding, parseChronyTracking,
+  parseTimedatectl, readHost, readTimeSync, type Exec, type HostSource,
 } from "../../agent/hw/host.ts";
 
 // /proc/net/bonding/bond0, Linux 6.1 (Debian 12), active-backup, eth1's cable pulled
@@ -137,105 +137,55 @@ T("chrony missing, timedatectl failing: unknown, with why", async () => {
 });
 
 // Linux 6.1, 2 CPUs (proc(5): user nice system idle iowait irq softirq steal guest guest_nice)
-const STAT = `cpu  1000 10 500 8000 300 20 30 40 100 0
-cpu0 500 5 250 4000 150 10 15 20 50 0
-cpu1 500 5 250 4000 150 10 15 20 50 0
-intr 123456 0 0
-ctxt 98765
-`;
-const MEMINFO = `MemTotal:        8000000 kB
-MemFree:          500000 kB
-MemAvailable:    6000000 kB
-Buffers:          100000 kB
-Cached:          2000000 kB
-`;
-const MOUNTS = `sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
-proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0
-/dev/sda2 / ext4 rw,relatime 0 0
-tmpfs /run tmpfs rw,nosuid,nodev,size=1000k 0 0
-/dev/sda3 /var/lib/mysql xfs rw,relatime 0 0
-/dev/sdb1 /mnt/my\\040disk ext4 rw,relatime 0 0
-10.0.0.5:/export /mnt/nfs nfs4 rw,relatime 0 0
-//fs/share /mnt/smb cifs rw 0 0
-/dev/sdc1 /var/lib/mysql ext4 rw,relatime 0 0
-systemd-1 /proc/sys/fs/binfmt_misc autofs rw 0 0
-`;
+const K = suite("the host source (systeminformation, filesystems throttled)");
 
-const K = suite("the kernel as the host source (/proc, statfs)");
-
-K("/proc/stat: busy is all but idle and iowait; guest is not counted twice; the share is since the previous reading", () => {
-  const a = parseProcStat(STAT);
-  assert.equal(a, { ok: true, value: { busy: 1000 + 10 + 500 + 20 + 30 + 40, total: 9900, cores: 2 } });
-  assert.is(cpuBusyRatio(null, a.ok ? a.value : (null as never)), 1600 / 9900, "the first: since boot");
-  const b = { busy: 1600 + 300, total: 9900 + 1000, cores: 2 };
-  assert.is(cpuBusyRatio(a.ok ? a.value : null, b), 0.3);
-  assert.is(cpuBusyRatio(b, b), 0, "no time passed: 0, not NaN");
-  assert.is(cpuBusyRatio(b, { busy: 0, total: 0, cores: 2 }), 0, "counters that went back (never on Linux): 0, not negative");
-  for (const bad of ["", "intr 1 2 3", "cpu  a b c d", "cpu  1 2"]) assert.is(parseProcStat(bad).ok, false, JSON.stringify(bad));
-});
-
-K("/proc/meminfo: MemTotal and MemAvailable in bytes; before Linux 3.14, free + buffers + cached", () => {
-  assert.equal(parseMeminfo(MEMINFO), { ok: true, value: { total: 8000000 * 1024, available: 6000000 * 1024 } });
-  const old = MEMINFO.replace(/^MemAvailable.*\n/m, "");
-  assert.equal(parseMeminfo(old), { ok: true, value: { total: 8000000 * 1024, available: (500000 + 100000 + 2000000) * 1024 } });
-  assert.is(parseMeminfo("garbage").ok, false);
-});
-
-K("/proc/self/mounts: octal escapes decoded; remote filesystems told apart as df -l does", () => {
-  const m = parseMounts(MOUNTS);
-  assert.equal(m.find((x) => x.device === "/dev/sdb1"), { device: "/dev/sdb1", mount: "/mnt/my disk", type: "ext4" });
-  assert.equal(m.filter(isRemote).map((x) => x.mount), ["/mnt/nfs", "/mnt/smb"]);
-  assert.equal(parseMounts("garbage\n\n"), []);
-});
-
-K("fsSize: local disks only, the last mount on a path, sizes from statfs", async () => {
-  const asked: string[] = [];
-  const statfs: StatFs = async (p) => {
-    asked.push(p);
-    return { bsize: 4096, blocks: 1000, bfree: 250 };
+/** A fake systeminformation that counts its calls. */
+function counting(fail = { fs: false }) {
+  const calls = { load: 0, mem: 0, fs: 0 };
+  const base: HostSource = {
+    currentLoad: async () => (calls.load++, { currentLoad: 10 * calls.load, cpus: [1, 2] }),
+    mem: async () => (calls.mem++, { total: 100, available: 40 }),
+    fsSize: async () => {
+      calls.fs++;
+      if (fail.fs) throw new Error("df: timed out");
+      return [{ fs: "/dev/sda2", type: "ext4", size: 1000, used: 100 * calls.fs, mount: "/" }];
+    },
   };
-  const src = hostSource({ readFile: () => MOUNTS, statfs });
-  const fs = await src.fsSize(new Set(["tmpfs"]));
-  assert.equal(asked.sort(), ["/", "/mnt/my disk", "/var/lib/mysql"], "no statfs of pseudo, excluded, remote or autofs mounts");
-  assert.equal(fs.find((f) => f.mount === "/var/lib/mysql"), { fs: "/dev/sdc1", type: "ext4", mount: "/var/lib/mysql", size: 4096000, used: 3072000 });
+  return { calls, base };
+}
+
+K("cpu and memory every reading; filesystems at most every fsEveryMs, the last answer in between", async () => {
+  const { calls, base } = counting();
+  let t = 0;
+  const src = hostSource({ base, now: () => t, fsEveryMs: 60_000 });
+  assert.equal((await src.fsSize())[0]!.used, 100);
+  t = 59_999;
+  assert.equal((await src.fsSize())[0]!.used, 100, "within the period: the last answer");
+  assert.is((await src.currentLoad()).currentLoad, 10);
+  assert.is((await src.currentLoad()).currentLoad, 20, "cpu: asked every time");
+  t = 60_000;
+  assert.equal((await src.fsSize())[0]!.used, 200, "the period is over: asked again");
+  assert.equal(calls, { load: 2, mem: 0, fs: 2 });
 });
 
-K("fsSize: a statfs that does not return is an error after the timeout, and is not asked again while it hangs", async () => {
-  let calls = 0;
-  const statfs: StatFs = (p) => {
-    calls++;
-    return p === "/" ? new Promise(() => {}) : Promise.resolve({ bsize: 1024, blocks: 10, bfree: 5 });
-  };
-  const src = hostSource({ readFile: () => "/dev/sda2 / ext4 rw 0 0\n/dev/sda3 /data ext4 rw 0 0\n", statfs, timeoutMs: 20 });
-  let e1 = "";
-  await src.fsSize(new Set()).catch((e: Error) => (e1 = e.message));
-  assert.match(e1, "statfs did not return within 20 ms (/)");
-  let e2 = "";
-  await src.fsSize(new Set()).catch((e: Error) => (e2 = e.message));
-  assert.match(e2, "statfs /: the previous call has not returned");
-  assert.is(calls, 3, "/ once, /data twice");
-});
-
-K("cpu and memory from the files; unreadable files are errors readHost turns into error values", async () => {
-  const files: Record<string, string> = { "/proc/stat": STAT, "/proc/meminfo": MEMINFO };
-  const src = hostSource({ readFile: (p) => files[p] ?? "" });
-  const c = await src.currentLoad();
-  assert.is(c.cpus.length, 2);
-  assert.is(c.currentLoad, (1600 / 9900) * 100);
-  files["/proc/stat"] = STAT.replace("cpu  1000 10 500 8000", "cpu  1300 10 500 8700");
-  assert.is((await src.currentLoad()).currentLoad, 30, "since the previous reading: 300 busy of 1000");
-  assert.equal(await src.mem(), { total: 8000000 * 1024, available: 6000000 * 1024 });
-  files["/proc/meminfo"] = "nonsense";
-  const h = await readHost({ source: src, exec: async () => ({ code: 0, stdout: "yes\n", stderr: "", missing: false }), listDir: () => [], readFile: () => "" });
-  assert.is(h.memory.ok, false);
-  assert.match(h.memory.ok ? "" : h.memory.error, "/proc/meminfo: no MemTotal");
+K("a failed filesystem answer is not kept: readHost reports the error, the next reading asks again", async () => {
+  const fail = { fs: true };
+  const { calls, base } = counting(fail);
+  const src = hostSource({ base, now: () => 0 });
+  const exec: Exec = async () => ({ code: 0, stdout: "yes\n", stderr: "", missing: false });
+  const h = await readHost({ source: src, exec, listDir: () => [], readFile: () => "" });
+  assert.equal(h.filesystems, { ok: false, error: "filesystems: df: timed out" });
+  fail.fs = false;
+  const h2 = await readHost({ source: src, exec, listDir: () => [], readFile: () => "" });
+  assert.ok(h2.filesystems.ok, "asked again at once, although the period is not over");
+  assert.is(calls.fs, 2);
+  assert.equal(h2.memory, { ok: true, value: { totalBytes: 100, usedBytes: 60, availableBytes: 40, usedRatio: 0.6 } });
 });
 
 K("readHost with a time sync reading to report again runs neither chronyc nor timedatectl", async () => {
   let runs = 0;
   const exec: Exec = async () => (runs++, { code: 0, stdout: "no\n", stderr: "", missing: false });
-  const files: Record<string, string> = { "/proc/stat": STAT, "/proc/meminfo": MEMINFO, "/proc/self/mounts": "" };
-  const source = hostSource({ readFile: (p) => files[p] ?? "" });
+  const source = hostSource({ base: counting().base });
   const fresh = await readHost({ source, exec, listDir: () => [], readFile: () => "" });
   assert.is(runs, 2, "chronyc (an answer it cannot read), then timedatectl");
   const again = await readHost({ source, exec, listDir: () => [], readFile: () => "", timeSync: fresh.timeSync });
@@ -244,13 +194,14 @@ K("readHost with a time sync reading to report again runs neither chronyc nor ti
 });
 
 K("this machine: the root filesystem's size and use as df says (1K blocks)", async () => {
-  const fs = await hostSource().fsSize(new Set());
+  const fs = await hostSource().fsSize();
   const root = fs.find((f) => f.mount === "/");
   assert.ok(root, `/ among ${fs.map((f) => f.mount).join(", ")}`);
   const [, size, used] = execFileSync("df", ["-kP", "/"], { encoding: "utf8" }).trim().split("\n")[1]!.split(/ +/);
   assert.is(Math.round(root!.size / 1024), Number(size));
   assert.ok(Math.abs(root!.used / 1024 - Number(used)) < 64 * 1024, `used ${root!.used / 1024} kB vs df ${used} kB (a busy disk moves a little)`);
 });
+
 
 const R = suite("readHost");
 
