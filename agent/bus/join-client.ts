@@ -54,7 +54,7 @@ export function joinCluster(o: JoinOptions): Promise<JoinAttempt> {
     for (const peer of o.peers) {
       const url = brokerUrl(peer);
       if (!url) { log.error(`peer ${JSON.stringify(peer)} is not host:port; skipped`); continue; }
-      const c = mqtt.connect(url, { username: JOIN_USER, password: JOIN_PASSWORD, protocolVersion: 5, reconnectPeriod: 1000, connectTimeout: 2000, clean: true });
+      const c = mqtt.connect(url, { username: JOIN_USER, password: JOIN_PASSWORD, protocolVersion: 5, reconnectPeriod: 1000, connectTimeout: 2000, clean: true, writeCache: false });
       clients.push(c);
       c.on("connect", () => {
         c.subscribe(answerFilter, { qos: 1 }, () => c.publish(proof ? proofTopic : helloTopic, proof ?? encode(joiner.hello()), { qos: 1 }));

@@ -247,6 +247,9 @@ export class MqttBus {
         // We subscribe on every CONNACK ourselves; QoS 0 is never queued while offline.
         resubscribe: false,
         queueQoSZero: false,
+        // mqtt-packet would otherwise build a cache of 65536 two-byte Buffers at the first
+        // write (for message ids we never use at QoS 0): 7 MB of RSS (docs/hardware.md)
+        writeCache: false,
         properties: { sessionExpiryInterval: 0, maximumPacketSize: MAX_PACKET },
       },
       reconnectMaxMs: this.opts.reconnectMaxMs ?? 1000,
