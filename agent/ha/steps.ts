@@ -131,7 +131,9 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
 
   freezeOld(p, c) {
     const r = c.report(p.from, p.svc);
-    if (frozen(c.inp.view.committed.flags, p.svc) === p.from && r && !r.writable && c.fresh(p.from, p.stepAt)) {
+    // up: a report of a server that could not be read says "not writable" with its last known
+    // position, which may be behind: the target would catch up to too little
+    if (frozen(c.inp.view.committed.flags, p.svc) === p.from && r?.up && !r.writable && c.fresh(p.from, p.stepAt)) {
       p.frozenPos = r.applied;
       p.frozenAt = c.inp.now;
       return done(`${p.from} read-only at ${r.applied || "-"}`);

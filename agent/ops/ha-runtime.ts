@@ -87,6 +87,10 @@ export class HaRuntime {
   private pollTimer: NodeJS.Timeout | null = null;
   private lastReport = "";
   private lastReportAt = -Infinity;
+  /** when the read that gave `facts` started (monotonic ms) */
+  private factsAt = -Infinity;
+  /** a leader's res-query waits for a fresh read (its number), 0 when none does */
+  private querySeq = 0;
   private stopped = false;
 
   constructor(private readonly d: HaRuntimeDeps) {
@@ -140,8 +144,13 @@ export class HaRuntime {
   /** Messages of the HA layer: peers' resource reports and the leader's query. */
   receive(from: string, msg: Message): void {
     if (msg.t === "res") this.reports.set(from, { r: msg, at: performance.now() });
-    // the leader wants facts newer than its question (a candidate's position, a caught-up target)
-    else if (msg.t === "res-query") void this.poll(true).then(() => this.report(true));
+    // The leader wants facts newer than its question (a candidate's position after the fence,
+    // a caught-up target): until a read started after it is in, no report goes out (one with
+    // older facts, arriving after the question, would count as an answer).
+    else if (msg.t === "res-query") {
+      const q = ++this.querySeq;
+      void this.poll(true).then(() => { if (this.querySeq === q) this.querySeq = 0; this.report(true); });
+    }
   }
 
   /** One step, from the agent's tick: local actions, the leader's manager, the report. */
@@ -159,7 +168,9 @@ export class HaRuntime {
     this.report(false);
     const lead = view.role === "leader" && view.acting;
     if (lead) {
-      this.reports.set(this.self, { r: this.resReport(view.selfFenced), at: performance.now() });
+      // as of when its facts were read, like a peer's answer to a query: pickCandidate wants
+      // positions read after the fence
+      this.reports.set(this.self, { r: this.resReport(view.selfFenced), at: this.factsAt });
       for (const a of this.mgr.tick({ now: performance.now(), wall: Date.now(), view, reports: this.reports, cmp: (svc, a, b) => this.cmp(svc, a, b) })) void this.leaderAct(a);
     } else if (this.leading) {
       this.mgr.reset("this node no longer leads with a lease");
@@ -205,9 +216,10 @@ export class HaRuntime {
   }
 
   private async readFacts(): Promise<void> {
+    const started = performance.now();
     try {
       const [m, r, p, v] = await Promise.all([this.mysql?.status(), this.redis?.info().catch(() => null), this.portal?.status(), this.vip?.held().catch(() => null)]);
-      if (m && this.mysql && m.up) this.binlogState = await this.mysql.gtidBinlogState().catch(() => this.binlogState);
+      if (m && this.mysql && m.up) this.binlogState = await this.mysql.gtidBinlogState("reads").catch(() => this.binlogState);
       this.facts = {
         mysql: m ? mysqlFacts(m, this.binlogState, (hp) => this.nodeOf(hp)) : null,
         // A fenced master (min-replicas-to-write INT_MAX, the way Redis starts here) is no
@@ -220,6 +232,7 @@ export class HaRuntime {
         portal: p ? { mysql: p.fenced ? null : this.nodeOf(p.mysql), redis: p.fenced ? null : this.nodeOf(p.redis) } : null,
         vip: v ?? null,
       };
+      this.factsAt = started;
     } catch (e) {
       this.log.error("polling the local resources failed", { err: e as Error });
     }
@@ -358,6 +371,7 @@ export class HaRuntime {
   }
 
   private report(force: boolean): void {
+    if (this.querySeq) return; // a query's fresh read is under way: its report follows
     const r = this.resReport(this.d.node.view().selfFenced);
     const key = JSON.stringify(r);
     const now = performance.now();

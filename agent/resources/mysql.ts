@@ -42,6 +42,10 @@ export interface MysqlDriverStatus extends MysqlStatus {
 export type RejoinCheck = { ok: true } | { ok: false; extra: string };
 
 type Conn = mysql.Connection;
+interface Lane {
+  conn: Conn | null;
+  chain: Promise<unknown>;
+}
 type Row = Record<string, unknown>;
 /** One call's use of the connection. Once the call has timed out, `aborted` stops any statement
  *  it has not sent yet: a promote that timed out must not go on when the server wakes up. */
@@ -58,8 +62,11 @@ export class MysqlDriver {
   private readonly log: Logger;
   private readonly where: string;
   private readonly callTimeoutMs: number;
-  private conn: Conn | null = null;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** Two connections, each with its calls in order: actions, and the status reads. A STOP
+   *  SLAVE may wait a second for a source that is gone; the reads behind it would give the HA
+   *  manager positions older than the fence it waits for. */
+  private readonly main: Lane = { conn: null, chain: Promise.resolve() };
+  private readonly reads: Lane = { conn: null, chain: Promise.resolve() };
   private semiSyncInstalled = false;
   /** the local binlog state a successful checkCanRejoin saw; rejoin requires it unchanged */
   private checkedState: string | null = null;
@@ -74,7 +81,7 @@ export class MysqlDriver {
   /** Never throws: an unreachable server is `up: false` with the reason in lastError. */
   async status(): Promise<MysqlDriverStatus> {
     try {
-      return await this.call("status", async (c) => {
+      return await this.call("status", this.reads, async (c) => {
         const { sql, names } = this.f.statusVariables();
         const vars = new Map((await this.rows(c, sql)).map((r) => [String(r.Variable_name), String(r.Value ?? "")]));
         const on = (n: string) => ["ON", "1"].includes((vars.get(n) ?? "").toUpperCase());
@@ -101,7 +108,7 @@ export class MysqlDriver {
 
   /** First primary of a fresh cluster: replication account, semi-sync source ON, writable. */
   async bootstrapPrimary(): Promise<void> {
-    await this.call("bootstrap primary", async (c) => {
+    await this.call("bootstrap primary", this.main, async (c) => {
       await this.installSemiSync(c);
       await this.run(c, this.f.createReplUser(this.opts.replUser, this.opts.replPassword, this.opts.replHost ?? "%"));
       await this.run(c, this.f.semiSyncPrimary(this.opts.semiSyncTimeoutMs ?? 10000));
@@ -112,7 +119,7 @@ export class MysqlDriver {
 
   /** Replica of host:port with GTID positioning; read-only, semi-sync replica side. */
   async replicateFrom(host: string, port: number): Promise<void> {
-    await this.call(`replicate from ${host}:${port}`, (c) => this.pointAt(c, host, port, []));
+    await this.call(`replicate from ${host}:${port}`, this.main, (c) => this.pointAt(c, host, port, []));
     this.log.info("replicating", { server: this.where, source: `${host}:${port}` });
   }
 
@@ -120,7 +127,7 @@ export class MysqlDriver {
    *  Returns the GTID position it was promoted at. */
   async promote(drainTimeoutMs = 5000): Promise<string> {
     const t0 = performance.now();
-    const gtid = await this.call("promote", async (c) => {
+    const gtid = await this.call("promote", this.main, async (c) => {
       await this.installSemiSync(c);
       // the source is fenced or frozen: STOP must not wait to reach it (flavour beforeStopReplica)
       await this.run(c, [...this.f.beforeStopReplica(), this.f.stopReplicaIo()]);
@@ -152,12 +159,12 @@ export class MysqlDriver {
     this.log.info("detaching from the source", { server: this.where, reason });
     // STOP may wait rpl_semi_sync_slave_kill_conn_timeout (1 s) for a source that is gone:
     // on top of the call's deadline, or a loaded machine turns it into a failed detach
-    await this.call("detach", (c) => this.run(c, [...this.f.beforeStopReplica(), this.f.stopReplica()]), 2000);
+    await this.call("detach", this.main, (c) => this.run(c, [...this.f.beforeStopReplica(), this.f.stopReplica()]), 2000);
   }
 
   async demote(reason: string): Promise<number> {
     this.log.warn("demoting", { server: this.where, reason });
-    const killed = await this.call("demote", async (c) => {
+    const killed = await this.call("demote", this.main, async (c) => {
       // SET GLOBAL read_only waits for commits in progress (and for table locks) up to
       // lock_wait_timeout; a commit waiting for a semi-sync ACK that will not come (replicas cut
       // off) would hold it for rpl_semi_sync_*_timeout. So: try without waiting; if something
@@ -182,7 +189,7 @@ export class MysqlDriver {
 
   /** Waits until pos is applied here; returns the executed GTID. Throws on timeout. */
   async waitForGtid(pos: string, timeoutMs: number): Promise<string> {
-    return this.call(`wait for GTID ${pos}`, async (c) => {
+    return this.call(`wait for GTID ${pos}`, this.main, async (c) => {
       const r = await this.rows(c, this.f.waitForGtid(pos, timeoutMs));
       const res = this.f.waitResult(r[0]?.r);
       if (res !== "reached") throw new Error(`${res === "timeout" ? `not reached in ${timeoutMs} ms` : "wait failed"}`);
@@ -191,8 +198,8 @@ export class MysqlDriver {
   }
 
   /** MariaDB @@gtid_binlog_state (last GTID per domain and server), MySQL @@gtid_executed. */
-  async gtidBinlogState(): Promise<string> {
-    return this.call("read binlog state", async (c) => String((await this.rows(c, this.f.binlogState()))[0]?.gtid ?? ""));
+  async gtidBinlogState(lane: "actions" | "reads" = "actions"): Promise<string> {
+    return this.call("read binlog state", lane === "reads" ? this.reads : this.main, async (c) => String((await this.rows(c, this.f.binlogState()))[0]?.gtid ?? ""));
   }
 
   /** Whether this server may replicate from a primary whose binlog state is given: only when
@@ -213,7 +220,7 @@ export class MysqlDriver {
     const checked = this.checkedState;
     this.checkedState = null;
     if (checked === null) throw new DriverError("mysql", `${this.where}: rejoin refused: no successful checkCanRejoin`);
-    await this.call(`rejoin ${host}:${port}`, async (c) => {
+    await this.call(`rejoin ${host}:${port}`, this.main, async (c) => {
       await this.run(c, this.f.readOnly(true));
       const now = String((await this.rows(c, this.f.binlogState()))[0]?.gtid ?? "");
       if (now !== checked) throw new Error(`binlog state changed since the rejoin check: ${checked} -> ${now}`);
@@ -223,11 +230,13 @@ export class MysqlDriver {
   }
 
   async close(): Promise<void> {
-    const c = this.conn;
-    this.conn = null;
-    if (!c) return;
-    await Promise.race([c.end().catch(() => undefined), sleep(this.callTimeoutMs)]);
-    c.destroy();
+    await Promise.all([this.main, this.reads].map(async (l) => {
+      const c = l.conn;
+      l.conn = null;
+      if (!c) return;
+      await Promise.race([c.end().catch(() => undefined), sleep(this.callTimeoutMs)]);
+      c.destroy();
+    }));
   }
 
   /** Received (relay log) folded with executed, so that it is "everything this replica has". */
@@ -259,6 +268,7 @@ export class MysqlDriver {
   private async killClients(c: S): Promise<number> {
     let n = 0;
     for (const r of await this.rows(c, this.f.clientConnections([this.opts.replUser]))) {
+      if (Number(r.id) === this.reads.conn?.threadId) continue; // our own status reads
       try {
         await this.run(c, [this.f.kill(Number(r.id))]);
         n++;
@@ -281,7 +291,7 @@ export class MysqlDriver {
   }
 
   /** Runs fn on the connection, after earlier calls, within callTimeoutMs (+ extraMs). */
-  private call<T>(what: string, fn: (c: S) => Promise<T>, extraMs = 0): Promise<T> {
+  private call<T>(what: string, lane: Lane, fn: (c: S) => Promise<T>, extraMs = 0): Promise<T> {
     const run = async (): Promise<T> => {
       let timer: NodeJS.Timeout | undefined;
       const token = { aborted: false };
@@ -292,24 +302,24 @@ export class MysqlDriver {
         }, this.callTimeoutMs + extraMs);
       });
       try {
-        const work = this.connect(token).then((c) => fn({ c, token }));
+        const work = this.connect(lane, token).then((c) => fn({ c, token }));
         work.catch(() => undefined); // settles after the deadline when the server hangs
         return await Promise.race([work, deadline]);
       } catch (e) {
         const timedOut = e instanceof Error && e.message.startsWith("no answer in");
-        if (timedOut || isFatal(e)) this.drop(); // a hung or broken connection is not reused
+        if (timedOut || isFatal(e)) this.drop(lane); // a hung or broken connection is not reused
         throw new DriverError("mysql", `${this.where}: ${what}: ${this.redact(e)}`, codeOf(e));
       } finally {
         clearTimeout(timer);
       }
     };
-    const p = this.chain.then(run, run);
-    this.chain = p.catch(() => undefined);
+    const p = lane.chain.then(run, run);
+    lane.chain = p.catch(() => undefined);
     return p;
   }
 
-  private async connect(token: { aborted: boolean }): Promise<Conn> {
-    if (this.conn) return this.conn;
+  private async connect(lane: Lane, token: { aborted: boolean }): Promise<Conn> {
+    if (lane.conn) return lane.conn;
     const o = this.opts;
     const c = await mysql.createConnection({
       ...(o.socketPath ? { socketPath: o.socketPath } : { host: o.host ?? "127.0.0.1", port: o.port ?? 3306 }),
@@ -317,18 +327,18 @@ export class MysqlDriver {
       multipleStatements: false, supportBigNumbers: true, bigNumberStrings: true,
     });
     // a server that goes away between calls emits "error" on the idle connection
-    c.on("error", () => { if (this.conn === c) this.conn = null; });
+    c.on("error", () => { if (lane.conn === c) lane.conn = null; });
     if (token.aborted) {
       c.destroy();
       throw new Error("connected after the deadline");
     }
-    this.conn = c;
+    lane.conn = c;
     return c;
   }
 
-  private drop(): void {
-    const c = this.conn;
-    this.conn = null;
+  private drop(lane: Lane): void {
+    const c = lane.conn;
+    lane.conn = null;
     try { c?.destroy(); } catch { /* already gone */ }
   }
 
