@@ -3,7 +3,7 @@
 // switchover, all under a continuous writer through the VIP. Times count from the power-off
 // to the first acknowledged write through the VIP. Last line:
 // failover: runs=N mysql_p50=X mysql_p99=X redis_p50=X redis_p99=X vip_p99=X switchover_pause=X lost_acked_writes=K
-import { NODES, Writer, bollard, dataIp, events, faultAt, healthy, lab, lostMysql, lostRedis, status, until } from "./ha-lab.ts";
+import { NODES, Writer, ackLastFailover, bollard, dataIp, events, faultAt, healthy, lab, lostMysql, lostRedis, status, until } from "./ha-lab.ts";
 
 const RUNS = Number(process.env.RUNS ?? 10);
 const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] : NaN; };
@@ -11,19 +11,13 @@ const f = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "n/a");
 
 async function settle(): Promise<{ leader: string; holder: string }> {
   for (const n of NODES) if (!(await status(n))) await lab("power", n, "on").catch(() => undefined);
-  // the anti-flapping period would hold the next failover back: this is a benchmark, acknowledge it
   return until("a healthy data path", 90_000, async () => {
     const m = await healthy("mysql");
     const r = await healthy("redis");
     if (!m || !r) return null;
     const st = await status(m.leader);
     if (!st || Object.keys(st.flags).some((k) => k.startsWith("fenc"))) return null;
-    for (const svc of ["mysql", "redis"]) {
-      if (st.flags[`failover:${svc}`] && !(Number(st.flags[`ack:${svc}`]) >= Number(st.flags[`failover:${svc}`]))) {
-        await bollard(m.leader, `ha ack ${svc}`).catch(() => undefined);
-        return null;
-      }
-    }
+    if (await ackLastFailover(m.leader, st)) return null;
     return m;
   }, 500);
 }

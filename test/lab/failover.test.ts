@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
-  NODES, REPO, S, Writer, bollard, dataIp, events, faultAt, healthy, lab, lostMysql, lostRedis, sh, sqlLocal, status, until,
+  NODES, REPO, S, Writer, ackLastFailover, bollard, dataIp, events, faultAt, healthy, lab, lostMysql, lostRedis, sh, sqlLocal, status, until,
 } from "./ha-lab.ts";
 
 const root = process.getuid?.() === 0;
@@ -49,13 +49,7 @@ async function restore(): Promise<{ leader: string; holder: string }> {
     }
     const st = await status(m.leader);
     if (!st || Object.keys(st.flags).some((k) => k.startsWith("fenc"))) return null;
-    // Each case fails over on purpose: acknowledge the last one, or anti-flapping holds the next.
-    for (const svc of ["mysql", "redis"]) {
-      if (st.flags[`failover:${svc}`] && !(Number(st.flags[`ack:${svc}`]) >= Number(st.flags[`failover:${svc}`]))) {
-        await bollard(m.leader, `ha ack ${svc}`).catch(() => undefined);
-        return null;
-      }
-    }
+    if (await ackLastFailover(m.leader, st)) return null;
     return { ...m, reclone: "" };
   }, 300);
   try {

@@ -101,6 +101,21 @@ export async function healthy(svc: "mysql" | "redis", nodes = NODES): Promise<{ 
   return { leader: leader.role === "leader" ? nodes[st.indexOf(leader)] : "", holder };
 }
 
+/**
+ * Each case or run fails over on purpose, and anti-flapping would hold the next one back:
+ * acknowledge an unacknowledged failover on the leader. true: there was one (the data path
+ * is not settled yet: ask again).
+ */
+export async function ackLastFailover(leader: string, st: NodeStatus): Promise<boolean> {
+  for (const svc of ["mysql", "redis"]) {
+    if (st.flags[`failover:${svc}`] && !(Number(st.flags[`ack:${svc}`]) >= Number(st.flags[`failover:${svc}`]))) {
+      await bollard(leader, `ha ack ${svc}`).catch(() => undefined);
+      return true;
+    }
+  }
+  return false;
+}
+
 /** Events of a node's agent (its events.jsonl), newest last. */
 export function events(node: string): { ts: string; kind: string; detail: string }[] {
   const f = join(S, node, "state", "events.jsonl");
