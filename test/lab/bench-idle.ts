@@ -7,7 +7,7 @@
 //   node --import tsx test/lab/bench-idle.ts --pieces [--seconds N]   # no lab: see below
 //
 // Without PIDs it finds the lab's agents the way the lab does: $LAB_STATE (default
-// /run/bollard-lab as root, else what test/lab/lib.sh picks) /nodeN/run/agent.pid, which
+// /run/bollard-lab, as ha-lab.ts) /nodeN/run/agent.pid, which
 // holds "PID STARTTIME"; a PID whose start time no longer matches is not the agent (a
 // restart): it is skipped and said. It only reads /proc: it never starts or stops anything.
 //
@@ -29,6 +29,7 @@
 // children's per call (a live shell's from its own stat), and an idle line to subtract.
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { S } from "./ha-lab.ts";
 
 const TARGET_RSS_MB = 80;
 const TARGET_CPU_PCT = 1;
@@ -77,15 +78,7 @@ const own = (f: string[]) => Number(f[11]) + Number(f[12]);
 const reaped = (f: string[]) => Number(f[13]) + Number(f[14]);
 const startTime = (f: string[]) => f[19]!;
 
-function labState(): string {
-  if (process.env.LAB_STATE) return process.env.LAB_STATE;
-  if (process.getuid?.() === 0) return "/run/bollard-lab";
-  const home = process.env.HOME;
-  return home && existsSync(home) ? `${home}/.bollard-lab` : `${process.env.XDG_RUNTIME_DIR ?? "/tmp"}/bollard-lab-${process.getuid?.()}`;
-}
-
 function labAgents(): { name: string; pid: number }[] {
-  const S = labState();
   const out: { name: string; pid: number }[] = [];
   let nodes: string[] = [];
   try {
