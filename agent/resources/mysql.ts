@@ -129,8 +129,8 @@ export class MysqlDriver {
     const t0 = performance.now();
     const gtid = await this.call("promote", this.main, async (c) => {
       await this.installSemiSync(c);
-      // the source is fenced or frozen: STOP must not wait to reach it (flavour beforeStopReplica)
-      await this.run(c, [...this.f.beforeStopReplica(), this.f.stopReplicaIo()]);
+      // the source is fenced or frozen
+      await this.run(c, this.stopping(this.f.stopReplicaIo()));
       const rep = (await this.rows(c, this.f.showReplicaStatus()))[0];
       const received = rep ? this.f.parseReplicaStatus(rep).gtidReceived : "";
       const executed = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
@@ -159,7 +159,7 @@ export class MysqlDriver {
     this.log.info("detaching from the source", { server: this.where, reason });
     // STOP may wait rpl_semi_sync_slave_kill_conn_timeout (1 s) for a source that is gone:
     // on top of the call's deadline, or a loaded machine turns it into a failed detach
-    await this.call("detach", this.main, (c) => this.run(c, [...this.f.beforeStopReplica(), this.f.stopReplica()]), 2000);
+    await this.call("detach", this.main, (c) => this.run(c, this.stopping(this.f.stopReplica())), 2000);
   }
 
   async demote(reason: string): Promise<number> {
@@ -239,6 +239,12 @@ export class MysqlDriver {
     }));
   }
 
+  /** A STOP of replication, which must not wait to reach a source that may be gone
+   *  (Flavour.beforeStopReplica). */
+  private stopping(stop: Sql): Sql[] {
+    return [...this.f.beforeStopReplica(), stop];
+  }
+
   /** Received (relay log) folded with executed, so that it is "everything this replica has". */
   private received(received: string, executed: string): string {
     const a = parseGtid(this.f.gtidKind, received), b = parseGtid(this.f.gtidKind, executed);
@@ -248,8 +254,8 @@ export class MysqlDriver {
   private async pointAt(c: S, host: string, port: number, prepare: Sql[]): Promise<void> {
     await this.installSemiSync(c);
     await this.run(c, this.f.readOnly(true));
-    // the old source may be gone (a failover): STOP must not wait to reach it
-    await this.run(c, [...this.f.beforeStopReplica(), this.f.stopReplica()]);
+    // the old source may be gone (a failover)
+    await this.run(c, this.stopping(this.f.stopReplica()));
     // replica side ON before START: the IO thread negotiates semi-sync when it connects
     await this.run(c, this.f.semiSyncReplica());
     await this.run(c, prepare);
