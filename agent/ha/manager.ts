@@ -37,7 +37,6 @@ export interface HaInput {
   cmp(svc: Svc, a: string, b: string): number | null;
 }
 
-
 export type HaAction =
   | { kind: "fence"; node: string; lastContactAgoMs: number; id: number }
   /** call off a fence still running: its failover was abandoned (the node is heard again) */

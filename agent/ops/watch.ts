@@ -103,7 +103,7 @@ export class Watch {
   private bmc: BmcPoll | null = null;
   private readonly switches = new Map<string, SwitchPoll>();
   private host: HostReading | null = null;
-  /** kept across readings: the CPU share is since the previous one */
+  /** kept across readings: it asks for the filesystems (df) at most once a minute */
   private readonly hostSource: HostSource = hostSource();
   private bonds: HostReading["bonds"] = [];
   private sel: SelEntry[] = [];
@@ -127,8 +127,8 @@ export class Watch {
     this.history = new AlarmHistory(historyDir(c.stateDir), c.alarms.history, this.log);
     this.notifier = new Notifier(c.notify, c.stateDir, { now: d.now, wall: d.wall, random: Math.random, timers: d.timers, post: httpPost, log: d.log.child("notify") });
     this.service = new AlarmService(c.alarms, this.self, this.history, { publish: (id, p) => d.bus.publishAlarm(id, p), notify: (ts) => this.notifier.notify(ts) }, this.log);
-    const send = d.bus.onMessage && d.bus.send?.bind(d.bus);
-    this.remoteAck = send ? new RemoteAck({
+    const send = d.bus.send?.bind(d.bus);
+    this.remoteAck = send && d.bus.onMessage ? new RemoteAck({
       self: this.self, send, ack: (id, who) => this.service.ack(id, who, d.wall()), timers: d.timers, newId: () => randomBytes(8).toString("hex"), log: this.log,
     }) : null;
     const ha = c.ha?.ha ?? null;
@@ -153,7 +153,7 @@ export class Watch {
     this.service.start();
     this.unsubscribe.push(this.d.bus.onAlarm((from, id, a) => this.onAlarm(from, id, a)));
     const ra = this.remoteAck;
-    if (ra && this.d.bus.onMessage) this.unsubscribe.push(this.d.bus.onMessage((from, m) => ra.receive(from, m)));
+    if (ra) this.unsubscribe.push(this.d.bus.onMessage!((from, m) => ra.receive(from, m)));
     this.unsubscribe.push(this.d.onEvent((e) => this.onEvent(e)));
     if (this.metrics) {
       try {
