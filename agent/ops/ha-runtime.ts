@@ -21,6 +21,7 @@ import { realTimers } from "../env/real.ts";
 import type { Svc } from "../ha/flags.ts";
 import { LocalManager, type DbFacts, type LocalAction } from "../ha/local.ts";
 import { HaManager, type HaAction, type Report } from "../ha/manager.ts";
+import { FAST_POLL_MS, PollRate, SLOW_POLL_MS } from "../ha/poll-rate.ts";
 
 export interface HaRuntimeDeps {
   config: Config;
@@ -30,8 +31,10 @@ export interface HaRuntimeDeps {
   event(kind: string, detail: string, fields?: Record<string, unknown>): void;
 }
 
-const POLL_MS = 250;
+/** a report that has not changed is sent again this often; changes go out at once */
 const REPORT_EVERY_MS = 500;
+/** ... and this often while the node is calm (ha/poll-rate.ts): nothing waits for it then */
+const CALM_REPORT_EVERY_MS = 2000;
 const readSecret = (f: string) => readFileSync(f, "utf8").trim();
 
 /** The executed GTID state of another node's server, read with the replication account. */
@@ -84,7 +87,13 @@ export class HaRuntime {
   /** fences in flight, by node: called off when their failover is abandoned or leadership is lost */
   private readonly fencing = new Map<string, AbortController>();
   private polling: Promise<void> | null = null;
-  private pollTimer: NodeJS.Timeout | null = null;
+  /** 250 ms while anything moves, 1 s when calm (ha/poll-rate.ts); step() starts the reads */
+  private readonly rate = new PollRate(performance.now());
+  private pollStartedAt = -Infinity;
+  private pollEvery = FAST_POLL_MS;
+  /** roles, writability, sources, routes and VIP of the last read, without positions */
+  private factsShape = "";
+  private factsChanged = false;
   private lastReport = "";
   private lastReportAt = -Infinity;
   /** when the read that gave `facts` started (monotonic ms) */
@@ -130,13 +139,11 @@ export class HaRuntime {
       await this.portal.start();
     }
     if (ha.vip) this.vip = new VipDriver({ address: ha.vip.address, iface: ha.vip.iface, log: this.log });
-    this.pollTimer = setInterval(() => void this.poll(), POLL_MS);
     await this.poll();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.pollTimer) clearInterval(this.pollTimer);
     this.health?.stop();
     await Promise.allSettled([this.mysql?.close(), this.redis?.close()]);
   }
@@ -166,6 +173,10 @@ export class HaRuntime {
     }, this.busy);
     for (const a of plan) void this.act(a, view.committed);
     this.report(false);
+    const now = performance.now();
+    this.pollEvery = this.rate.step(now, { view, busy: this.busy.size, procedures: this.mgr.busy().length, planned: plan.length, query: this.querySeq !== 0, factsChanged: this.factsChanged });
+    this.factsChanged = false;
+    if (!this.polling && now - this.pollStartedAt >= this.pollEvery) void this.poll();
     const lead = view.role === "leader" && view.acting;
     if (lead) {
       // as of when its facts were read, like a peer's answer to a query: pickCandidate wants
@@ -210,6 +221,7 @@ export class HaRuntime {
     if (this.stopped) return Promise.resolve();
     // a read that starts once the one in flight is over starts after the caller asked
     if (this.polling) return fresh ? this.polling.then(() => this.poll()) : this.polling;
+    this.pollStartedAt = performance.now();
     const p = this.readFacts().finally(() => { if (this.polling === p) this.polling = null; });
     this.polling = p;
     return p;
@@ -233,6 +245,10 @@ export class HaRuntime {
         vip: v ?? null,
       };
       this.factsAt = started;
+      const { mysql: m2, redis: r2, portal, vip } = this.facts;
+      const shape = JSON.stringify([m2 && [m2.up, m2.role, m2.writable, m2.source], r2 && [r2.up, r2.role, r2.writable, r2.source], portal, vip]);
+      if (shape !== this.factsShape) this.factsChanged = true;
+      this.factsShape = shape;
     } catch (e) {
       this.log.error("polling the local resources failed", { err: e as Error });
     }
@@ -375,7 +391,8 @@ export class HaRuntime {
     const r = this.resReport(this.d.node.view().selfFenced);
     const key = JSON.stringify(r);
     const now = performance.now();
-    if (!force && key === this.lastReport && now - this.lastReportAt < REPORT_EVERY_MS) return;
+    const every = this.pollEvery === SLOW_POLL_MS ? CALM_REPORT_EVERY_MS : REPORT_EVERY_MS;
+    if (!force && key === this.lastReport && now - this.lastReportAt < every) return;
     this.lastReport = key;
     this.lastReportAt = now;
     this.d.send("*", r);
