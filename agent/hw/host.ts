@@ -4,9 +4,14 @@
 // of a reading is a Result, so one failing source does not hide the others.
 //
 // Cost (docs/hardware.md "Idle cost"): systeminformation's Linux fsSize() runs df through a
-// shell (~13 ms of CPU in children) and currentLoad() reads /proc/stat through execSync. The
-// CPU and memory are read every host reading; the filesystems, which fill slowly, at most
-// every fsEveryMs (default 60 s), the last answer reported in between.
+// shell (~13 ms of CPU in children); the filesystems, which fill slowly, are asked at most
+// every fsEveryMs (default 60 s), the last answer reported in between. Memory is read every
+// host reading. The CPU load is NOT systeminformation's currentLoad(): on Linux it runs
+// `cat /proc/stat | grep cpu` through execSync for the steal and guest columns, which blocks
+// the agent's event loop for the child's whole life (a CPU profile of the idle lab agent
+// put 33 ms per call there, the loop's largest stall). The same counters without the two
+// columns come from os.cpus() (libuv reads /proc/stat in-process); cpuLoadSource() turns
+// two samples into the busy share, as currentLoad() does.
 //
 // NIC link state is read from /sys/class/net/<nic>/{operstate,carrier,speed} rather than
 // systeminformation's networkInterfaces(): that one takes ~200 ms per rescan and, without a
@@ -15,12 +20,10 @@
 // bond_procfs.c), which systeminformation does not read.
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
-import { loadavg } from "node:os";
-// Only the three systeminformation modules used here: the package's index loads all of them
+import { cpus as osCpus, loadavg, type CpuInfo } from "node:os";
+// Only the two systeminformation modules used here: the package's index loads all of them
 // (graphics, docker, wifi, ...), 10 MB RSS against 3.4 MB for these (measured, Node 20).
 // @ts-expect-error no declarations for the submodules; typed through HostSource below
-import siCpu from "systeminformation/lib/cpu.js";
-// @ts-expect-error as above
 import siFs from "systeminformation/lib/filesystem.js";
 // @ts-expect-error as above
 import siMem from "systeminformation/lib/memory.js";
@@ -185,8 +188,35 @@ export interface HostSource {
   fsSize(): Promise<{ fs: string; type: string; size: number; used: number; mount: string }[]>;
 }
 
+/**
+ * The busy share of all CPUs since the previous call (since boot at the first), from the
+ * kernel's per-CPU tick counters as os.cpus() gives them: 100 x (1 - idle / total) over the
+ * difference of two samples. A sample with no ticks in between repeats the last figure.
+ */
+export function cpuLoadSource(read: () => CpuInfo[] = osCpus): HostSource["currentLoad"] {
+  let prev: { busy: number; total: number } | null = null;
+  let last = 0;
+  return async () => {
+    const all = read();
+    let total = 0;
+    let idle = 0;
+    for (const c of all) {
+      const t = c.times;
+      total += t.user + t.nice + t.sys + t.idle + t.irq;
+      idle += t.idle;
+    }
+    const busy = total - idle;
+    const dTotal = total - (prev?.total ?? 0);
+    const dBusy = busy - (prev?.busy ?? 0);
+    // counters only grow; a smaller sample (CPU hot-unplugged) restarts from this one
+    if (dTotal > 0 && dBusy >= 0) last = (100 * dBusy) / dTotal;
+    prev = { busy, total };
+    return { currentLoad: last, cpus: all };
+  };
+}
+
 const si: HostSource = {
-  currentLoad: () => (siCpu as { currentLoad: HostSource["currentLoad"] }).currentLoad(),
+  currentLoad: cpuLoadSource(),
   mem: () => (siMem as { mem: HostSource["mem"] }).mem(),
   fsSize: () => (siFs as { fsSize: HostSource["fsSize"] }).fsSize(),
 };

@@ -4,7 +4,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { execFileSync } from "node:child_process";
 import {
-  bondAlarmInputs, hostAlarmInput, hostSource, parseBonding, parseChronyTracking,
+  bondAlarmInputs, cpuLoadSource, hostAlarmInput, hostSource, parseBonding, parseChronyTracking,
   parseTimedatectl, readHost, readTimeSync, type Exec, type HostSource,
 } from "../../agent/hw/host.ts";
 
@@ -255,6 +255,23 @@ R("this machine, for real (figures)", async () => {
       `${h.nics.ok ? h.nics.value.map((n) => `${n.name}:${n.operstate}`).join(" ") : "?"}, bonds ${h.bonds.length}, time ${h.timeSync.state} (${h.timeSync.detail.slice(0, 60)})`,
   );
   assert.ok(first.load.avg1 >= 0);
+});
+K("cpu load from os.cpus() counters: the busy share between two samples, never a process", async () => {
+  const cpu = (user: number, sys: number, idle: number) => ({ model: "x", speed: 1, times: { user, nice: 0, sys, idle, irq: 0 } });
+  const samples = [
+    [cpu(100, 100, 800), cpu(100, 100, 800)], // since boot: 20 % busy
+    [cpu(150, 100, 850), cpu(200, 100, 800)], // +50 busy +50 idle, +100 busy: 150 of 200
+    [cpu(150, 100, 850), cpu(200, 100, 800)], // no ticks in between: the last figure again
+    [cpu(150, 100, 950), cpu(200, 100, 900)], // all idle
+  ];
+  let i = 0;
+  const load = cpuLoadSource(() => samples[i++]!);
+  assert.is((await load()).currentLoad, 20);
+  assert.is((await load()).currentLoad, 75);
+  assert.is((await load()).currentLoad, 75);
+  const last = await load();
+  assert.is(last.currentLoad, 0);
+  assert.is(last.cpus.length, 2);
 });
 
 B.run();
