@@ -131,8 +131,11 @@ export class MqttBus {
 
   /**
    * Sends `msg` to node `to`, or to every other member when `to` is "*". A broadcast hb goes
-   * to `<own prefix>/hb` at QoS 0; any other message goes to `<own prefix>/rpc/<to>` at QoS 1,
-   * once per addressee. Best effort: never throws, never queues while the own broker is down.
+   * to `<own prefix>/hb` at QoS 0; any other message goes to `<own prefix>/rpc/<to>`, once per
+   * addressee, at QoS 1, except a follower's `ack` of a heartbeat round: QoS 0 like the hb it
+   * answers (5 a second per follower; a lost one costs one lease renewal, the next round
+   * renews, and it saves a PUBACK each way: docs/hardware.md "Idle cost"). Best effort: never
+   * throws, never queues while the own broker is down.
    */
   send(to: string, msg: Message): void {
     const { cluster, node } = this.opts;
@@ -155,7 +158,7 @@ export class MqttBus {
         this.log.error(`cannot send "${msg.t}" to ${JSON.stringify(t)}: ${why}`, { to: t });
         continue;
       }
-      this.publish(buildTopic({ cluster, node, kind: "rpc", to: t }), payload, 1, false);
+      this.publish(buildTopic({ cluster, node, kind: "rpc", to: t }), payload, msg.t === "ack" ? 0 : 1, false);
     }
   }
 
