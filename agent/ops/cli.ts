@@ -8,7 +8,7 @@ import { loadConfig } from "../config/load.ts";
 import { DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, NAME_RE, isHostPort } from "../config/schema.ts";
 import { JsonLogger } from "../env/log.ts";
 import { notifyTarget } from "../env/notify.ts";
-import { COMMANDS } from "./commands.ts";
+import { COMMAND_NAMES, loadCommands, type SubCommand } from "./commands.ts";
 import { controlRequest } from "./control.ts";
 import { readStatus, renderStatus } from "./status.ts";
 
@@ -45,8 +45,8 @@ options:
 exit codes: 0 ok, 1 failure, 2 usage or config error`;
 
 /** USAGE with the registered commands' lines added under "commands:". */
-export function usage(): string {
-  const extra = COMMANDS.flatMap((c) => c.usage.map((l) => `  ${l}`));
+export async function usage(): Promise<string> {
+  const extra = (await loadCommands()).flatMap((c) => c.usage.map((l) => `  ${l}`));
   return extra.length ? USAGE.replace("\noptions:", `${extra.join("\n")}\n\noptions:`) : USAGE;
 }
 
@@ -59,8 +59,9 @@ function usageError(io: Io, msg: string): number {
 
 export async function runCli(argv: string[], io: Io, build: BuildInfo): Promise<number> {
   // A registered command parses the words after its name itself (ops/commands.ts).
-  const at = argv.findIndex((a, i) => COMMANDS.some((c) => c.name === a) && !["-c", "--config"].includes(argv[i - 1] ?? ""));
-  const sub = at >= 0 ? COMMANDS.find((c) => c.name === argv[at])! : null;
+  const names: readonly string[] = COMMAND_NAMES;
+  const at = argv.findIndex((a, i) => names.includes(a) && !["-c", "--config"].includes(argv[i - 1] ?? ""));
+  const sub: SubCommand | null = at >= 0 ? (await loadCommands()).find((c) => c.name === argv[at])! : null;
   let args: ReturnType<typeof parse>;
   try {
     args = parse(sub ? argv.slice(0, at) : argv);
@@ -70,7 +71,7 @@ export async function runCli(argv: string[], io: Io, build: BuildInfo): Promise<
   }
   const { values: o, positionals: pos } = args;
   if (o.help) {
-    io.out(usage());
+    io.out(await usage());
     return EXIT.ok;
   }
   if (o.version) {
