@@ -21,8 +21,9 @@ interface Row {
 }
 
 const L: Lab = labContext();
-// the agent as the production unit runs it (units/bollard-agent.service): RSS is measured below
-L.env.LAB_AGENT_CMD = `node --max-semi-space-size=1 ${BUNDLE}`;
+// the lab's default agent command is the production unit's (units/bollard-agent.service):
+// RSS is measured below
+delete L.env.LAB_AGENT_CMD;
 const skip = skipReason();
 let broughtUp = false;
 const s = suite("alarms in the lab");
