@@ -82,7 +82,9 @@ export async function until<T>(what: string, ms: number, f: () => Promise<T | nu
 
 /** The service's holder and the node every live agent agrees leads, once the data path is healthy. */
 export async function healthy(svc: "mysql" | "redis", nodes = NODES): Promise<{ leader: string; holder: string } | null> {
-  const st = await Promise.all(nodes.map(status));
+  // not nodes.map(status): map's index would become status()'s timeout (0-2 ms), and a node
+  // answering in over 1 ms read as "no status" (bench-failover stalled 80 s on it)
+  const st = await Promise.all(nodes.map((n) => status(n)));
   if (st.some((s) => !s)) return null;
   const leader = st.find((s) => s!.role === "leader");
   if (!leader) return null;
