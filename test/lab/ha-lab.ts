@@ -1,7 +1,7 @@
 // Helpers for the data-path lab tests and make bench-failover: drive the lab CLI, read each
 // node's status and event log, run a writer through the VIP, and count what was lost.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -125,8 +125,15 @@ export function events(node: string): { ts: string; kind: string; detail: string
   return readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
 }
 
+/** The writers' record directories, removed when the test process exits (they are read after stop()). */
+const writerDirs: string[] = [];
+process.on("exit", () => { for (const d of writerDirs) rmSync(d, { recursive: true, force: true }); });
+
 export class Writer {
   readonly dir = mkdtempSync(join(tmpdir(), "bollard-writer-"));
+  constructor() {
+    writerDirs.push(this.dir);
+  }
   private p: ChildProcess | null = null;
 
   start(opts: { mysql?: boolean; redis?: boolean }): void {

@@ -34,6 +34,9 @@ const three = () => makeSeeds(genOptions(["--cluster", "port-fms", "--out", "/no
 
 // ---------------------------------------------------------------------------------------
 const Gen = suite("seed: generate");
+const tmps: string[] = [];
+const tmp = () => { const d = mkdtempSync(join(tmpdir(), "bollard-seed-")); tmps.push(d); return d; };
+Gen.after(() => { for (const d of tmps) rmSync(d, { recursive: true, force: true }); });
 
 Gen("three seeds for a new cluster: one token, founders, the lab's address plan", () => {
   const s = three();
@@ -59,7 +62,7 @@ Gen("a fresh token each time (crypto.randomBytes by default)", () => {
 });
 
 Gen("addresses, NICs, BMCs, switches and the network's servers from the command line", () => {
-  const dir = mkdtempSync(join(tmpdir(), "bollard-seed-"));
+  const dir = tmp();
   writeFileSync(join(dir, "bmc"), "s3cret\n");
   writeFileSync(join(dir, "snmp"), "private\n");
   const s = makeSeeds(genOptions([
@@ -83,7 +86,7 @@ Gen("addresses, NICs, BMCs, switches and the network's servers from the command 
 });
 
 Gen("a node joining a running cluster: its token, the founders' brokers", () => {
-  const dir = mkdtempSync(join(tmpdir(), "bollard-seed-"));
+  const dir = tmp();
   writeFileSync(join(dir, "token"), "an-existing-cluster-token-123\n");
   const [s] = makeSeeds(genOptions(["--cluster", "port-fms", "--out", dir, "--nodes", "node4", "--founders", "node1,node2,node3", "--token-file", join(dir, "token")]).o);
   assert.is(s!.join_token, "an-existing-cluster-token-123");
@@ -109,7 +112,7 @@ Gen("bad command lines are refused with the flag named", () => {
 });
 
 Gen("the command writes one 0600 file per node and the login password, and does not overwrite", async () => {
-  const dir = join(mkdtempSync(join(tmpdir(), "bollard-seed-")), "seeds");
+  const dir = join(tmp(), "seeds");
   const c = cli();
   assert.is(await seedCommand.run(["--cluster", "port-fms", "--out", dir], c), 0, c.errText());
   for (const n of ["node1", "node2", "node3"]) {
@@ -166,7 +169,7 @@ Parse("every error names the key, what was expected and what was found", () => {
 });
 
 Parse("`seed check` prints what the seed says, or its errors with exit 2", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "bollard-seed-"));
+  const dir = tmp();
   writeFileSync(join(dir, "good.yaml"), text());
   writeFileSync(join(dir, "bad.yaml"), text().replace("version: 1", "version: 7"));
   const ok = cli();
