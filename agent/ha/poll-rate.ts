@@ -11,6 +11,7 @@
 // What the slow rate costs: a local MySQL or Redis that dies on a calm node is seen up to
 // 0.75 s later.
 import type { NodeView } from "../cluster/view.ts";
+import type { DbFacts } from "./local.ts";
 
 export const FAST_POLL_MS = 250;
 export const SLOW_POLL_MS = 1000;
@@ -26,8 +27,14 @@ export interface PollRateInput {
   planned: number;
   /** a query waits for a fresh read */
   query: boolean;
-  /** the facts' shape changed at the last read */
-  factsChanged: boolean;
+  /** the facts' shape changed at the last read (PollRate learns it from sawFacts()) */
+  factsChanged?: boolean;
+}
+
+/** What of the local facts counts as movement: roles, writability, sources, routes, VIP; not positions. */
+export function factsShape(f: { mysql: DbFacts | null; redis: DbFacts | null; portal: unknown; vip: unknown }): string {
+  const db = (d: DbFacts | null) => d && [d.up, d.role, d.writable, d.source];
+  return JSON.stringify([db(f.mysql), db(f.redis), f.portal, f.vip]);
 }
 
 /** Why the node is not calm, or null when it is. */
@@ -49,24 +56,53 @@ export function unsettled(i: PollRateInput): string | null {
   return null;
 }
 
-/** Tracks calm across steps. `step` returns the poll interval to use now. */
+/**
+ * Tracks calm across steps and says when the next read is due. `step` returns the poll
+ * interval to use now; `due` whether a read should start; `started` and `sawFacts` are told
+ * of each read and what it found.
+ */
 export class PollRate {
   private calmSince: number;
   private epoch = -1;
+  private startedAt = -Infinity;
+  private shape = "";
+  private shapeChanged = false;
+  /** the interval the last step chose */
+  every = FAST_POLL_MS;
   reason: string | null = "starting";
 
   constructor(now: number) {
     this.calmSince = now;
   }
 
+  get calm(): boolean {
+    return this.every === SLOW_POLL_MS;
+  }
+
   step(now: number, i: PollRateInput): number {
-    let why = unsettled(i);
+    let why = unsettled({ ...i, factsChanged: i.factsChanged || this.shapeChanged });
+    this.shapeChanged = false;
     if (!why && i.view.committed.epoch !== this.epoch) why = `config epoch ${i.view.committed.epoch}`;
     this.epoch = i.view.committed.epoch;
     if (why) {
       this.calmSince = now;
       this.reason = why;
     }
-    return now - this.calmSince >= CALM_AFTER_MS ? SLOW_POLL_MS : FAST_POLL_MS;
+    this.every = now - this.calmSince >= CALM_AFTER_MS ? SLOW_POLL_MS : FAST_POLL_MS;
+    return this.every;
+  }
+
+  due(now: number): boolean {
+    return now - this.startedAt >= this.every;
+  }
+
+  started(now: number): void {
+    this.startedAt = now;
+  }
+
+  /** The shape (factsShape()) of a read's facts: a change counts as movement at the next step. */
+  sawFacts(shape: string): void {
+    if (shape !== this.shape) this.shapeChanged = true;
+    this.shape = shape;
   }
 }

@@ -21,7 +21,7 @@ import { realTimers } from "../env/real.ts";
 import type { Svc } from "../ha/flags.ts";
 import { LocalManager, type DbFacts, type LocalAction } from "../ha/local.ts";
 import { HaManager, type HaAction, type Report } from "../ha/manager.ts";
-import { FAST_POLL_MS, PollRate, SLOW_POLL_MS } from "../ha/poll-rate.ts";
+import { PollRate, factsShape } from "../ha/poll-rate.ts";
 
 export interface HaRuntimeDeps {
   config: Config;
@@ -89,11 +89,6 @@ export class HaRuntime {
   private polling: Promise<void> | null = null;
   /** 250 ms while anything moves, 1 s when calm (ha/poll-rate.ts); step() starts the reads */
   private readonly rate = new PollRate(performance.now());
-  private pollStartedAt = -Infinity;
-  private pollEvery = FAST_POLL_MS;
-  /** roles, writability, sources, routes and VIP of the last read, without positions */
-  private factsShape = "";
-  private factsChanged = false;
   private lastReport = "";
   private lastReportAt = -Infinity;
   /** when the read that gave `facts` started (monotonic ms) */
@@ -174,9 +169,8 @@ export class HaRuntime {
     for (const a of plan) void this.act(a, view.committed);
     this.report(false);
     const now = performance.now();
-    this.pollEvery = this.rate.step(now, { view, busy: this.busy.size, procedures: this.mgr.busy().length, planned: plan.length, query: this.querySeq !== 0, factsChanged: this.factsChanged });
-    this.factsChanged = false;
-    if (!this.polling && now - this.pollStartedAt >= this.pollEvery) void this.poll();
+    this.rate.step(now, { view, busy: this.busy.size, procedures: this.mgr.busy().length, planned: plan.length, query: this.querySeq !== 0 });
+    if (!this.polling && this.rate.due(now)) void this.poll();
     const lead = view.role === "leader" && view.acting;
     if (lead) {
       // as of when its facts were read, like a peer's answer to a query: pickCandidate wants
@@ -221,7 +215,7 @@ export class HaRuntime {
     if (this.stopped) return Promise.resolve();
     // a read that starts once the one in flight is over starts after the caller asked
     if (this.polling) return fresh ? this.polling.then(() => this.poll()) : this.polling;
-    this.pollStartedAt = performance.now();
+    this.rate.started(performance.now());
     const p = this.readFacts().finally(() => { if (this.polling === p) this.polling = null; });
     this.polling = p;
     return p;
@@ -245,10 +239,7 @@ export class HaRuntime {
         vip: v ?? null,
       };
       this.factsAt = started;
-      const { mysql: m2, redis: r2, portal, vip } = this.facts;
-      const shape = JSON.stringify([m2 && [m2.up, m2.role, m2.writable, m2.source], r2 && [r2.up, r2.role, r2.writable, r2.source], portal, vip]);
-      if (shape !== this.factsShape) this.factsChanged = true;
-      this.factsShape = shape;
+      this.rate.sawFacts(factsShape(this.facts));
     } catch (e) {
       this.log.error("polling the local resources failed", { err: e as Error });
     }
@@ -391,7 +382,7 @@ export class HaRuntime {
     const r = this.resReport(this.d.node.view().selfFenced);
     const key = JSON.stringify(r);
     const now = performance.now();
-    const every = this.pollEvery === SLOW_POLL_MS ? CALM_REPORT_EVERY_MS : REPORT_EVERY_MS;
+    const every = this.rate.calm ? CALM_REPORT_EVERY_MS : REPORT_EVERY_MS;
     if (!force && key === this.lastReport && now - this.lastReportAt < every) return;
     this.lastReport = key;
     this.lastReportAt = now;

@@ -4,7 +4,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import type { ClusterConfig } from "../../agent/bus/messages.ts";
 import type { PeerView } from "../../agent/cluster/view.ts";
-import { CALM_AFTER_MS, FAST_POLL_MS, PollRate, SLOW_POLL_MS, unsettled, type PollRateInput } from "../../agent/ha/poll-rate.ts";
+import { CALM_AFTER_MS, FAST_POLL_MS, PollRate, SLOW_POLL_MS, factsShape, unsettled, type PollRateInput } from "../../agent/ha/poll-rate.ts";
 
 const cfg = (epoch: number, flags: Record<string, string> = {}) => ({ epoch, term: 1, members: [], assignments: {}, flags }) as unknown as ClusterConfig;
 const peer = (name: string, alive = true) => ({ name, alive, lastHeardMs: 100, term: 1, role: "follower", leader: "node1", skewMs: 0 }) as PeerView;
@@ -54,6 +54,29 @@ s("a newly committed config makes it fast even when it is already committed ever
   assert.is(r.step(10_050, input({}, { config: cfg(5), committed: cfg(5) })), FAST_POLL_MS);
   assert.is(r.reason, "config epoch 5");
   assert.is(r.step(10_050 + CALM_AFTER_MS, input({}, { config: cfg(5), committed: cfg(5) })), SLOW_POLL_MS);
+});
+
+s("a read is due one interval after the last started; a new facts shape is movement once, positions are not", () => {
+  const r = new PollRate(0);
+  assert.ok(r.due(0), "nothing read yet");
+  r.started(0);
+  r.step(100, input());
+  assert.not.ok(r.due(100));
+  assert.ok(r.due(FAST_POLL_MS));
+  const db = { up: true, role: "primary", writable: true, received: "0-1-5", applied: "0-1-5", source: null } as const;
+  const facts = (applied: string) => ({ mysql: { ...db, applied }, redis: null, portal: { mysql: "node1", redis: null }, vip: true });
+  r.sawFacts(factsShape(facts("0-1-5")));
+  r.step(CALM_AFTER_MS + 200, input());
+  assert.is(r.reason, "facts changed", "the first shape seen is a change");
+  assert.is(r.step(2 * CALM_AFTER_MS + 300, input()), SLOW_POLL_MS);
+  assert.ok(r.calm);
+  r.sawFacts(factsShape(facts("0-1-9"))); // only the position moved
+  assert.is(r.step(2 * CALM_AFTER_MS + 350, input()), SLOW_POLL_MS);
+  r.sawFacts(factsShape({ ...facts("0-1-9"), vip: false }));
+  assert.is(r.step(2 * CALM_AFTER_MS + 400, input()), FAST_POLL_MS);
+  assert.not.ok(r.calm);
+  r.started(2 * CALM_AFTER_MS + 400);
+  assert.not.ok(r.due(2 * CALM_AFTER_MS + 400 + FAST_POLL_MS - 1));
 });
 
 s.run();
