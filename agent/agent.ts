@@ -17,6 +17,7 @@ import type { JsonLogger } from "./env/log.ts";
 import { Notifier, type NotifyTarget } from "./env/notify.ts";
 import { EventLog, realEnv, realTimers } from "./env/real.ts";
 import { FileStore } from "./env/store.ts";
+import { GC_EVERY_MS, collectGarbage } from "./env/gc.ts";
 import { ControlServer, type CommandResult, type FetchParams, type Route } from "./ops/control.ts";
 import { Fetcher } from "./ops/fetch.ts";
 import { stateSummary, writeStatusFile, type StatusBody } from "./ops/status.ts";
@@ -38,14 +39,6 @@ interface Step {
 /** The retained state is re-published at least this often, and at once when it changes. */
 const STATE_EVERY_MS = 5000;
 const STATUS_FILE_EVERY_MS = 1000;
-/**
- * A full garbage collection this often, when node runs with --expose-gc (the unit and the
- * lab do). The idle agent promotes ~1 MB a minute of short-lived garbage (MQTT packets,
- * reports, readings) into V8's old space, and V8 collects it only when the old space reaches
- * a limit set far above the agent's ~14 MB: RSS climbed ~1.2 MB a minute past the 80 MB
- * target and on (docs/hardware.md "Idle cost"). One collection of this heap takes a few ms.
- */
-const GC_EVERY_MS = 60_000;
 const COMMAND_TIMEOUT_MS = 10_000;
 
 export class Agent {
@@ -255,7 +248,7 @@ export class Agent {
           this.loops = [
             this.timers.every(c.timing.tickMs, () => this.tick()),
             this.timers.every(STATUS_FILE_EVERY_MS, () => this.writeStatus()),
-            this.timers.every(GC_EVERY_MS, () => this.collect()),
+            this.timers.every(GC_EVERY_MS, () => collectGarbage(this.log)),
           ];
           this.writeStatus();
         },
@@ -361,15 +354,6 @@ export class Agent {
       watch: this.watch?.snapshot() ?? null,
       wall: Date.now(),
     };
-  }
-
-  /** A full GC (see GC_EVERY_MS); nothing without --expose-gc. */
-  private collect(): void {
-    const gc = (globalThis as { gc?: () => void }).gc;
-    if (typeof gc !== "function") return;
-    const t0 = performance.now();
-    gc();
-    this.log.debug("garbage collected", { ms: Math.round((performance.now() - t0) * 10) / 10, heapUsedMb: Math.round(process.memoryUsage().heapUsed / 104857.6) / 10 });
   }
 
   private writeStatus(): void {
