@@ -10,7 +10,7 @@ import { resolveBusIdentity, type BusIdentity } from "./bus/identity.ts";
 import { MqttBus } from "./bus/mqtt.ts";
 import type { Command, Member } from "./bus/messages.ts";
 import { ClusterNode } from "./cluster/node.ts";
-import { HaRuntime } from "./ops/ha-runtime.ts";
+import { HaRuntime } from "./runtime/ha-runtime.ts";
 import { bootstrapConfig, type Config } from "./config/schema.ts";
 import type { TimerHandle, Timers } from "./env/env.ts";
 import type { JsonLogger } from "./env/log.ts";
@@ -18,10 +18,10 @@ import { Notifier, type NotifyTarget } from "./env/notify.ts";
 import { EventLog, realEnv, realTimers } from "./env/real.ts";
 import { FileStore } from "./env/store.ts";
 import { GC_EVERY_MS, collectGarbage } from "./env/gc.ts";
-import { ControlServer, type CommandResult, type FetchParams, type Route } from "./ops/control.ts";
-import { Fetcher } from "./ops/fetch.ts";
-import { stateSummary, writeStatusFile, type StatusBody } from "./ops/status.ts";
-import { Watch } from "./ops/watch.ts";
+import { ControlServer, type CommandResult, type FetchParams, type Route } from "./runtime/control.ts";
+import { Fetcher } from "./runtime/fetch.ts";
+import { stateSummary, writeStatusFile, type StatusBody } from "./runtime/status.ts";
+import { Watch } from "./runtime/watch.ts";
 
 export interface AgentOptions {
   version: string;

@@ -1,5 +1,5 @@
 // host:port, shared by the config schema and the sections defined beside their modules
-// (ops/metrics.ts), which must not import config/schema.ts (schema.ts imports them).
+// (runtime/metrics.ts), which must not import config/schema.ts (schema.ts imports them).
 
 /** host:port, host a DNS name, an IPv4 address or a bracketed IPv6 address; port 1-65535. */
 export function isHostPort(v: string): boolean {

@@ -11,7 +11,7 @@ import { HaSection, MysqlSection, PortalSection, RedisSection, checkHa, type HaC
 import { isHostPort } from "./host-port.ts";
 import { AlarmsSection, NotifySection, checkAlarmsRelations, toAlarmsConfig, toNotifyConfig, type AlarmsConfig, type NotifyConfig } from "../alarms/config.ts";
 import { HostSection, toHostOptions, type HostOptions } from "../hw/host.ts";
-import { MetricsSection, toMetricsConfig, type MetricsConfig } from "../ops/metrics.ts";
+import { MetricsSection, toMetricsConfig, type MetricsConfig } from "../runtime/metrics.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/bollard/bollard.yaml";
 export const DEFAULT_STATE_DIR = "/var/lib/bollard";

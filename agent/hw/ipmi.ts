@@ -93,7 +93,7 @@ export interface IpmiOptions {
   /** HOME for ipmitool. ipmitool 1.8.19 parses the IANA enterprise registry at every start,
    *  from $HOME/.local/usr/share/misc/enterprise-numbers.txt if there, else the system's
    *  4.7 MB copy: ~20 ms of CPU per call. A polling caller points this at a small registry
-   *  (ops/watch-poll.ts): vendor names then read "Unknown", sensors and the SEL are the same. */
+   *  (runtime/watch-poll.ts): vendor names then read "Unknown", sensors and the SEL are the same. */
   home?: string;
 }
 

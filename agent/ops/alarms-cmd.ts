@@ -16,8 +16,8 @@ import { ACKED_BY_RE, ALARM_ID_RE, type Alarm, type Severity, type Transition } 
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR } from "../config/schema.ts";
 import type { SubCommand } from "./commands.ts";
-import { controlRequest, type Route } from "./control.ts";
-import { age } from "./status.ts";
+import { controlRequest, type Route } from "../runtime/control.ts";
+import { age } from "../runtime/status.ts";
 
 export interface AlarmRouteDeps {
   node: string;

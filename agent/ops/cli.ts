@@ -9,8 +9,8 @@ import { DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, NAME_RE, isHostPort } from "../
 import { JsonLogger } from "../env/log.ts";
 import { notifyTarget } from "../env/notify.ts";
 import { COMMAND_NAMES, loadCommands, type SubCommand } from "./commands.ts";
-import { controlRequest } from "./control.ts";
-import { readStatus, renderStatus } from "./status.ts";
+import { controlRequest } from "../runtime/control.ts";
+import { readStatus, renderStatus } from "../runtime/status.ts";
 
 export interface Io {
   out(text: string): void;

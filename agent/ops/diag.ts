@@ -19,9 +19,9 @@ import { SnmpSwitch } from "../hw/snmp.ts";
 import type { BuildInfo } from "./cli.ts";
 import type { SubCommand } from "./commands.ts";
 import { quietLog } from "./console/hw.ts";
-import { controlRequest } from "./control.ts";
+import { controlRequest } from "../runtime/control.ts";
 import { addFileSecrets, envSecrets, redactConfigText, redactValue, scrub, tarGz, type TarEntry } from "./diag-tar.ts";
-import { STATUS_FILE, renderStatus, type StatusBody } from "./status.ts";
+import { STATUS_FILE, renderStatus, type StatusBody } from "../runtime/status.ts";
 
 export interface DiagOptions {
   configPath: string;

@@ -9,7 +9,7 @@ import type { Command } from "../bus/messages.ts";
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR, NAME_RE } from "../config/schema.ts";
 import type { CommandContext, SubCommand } from "./commands.ts";
-import { controlRequest } from "./control.ts";
+import { controlRequest } from "../runtime/control.ts";
 
 function socketOf(ctx: CommandContext): string {
   const r = loadConfig(ctx.configPath, { secrets: false });

@@ -11,7 +11,7 @@ import { logText } from "./console/screens-lists.ts";
 import { serviceViews, servicesLines } from "./console/screens-services.ts";
 import { configErrors, setup, type Setup } from "./console/setup.ts";
 import { DataSource, readEventsFile } from "./console/source.ts";
-import { age } from "./status.ts";
+import { age } from "../runtime/status.ts";
 
 type Opts = Record<string, string | boolean | undefined>;
 

@@ -12,7 +12,7 @@ import * as assert from "uvu/assert";
 import type { RetryConfig, WebhookConfig } from "../../agent/alarms/config.ts";
 import type { Alarm, Transition } from "../../agent/alarms/types.ts";
 import type { Logger } from "../../agent/env/env.ts";
-import { WebhookSender, httpPost, notificationOf, type SenderDeps } from "../../agent/ops/notify-webhook.ts";
+import { WebhookSender, httpPost, notificationOf, type SenderDeps } from "../../agent/runtime/notify-webhook.ts";
 
 type Behaviour = "500" | "reset" | "hang" | "ok" | "slow";
 

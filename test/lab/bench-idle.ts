@@ -291,7 +291,7 @@ async function pieces(secs: number): Promise<number> {
   const { BmcHarness } = await import("../broker/bmc-harness.ts");
   const { Ipmi } = await import("../../agent/hw/ipmi.ts");
   const { IpmiShell } = await import("../../agent/hw/ipmi-shell.ts");
-  const { ipmitoolHome } = await import("../../agent/ops/watch-poll.ts");
+  const { ipmitoolHome } = await import("../../agent/runtime/watch-poll.ts");
   const { mkdtempSync, rmSync } = await import("node:fs");
   const h = await BmcHarness.start([{ name: "bench", host: "127.0.5.1" }]);
   const home = ipmitoolHome(mkdtempSync("/tmp/bollard-bench-ipmitool-"), quiet)!;

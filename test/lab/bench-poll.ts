@@ -1,4 +1,4 @@
-// One full hardware poll as the watch makes it (agent/ops/watch-poll.ts), of every BMC and
+// One full hardware poll as the watch makes it (agent/runtime/watch-poll.ts), of every BMC and
 // every switch in a node's config at once: sensors and the SEL of the 3 BMCs over IPMI, the
 // IF-MIB ports of the 2 switches over SNMP. Run inside a node's namespace by alarms.test.ts:
 //   ip netns exec node1 node --import tsx test/lab/bench-poll.ts $S/node1/bollard.yaml [ROUNDS]
@@ -8,7 +8,7 @@ import type { Logger } from "../../agent/env/env.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HwPoller, bmcConfig, ipmitoolHome, switchConfig } from "../../agent/ops/watch-poll.ts";
+import { HwPoller, bmcConfig, ipmitoolHome, switchConfig } from "../../agent/runtime/watch-poll.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 const [file, roundsArg] = process.argv.slice(2);

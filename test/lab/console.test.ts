@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { controlRequest } from "../../agent/ops/control.ts";
+import { controlRequest } from "../../agent/runtime/control.ts";
 import { untar } from "../../agent/ops/diag-tar.ts";
 import { NODES, REPO, S, healthy, lab, sh, status, until } from "./ha-lab.ts";
 

@@ -36,7 +36,7 @@ export interface NodeStatus {
 }
 
 /**
- * The node's status from its agent's control socket (GET /status, agent/ops/control.ts): a few
+ * The node's status from its agent's control socket (GET /status, agent/runtime/control.ts): a few
  * ms, where `bollard status --json` starts a Node process that takes seconds on a loaded
  * 2-core machine (it timed out and made a healthy cluster look unhealthy for 20 s). null when
  * the agent does not answer within `timeoutMs`.

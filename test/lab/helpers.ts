@@ -110,7 +110,7 @@ export async function status(l: Lab, node: string): Promise<Status> {
   }
 }
 
-/** GET /status on the node's control socket (agent/ops/control.ts): ~5 ms, for figures. */
+/** GET /status on the node's control socket (agent/runtime/control.ts): ~5 ms, for figures. */
 export function statusFast(l: Lab, node: string, timeoutMs = 1000): Promise<View | null> {
   return new Promise((resolve) => {
     const req = request({ socketPath: `${l.S}/${node}/state/agent.sock`, path: "/status", method: "GET", timeout: timeoutMs }, (res) => {

@@ -8,7 +8,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { NotifySection, defaultNotifyConfig, toNotifyConfig, type WebhookConfig } from "../../agent/alarms/config.ts";
 import type { Logger } from "../../agent/env/env.ts";
-import { WebhookSender, accepted, backoff, fillTemplate, renderBody, signedUrl, type HttpPost, type Notification } from "../../agent/ops/notify-webhook.ts";
+import { WebhookSender, accepted, backoff, fillTemplate, renderBody, signedUrl, type HttpPost, type Notification } from "../../agent/runtime/notify-webhook.ts";
 
 const N: Notification = {
   id: "node1:psu:node2:PSU2:1:raised:1732190400000",

@@ -10,8 +10,8 @@ import * as assert from "uvu/assert";
 import type { Command } from "../../agent/bus/messages.ts";
 import type { NodeView } from "../../agent/cluster/view.ts";
 import { JsonLogger } from "../../agent/env/log.ts";
-import { ControlServer } from "../../agent/ops/control.ts";
-import { writeStatusFile, type StatusBody } from "../../agent/ops/status.ts";
+import { ControlServer } from "../../agent/runtime/control.ts";
+import { writeStatusFile, type StatusBody } from "../../agent/runtime/status.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 const BIN = join(root, "dist/bollard.js");

@@ -9,7 +9,7 @@ import * as assert from "uvu/assert";
 import { ConsoleApp, EXIT_LOGIN, EXIT_QUIT } from "../../agent/ops/console/app.ts";
 import { PinGate } from "../../agent/ops/console/pin.ts";
 import type { Request } from "../../agent/ops/console/source.ts";
-import type { StatusBody } from "../../agent/ops/status.ts";
+import type { StatusBody } from "../../agent/runtime/status.ts";
 import { body, logs, model } from "./console-fixture.ts";
 
 const C = suite("console app");

@@ -3,7 +3,7 @@
 import type { ResReport } from "../../agent/bus/messages.ts";
 import type { NodeView } from "../../agent/cluster/view.ts";
 import type { EventLine, LogLine, Model } from "../../agent/ops/console/model.ts";
-import type { StatusBody } from "../../agent/ops/status.ts";
+import type { StatusBody } from "../../agent/runtime/status.ts";
 
 export const NOW = Date.parse("2026-11-22T10:00:00.000Z");
 const G = (n: number) => `0-1-${n}`;

@@ -6,8 +6,8 @@ import * as assert from "uvu/assert";
 import { defaultAlarmsConfig } from "../../agent/alarms/config.ts";
 import { evaluate } from "../../agent/alarms/rules.ts";
 import { DbReport } from "../../agent/bus/messages.ts";
-import { dbReport, mysqlFacts } from "../../agent/ops/ha-runtime.ts";
-import { mysqlInput } from "../../agent/ops/watch-inputs.ts";
+import { dbReport, mysqlFacts } from "../../agent/runtime/ha-runtime.ts";
+import { mysqlInput } from "../../agent/runtime/watch-inputs.ts";
 import type { MysqlDriverStatus } from "../../agent/resources/mysql.ts";
 
 const F = suite("HA facts for the alarms");

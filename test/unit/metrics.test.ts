@@ -3,7 +3,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import type { NodeView } from "../../agent/cluster/view.ts";
-import { MetricsSection, busMetrics, clusterMetrics, createMetricsServer, hostMetrics, toMetricsConfig, type MetricsSnapshot } from "../../agent/ops/metrics.ts";
+import { MetricsSection, busMetrics, clusterMetrics, createMetricsServer, hostMetrics, toMetricsConfig, type MetricsSnapshot } from "../../agent/runtime/metrics.ts";
 
 const SNAP: MetricsSnapshot = {
   node: "node1",

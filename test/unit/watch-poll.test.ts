@@ -1,4 +1,4 @@
-// ops/watch-poll: the switch walks the watch makes. Oper and admin status (what the alarms
+// runtime/watch-poll: the switch walks the watch makes. Oper and admin status (what the alarms
 // judge) are walked every poll; the counters (metrics only) every fullEveryMs, and carried
 // into the status-only readings in between (hw/snmp.ts withCounters). A fake SnmpPort records
 // what it was asked; the clock is a variable.
@@ -6,7 +6,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import type { Logger } from "../../agent/env/env.ts";
 import { STATUS_COLUMNS, PORT_COLUMNS, withCounters, type Port, type PortReading } from "../../agent/hw/snmp.ts";
-import { HwPoller } from "../../agent/ops/watch-poll.ts";
+import { HwPoller } from "../../agent/runtime/watch-poll.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 

@@ -1,6 +1,6 @@
-// The watch (ops/watch.ts) with fakes for the BMC, the switches, the host, the bus and the
+// The watch (runtime/watch.ts) with fakes for the BMC, the switches, the host, the bus and the
 // timers: readings in, alarms out (retained payloads, the cluster-wide list, the routes,
-// metrics); and the pure conversions it is built on (ops/watch-inputs.ts).
+// metrics); and the pure conversions it is built on (runtime/watch-inputs.ts).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,11 +18,11 @@ import type { ClusterEvent, Logger, Timers } from "../../agent/env/env.ts";
 import type { HostOptions, HostReading } from "../../agent/hw/host.ts";
 import { parseSensorList, type SelEntry } from "../../agent/hw/ipmi-parse.ts";
 import type { Port } from "../../agent/hw/snmp.ts";
-import { renderMetrics } from "../../agent/ops/metrics.ts";
-import { Watch } from "../../agent/ops/watch.ts";
-import { eventInput, mysqlInput, portMap, sensorOk, switchInput } from "../../agent/ops/watch-inputs.ts";
+import { renderMetrics } from "../../agent/runtime/metrics.ts";
+import { Watch } from "../../agent/runtime/watch.ts";
+import { eventInput, mysqlInput, portMap, sensorOk, switchInput } from "../../agent/runtime/watch-inputs.ts";
 import { Ipmi } from "../../agent/hw/ipmi.ts";
-import { HwPoller, ipmitoolHome } from "../../agent/ops/watch-poll.ts";
+import { HwPoller, ipmitoolHome } from "../../agent/runtime/watch-poll.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 

@@ -4,7 +4,7 @@
 // `bollard switchover|maintenance|rejoin` send (ha-cmd.ts): flags committed through the
 // leader, which the leader's HA manager then carries out.
 import type { Command } from "../../bus/messages.ts";
-import type { CommandResult } from "../control.ts";
+import type { CommandResult } from "../../runtime/control.ts";
 import type { Key } from "./keys.ts";
 import { alive, assignments, cut, flags, membersOf, wrap, type Model } from "./model.ts";
 import type { PinCheck } from "./pin.ts";

@@ -3,14 +3,14 @@
 // / CRITICAL and why). Pure: the renderers and the CLI views (views-cmd.ts) read the same
 // Model, so what `bollard nodes` prints is what screen 1 shows.
 import type { DbReport, ResReport } from "../../bus/messages.ts";
-import type { StatusBody } from "../status.ts";
+import type { StatusBody } from "../../runtime/status.ts";
 
 export type Svc = "mysql" | "redis";
 
 /** A service's facts on one node (ha/local.ts DbFacts, or a peer's DbReport). */
 export type Facts = Pick<DbReport, "up" | "role" | "writable" | "received" | "applied" | "source"> & { heldOut?: string | null };
 
-/** StatusBody.ha as ops/ha-runtime.ts snapshot() makes it. */
+/** StatusBody.ha as runtime/ha-runtime.ts snapshot() makes it. */
 export interface HaSnapshot {
   facts: { mysql: Facts | null; redis: Facts | null; portal: { mysql: string | null; redis: string | null } | null; vip: boolean | null };
   busy: string[];

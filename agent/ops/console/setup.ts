@@ -5,7 +5,7 @@ import { hostname } from "node:os";
 import { loadConfig } from "../../config/load.ts";
 import { DEFAULT_STATE_DIR, type Config } from "../../config/schema.ts";
 import type { CommandContext } from "../commands.ts";
-import { controlRequest } from "../control.ts";
+import { controlRequest } from "../../runtime/control.ts";
 import { emptyHardware, type Model } from "./model.ts";
 import type { Request } from "./source.ts";
 

@@ -1,6 +1,6 @@
 // The control socket: HTTP/1.1 over a unix socket (`<state_dir>/agent.sock`, mode 0660),
 // which the CLI on the same node uses. Routes:
-//   GET  /status        status body (ops/status.ts)
+//   GET  /status        status body (runtime/status.ts)
 //   POST /command       a Command (bus/messages.ts) -> {status: "ok"|"error", epoch?, error?}
 //   GET  /logs?n=200    the last n log lines from the ring buffer, as a JSON array of strings
 // The socket doubles as the single-instance guard: if another agent answers on it, start()

@@ -13,9 +13,9 @@ export interface StatusBody {
   view: NodeView;
   /** bus counters and per-broker connection state (bus/mqtt.ts BusStats) */
   bus: object;
-  /** the data path: local facts, procedures running, peers' reports (ops/ha-runtime.ts); null without HA */
+  /** the data path: local facts, procedures running, peers' reports (runtime/ha-runtime.ts); null without HA */
   ha?: object | null;
-  /** the hardware and alarm watch (ops/watch.ts WatchSnapshot): alarms, BMC sensors, switch ports, host */
+  /** the hardware and alarm watch (runtime/watch.ts WatchSnapshot): alarms, BMC sensors, switch ports, host */
   watch?: object | null;
   /** wall-clock ms when this body was made */
   wall: number;

@@ -32,7 +32,7 @@ import { atomicWrite } from "../env/store.ts";
 import type { DbFacts } from "../ha/local.ts";
 import { bondAlarmInputs, hostAlarmInput, hostSource, readBondStates, readHost, type HostOptions, type HostReading, type HostSource } from "../hw/host.ts";
 import type { SelEntry } from "../hw/ipmi-parse.ts";
-import { alarmRoutes } from "./alarms-cmd.ts";
+import { alarmRoutes } from "../ops/alarms-cmd.ts";
 import type { Route } from "./control.ts";
 import { busMetrics, clusterMetrics, createMetricsServer, hostMetrics, type MetricsServer, type MetricsSnapshot } from "./metrics.ts";
 import { Notifier, httpPost } from "./notify-webhook.ts";

@@ -1,4 +1,4 @@
-// What the watch (ops/watch.ts) hands the alarm rules and the metrics endpoint, made from
+// What the watch (runtime/watch.ts) hands the alarm rules and the metrics endpoint, made from
 // the adapters' readings: pure functions, no I/O, so each is unit-tested on its own.
 //  - switch ports are named after the node and NIC cabled to them (ha.nodes.<n>.ports);
 //  - BMC sensors and SEL entries become the rules' BmcInput, and sensor samples;
@@ -106,7 +106,7 @@ export function redisInput(f: DbFacts | null | undefined): RedisInput | null {
 }
 
 /**
- * Event-log records that are alarm events (ha/manager.ts and ops/ha-runtime.ts word them):
+ * Event-log records that are alarm events (ha/manager.ts and runtime/ha-runtime.ts word them):
  *  - "failover of S from A to B done in N ms" {svc, to, ms, done}        -> failover-done
  *  - "failover of S from A FAILED at step confirmFence: why" {step, failed} -> fence-failed A
  *  - "A level L CONFIRMED in N ms: ..." (kind fence) {node, ok: true}    -> fence-done A
