@@ -18,7 +18,7 @@ import { Ipmi } from "../hw/ipmi.ts";
 import { SnmpSwitch } from "../hw/snmp.ts";
 import type { BuildInfo } from "./cli.ts";
 import type { SubCommand } from "./commands.ts";
-import { quietLog } from "./console/hw.ts";
+import { quietLog } from "../console/hw.ts";
 import { controlRequest } from "../runtime/control.ts";
 import { addFileSecrets, envSecrets, redactConfigText, redactValue, scrub, tarGz, type TarEntry } from "./diag-tar.ts";
 import { STATUS_FILE, renderStatus, type StatusBody } from "../runtime/status.ts";

@@ -4,13 +4,13 @@
 // events.jsonl) or another node did not; 2 usage or config error.
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { CommandContext, SubCommand } from "./commands.ts";
-import { HwPoller } from "./console/hw.ts";
-import { assess, haOf, membersOf, type EventLine, type LogLine } from "./console/model.ts";
-import { nodeRows, nodesTable } from "./console/screens-cluster.ts";
-import { logText } from "./console/screens-lists.ts";
-import { serviceViews, servicesLines } from "./console/screens-services.ts";
-import { configErrors, setup, type Setup } from "./console/setup.ts";
-import { DataSource, readEventsFile } from "./console/source.ts";
+import { HwPoller } from "../console/hw.ts";
+import { assess, haOf, membersOf, type EventLine, type LogLine } from "../console/model.ts";
+import { nodeRows, nodesTable } from "../console/screens-cluster.ts";
+import { logText } from "../console/screens-lists.ts";
+import { serviceViews, servicesLines } from "../console/screens-services.ts";
+import { configErrors, setup, type Setup } from "../console/setup.ts";
+import { DataSource, readEventsFile } from "../console/source.ts";
 import { age } from "../runtime/status.ts";
 
 type Opts = Record<string, string | boolean | undefined>;

@@ -6,10 +6,10 @@ import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import type { Command } from "../../agent/bus/messages.ts";
-import { ActionFlow, actionsScreen, type ActionDeps } from "../../agent/ops/console/actions.ts";
-import type { Model } from "../../agent/ops/console/model.ts";
-import { PinGate, pinFile, pinMatches, readPin } from "../../agent/ops/console/pin.ts";
-import { lineText } from "../../agent/ops/console/vt100.ts";
+import { ActionFlow, actionsScreen, type ActionDeps } from "../../agent/console/actions.ts";
+import type { Model } from "../../agent/console/model.ts";
+import { PinGate, pinFile, pinMatches, readPin } from "../../agent/console/pin.ts";
+import { lineText } from "../../agent/console/vt100.ts";
 import { model } from "./console-fixture.ts";
 
 const P = suite("operator PIN");

@@ -6,9 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { ConsoleApp, EXIT_LOGIN, EXIT_QUIT } from "../../agent/ops/console/app.ts";
-import { PinGate } from "../../agent/ops/console/pin.ts";
-import type { Request } from "../../agent/ops/console/source.ts";
+import { ConsoleApp, EXIT_LOGIN, EXIT_QUIT } from "../../agent/console/app.ts";
+import { PinGate } from "../../agent/console/pin.ts";
+import type { Request } from "../../agent/console/source.ts";
 import type { StatusBody } from "../../agent/runtime/status.ts";
 import { body, logs, model } from "./console-fixture.ts";
 

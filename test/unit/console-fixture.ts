@@ -2,7 +2,7 @@
 // holder; node2 holds Redis), as the console and the CLI views get it. Tests change parts.
 import type { ResReport } from "../../agent/bus/messages.ts";
 import type { NodeView } from "../../agent/cluster/view.ts";
-import type { EventLine, LogLine, Model } from "../../agent/ops/console/model.ts";
+import type { EventLine, LogLine, Model } from "../../agent/console/model.ts";
 import type { StatusBody } from "../../agent/runtime/status.ts";
 
 export const NOW = Date.parse("2026-11-22T10:00:00.000Z");

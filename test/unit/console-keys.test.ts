@@ -2,7 +2,7 @@
 // reads, and escape sequences it does not use (F-keys) swallowed, never read as letters.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { KeyDecoder } from "../../agent/ops/console/keys.ts";
+import { KeyDecoder } from "../../agent/console/keys.ts";
 
 const K = suite("console keys");
 

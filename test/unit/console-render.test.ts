@@ -3,12 +3,12 @@
 // the Model holds.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { assess, type Model } from "../../agent/ops/console/model.ts";
-import { renderFrame, type ScreenNo, type Ui } from "../../agent/ops/console/render.ts";
-import { nodesTable } from "../../agent/ops/console/screens-cluster.ts";
-import { durationOf, eventLine } from "../../agent/ops/console/screens-lists.ts";
-import { serviceViews } from "../../agent/ops/console/screens-services.ts";
-import { lineText } from "../../agent/ops/console/vt100.ts";
+import { assess, type Model } from "../../agent/console/model.ts";
+import { renderFrame, type ScreenNo, type Ui } from "../../agent/console/render.ts";
+import { nodesTable } from "../../agent/console/screens-cluster.ts";
+import { durationOf, eventLine } from "../../agent/console/screens-lists.ts";
+import { serviceViews } from "../../agent/console/screens-services.ts";
+import { lineText } from "../../agent/console/vt100.ts";
 import { NOW, body, events, model } from "./console-fixture.ts";
 
 const ui = (screen: ScreenNo, over: Partial<Ui> = {}): Ui => ({ screen, sel: { alarms: 0, logs: 0, events: 0 }, logLevel: "info", logNode: "node1", eventNode: "all", eventKinds: "timeline", message: null, prompt: null, actions: { at: "menu", note: null }, ...over });

@@ -2,8 +2,8 @@
 // that the bytes, played on a small VT100 model, put exactly the frame on the screen.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { renderFrame, type ScreenNo, type Ui } from "../../agent/ops/console/render.ts";
-import { ascii, lineText, Vt100Screen, type Line } from "../../agent/ops/console/vt100.ts";
+import { renderFrame, type ScreenNo, type Ui } from "../../agent/console/render.ts";
+import { ascii, lineText, Vt100Screen, type Line } from "../../agent/console/vt100.ts";
 import { model } from "./console-fixture.ts";
 
 /** A VT100 subset: CUP, CUF, CUB, CR, LF, EL, ED 2, SGR (ignored), DECAWM off. */

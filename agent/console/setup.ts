@@ -2,10 +2,10 @@
 // agent's socket and state are, and an empty Model naming this node, the members, the VIP and
 // the data addresses. Without a config file (and none asked for), the defaults.
 import { hostname } from "node:os";
-import { loadConfig } from "../../config/load.ts";
-import { DEFAULT_STATE_DIR, type Config } from "../../config/schema.ts";
-import type { CommandContext } from "../commands.ts";
-import { controlRequest } from "../../runtime/control.ts";
+import { loadConfig } from "../config/load.ts";
+import { DEFAULT_STATE_DIR, type Config } from "../config/schema.ts";
+import type { CommandContext } from "../ops/commands.ts";
+import { controlRequest } from "../runtime/control.ts";
 import { emptyHardware, type Model } from "./model.ts";
 import type { Request } from "./source.ts";
 

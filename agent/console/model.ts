@@ -2,8 +2,8 @@
 // the alarms, logs, events and the hardware) and the judgement of the top line (OK / DEGRADED
 // / CRITICAL and why). Pure: the renderers and the CLI views (views-cmd.ts) read the same
 // Model, so what `bollard nodes` prints is what screen 1 shows.
-import type { DbReport, ResReport } from "../../bus/messages.ts";
-import type { StatusBody } from "../../runtime/status.ts";
+import type { DbReport, ResReport } from "../bus/messages.ts";
+import type { StatusBody } from "../runtime/status.ts";
 
 export type Svc = "mysql" | "redis";
 

@@ -2,7 +2,7 @@
 // and whether it is writable, each replica's source, lag and position (GTID set / offset);
 // each node's portal routes and the VIP; failover procedures running, nodes held out, and
 // the anti-flapping holds.
-import { parseGtid, weight } from "../../resources/gtid.ts";
+import { parseGtid, weight } from "../resources/gtid.ts";
 import { ago, alive, assignments, cols, cut, factsOf, flags, haOf, holdsVip, membersOf, services, type Facts, type Model, type Svc } from "./model.ts";
 import type { Line } from "./vt100.ts";
 

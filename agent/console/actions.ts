@@ -3,8 +3,8 @@
 // operator PIN (pin.ts), then shows its progress and its result. The commands are the ones
 // `bollard switchover|maintenance|rejoin` send (ha-cmd.ts): flags committed through the
 // leader, which the leader's HA manager then carries out.
-import type { Command } from "../../bus/messages.ts";
-import type { CommandResult } from "../../runtime/control.ts";
+import type { Command } from "../bus/messages.ts";
+import type { CommandResult } from "../runtime/control.ts";
 import type { Key } from "./keys.ts";
 import { alive, assignments, cut, flags, membersOf, wrap, type Model } from "./model.ts";
 import type { PinCheck } from "./pin.ts";

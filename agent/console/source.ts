@@ -6,8 +6,8 @@
 // (the last known state) and the Model says how old it is.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ControlReply } from "../../runtime/control.ts";
-import { STATUS_FILE, type StatusBody } from "../../runtime/status.ts";
+import type { ControlReply } from "../runtime/control.ts";
+import { STATUS_FILE, type StatusBody } from "../runtime/status.ts";
 import type { HwPoller } from "./hw.ts";
 import { membersOf, type AlarmRow, type EventLine, type LogLine, type Model } from "./model.ts";
 

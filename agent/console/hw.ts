@@ -7,12 +7,12 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { loadavg, networkInterfaces } from "node:os";
 import { dirname, join } from "node:path";
-import type { Config } from "../../config/schema.ts";
-import type { Logger } from "../../env/env.ts";
-import { parseBonding } from "../../hw/host.ts";
-import { Ipmi } from "../../hw/ipmi.ts";
-import type { Sensor } from "../../hw/ipmi-parse.ts";
-import { SnmpSwitch } from "../../hw/snmp.ts";
+import type { Config } from "../config/schema.ts";
+import type { Logger } from "../env/env.ts";
+import { parseBonding } from "../hw/host.ts";
+import { Ipmi } from "../hw/ipmi.ts";
+import type { Sensor } from "../hw/ipmi-parse.ts";
+import { SnmpSwitch } from "../hw/snmp.ts";
 import type { Hardware, HwNode, HwPort, HwSwitch } from "./model.ts";
 
 /** A logger that drops everything: the console's screen is its output. */
