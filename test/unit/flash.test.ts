@@ -11,11 +11,11 @@ import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import type { CommandContext } from "../../agent/ops/commands.ts";
-import { Progress, bar } from "../../agent/ops/flash-progress.ts";
-import { Refusal, checkDevice, flash, flashCommand, readSha256, type SysView } from "../../agent/ops/flash.ts";
-import { GptError, crc32, findPartition, readGpt } from "../../agent/ops/gpt.ts";
-import { genOptions, makeSeeds } from "../../agent/ops/seed-gen.ts";
-import { renderSeed } from "../../agent/ops/seed.ts";
+import { Progress, bar } from "../../agent/provision/flash-progress.ts";
+import { Refusal, checkDevice, flash, flashCommand, readSha256, type SysView } from "../../agent/provision/flash.ts";
+import { GptError, crc32, findPartition, readGpt } from "../../agent/provision/gpt.ts";
+import { genOptions, makeSeeds } from "../../agent/provision/seed-gen.ts";
+import { renderSeed } from "../../agent/provision/seed.ts";
 
 const MiB = 1 << 20;
 

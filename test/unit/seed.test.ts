@@ -7,9 +7,9 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { parseConfig } from "../../agent/config/load.ts";
 import type { CommandContext } from "../../agent/ops/commands.ts";
-import { derivedSecret, networkOf, renderNode, serverId, sha512Crypt, subnetHost, writeFiles } from "../../agent/ops/seed-apply.ts";
-import { genOptions, makeSeeds } from "../../agent/ops/seed-gen.ts";
-import { parseSeed, renderSeed, seedCommand, type Seed } from "../../agent/ops/seed.ts";
+import { derivedSecret, networkOf, renderNode, serverId, sha512Crypt, subnetHost, writeFiles } from "../../agent/provision/seed-apply.ts";
+import { genOptions, makeSeeds } from "../../agent/provision/seed-gen.ts";
+import { parseSeed, renderSeed, seedCommand, type Seed } from "../../agent/provision/seed.ts";
 
 /** Deterministic "random" bytes: 0, 1, 2, ... */
 function counter(): (n: number) => Buffer {
