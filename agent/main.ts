@@ -1,6 +1,6 @@
 // `bollard <command>`: the bundle's entry point (dist/bollard.js). Thin: the commands live in
-// ops/cli.ts, the daemon in agent.ts. build.mjs defines the version and git revision.
-import { runCli } from "./ops/cli.ts";
+// cli/cli.ts, the daemon in agent.ts. build.mjs defines the version and git revision.
+import { runCli } from "./cli/cli.ts";
 
 declare const __BOLLARD_VERSION__: string;
 declare const __BOLLARD_REV__: string;

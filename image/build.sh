@@ -56,7 +56,7 @@ export SOURCE_DATE_EPOCH
 BUNDLE=${BOLLARD_BUNDLE:-$REPO_DIR/dist/bollard.js}
 [ -s "$BUNDLE" ] || die "$BUNDLE is missing: run 'make build' first"
 # first boot runs `bollard seed apply`: a bundle without it would make nodes that cannot boot
-node "$BUNDLE" --help 2>&1 | grep -q '^  seed ' || die "$BUNDLE has no 'bollard seed' command (agent/ops/commands.ts must register seedCommand)"
+node "$BUNDLE" --help 2>&1 | grep -q '^  seed ' || die "$BUNDLE has no 'bollard seed' command (agent/cli/commands.ts must register seedCommand)"
 
 # units/ and overlays/ name the data partition by its PARTUUID: they must agree with layout.conf
 for f in "$REPO_DIR/units/bollard-grow-data.service" "$REPO_DIR/overlays/etc/fstab"; do

@@ -4,7 +4,7 @@
 import { hostname } from "node:os";
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR, type Config } from "../config/schema.ts";
-import type { CommandContext } from "../ops/commands.ts";
+import type { CommandContext } from "../cli/commands.ts";
 import { controlRequest } from "../runtime/control.ts";
 import { emptyHardware, type Model } from "./model.ts";
 import type { Request } from "./source.ts";

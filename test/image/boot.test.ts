@@ -39,7 +39,7 @@ async function plan(): Promise<{ skip: string | null; accel: Accel }> {
   }
   if (!existsSync(image)) return { skip: `${image} does not exist (make image, or IMAGE_TEST=1 to build it)`, accel: "kvm" };
   const help = spawnSync(process.execPath, [bundle, "--help"], { encoding: "utf8" }).stdout ?? "";
-  if (!/^ {2}flash /m.test(help) || !/^ {2}seed /m.test(help)) return { skip: `${bundle} has no flash and seed commands (agent/ops/commands.ts)`, accel: "kvm" };
+  if (!/^ {2}flash /m.test(help) || !/^ {2}seed /m.test(help)) return { skip: `${bundle} has no flash and seed commands (agent/cli/commands.ts)`, accel: "kvm" };
   if (want === "tcg") return { skip: null, accel: "tcg" };
   const kvm = await kvmUsable(image, dir);
   if (kvm.ok) return { skip: null, accel: "kvm" };

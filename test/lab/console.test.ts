@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { controlRequest } from "../../agent/runtime/control.ts";
-import { untar } from "../../agent/ops/diag-tar.ts";
+import { untar } from "../../agent/cli/diag-tar.ts";
 import { NODES, REPO, S, healthy, lab, sh, status, until } from "./ha-lab.ts";
 
 const BIN = resolve(REPO, process.env.BOLLARD_BIN ?? "dist/bollard.js");

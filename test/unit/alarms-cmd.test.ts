@@ -12,8 +12,8 @@ import { AlarmHistory, historyDir } from "../../agent/alarms/history.ts";
 import { evaluate } from "../../agent/alarms/rules.ts";
 import type { Alarm, Readings, Transition } from "../../agent/alarms/types.ts";
 import type { ForwardResult } from "../../agent/alarms/remote-ack.ts";
-import { alarmRoutes, alarmsCommand, wrap, type AlarmRouteDeps } from "../../agent/ops/alarms-cmd.ts";
-import type { CommandContext } from "../../agent/ops/commands.ts";
+import { alarmRoutes, alarmsCommand, wrap, type AlarmRouteDeps } from "../../agent/cli/alarms-cmd.ts";
+import type { CommandContext } from "../../agent/cli/commands.ts";
 
 const READINGS: Readings = {
   node: "node1",

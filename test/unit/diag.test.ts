@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { redactConfigText, scrub, tar, untar } from "../../agent/ops/diag-tar.ts";
-import { writeDiagBundle } from "../../agent/ops/diag.ts";
+import { redactConfigText, scrub, tar, untar } from "../../agent/cli/diag-tar.ts";
+import { writeDiagBundle } from "../../agent/cli/diag.ts";
 import { body, events } from "./console-fixture.ts";
 
 const SECRET_FILES: Record<string, string> = {

@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import type { CommandContext, SubCommand } from "../../agent/ops/commands.ts";
-import { eventsCommand, logsCommand, nodesCommand, servicesCommand, sinceTime } from "../../agent/ops/views-cmd.ts";
+import type { CommandContext, SubCommand } from "../../agent/cli/commands.ts";
+import { eventsCommand, logsCommand, nodesCommand, servicesCommand, sinceTime } from "../../agent/cli/views-cmd.ts";
 import { body, events, logs } from "./console-fixture.ts";
 
 const V = suite("bollard nodes, services, logs, events");

@@ -1,4 +1,4 @@
-// Commands that parse their own arguments (each in its own file under ops/), registered
+// Commands that parse their own arguments (each in its own file under cli/ or provision/), registered
 // here in one list so `bollard --help` and dispatch stay in one place. Each gets the words
 // after its name, the config path and the Io, and returns an exit code (0 ok, 1 failure,
 // 2 usage or config error).

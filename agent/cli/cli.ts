@@ -58,7 +58,7 @@ function usageError(io: Io, msg: string): number {
 }
 
 export async function runCli(argv: string[], io: Io, build: BuildInfo): Promise<number> {
-  // A registered command parses the words after its name itself (ops/commands.ts).
+  // A registered command parses the words after its name itself (cli/commands.ts).
   const names: readonly string[] = COMMAND_NAMES;
   const at = argv.findIndex((a, i) => names.includes(a) && !["-c", "--config"].includes(argv[i - 1] ?? ""));
   const sub: SubCommand | null = at >= 0 ? (await loadCommands()).find((c) => c.name === argv[at])! : null;
