@@ -15,7 +15,7 @@ import { AlarmHistory, historyDir, lastActive, mergeAlarms, occurrences, type Cl
 import { ACKED_BY_RE, ALARM_ID_RE, type Alarm, type Severity, type Transition } from "../alarms/types.ts";
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR } from "../config/schema.ts";
-import type { SubCommand } from "./commands.ts";
+import type { SubCommand } from "./types.ts";
 import { controlRequest, type Route } from "../runtime/control.ts";
 import { age } from "../runtime/status.ts";
 

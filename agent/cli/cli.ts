@@ -8,19 +8,10 @@ import { loadConfig } from "../config/load.ts";
 import { DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, NAME_RE, isHostPort } from "../config/schema.ts";
 import { JsonLogger } from "../env/log.ts";
 import { notifyTarget } from "../env/notify.ts";
-import { COMMAND_NAMES, loadCommands, type SubCommand } from "./commands.ts";
+import { COMMAND_NAMES, loadCommands } from "./commands.ts";
 import { controlRequest } from "../runtime/control.ts";
 import { readStatus, renderStatus } from "../runtime/status.ts";
-
-export interface Io {
-  out(text: string): void;
-  err(text: string): void;
-}
-
-export interface BuildInfo {
-  version: string;
-  rev: string;
-}
+import type { BuildInfo, Io, SubCommand } from "./types.ts";
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 

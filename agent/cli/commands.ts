@@ -1,29 +1,13 @@
-// Commands that parse their own arguments (each in its own file under cli/ or provision/), registered
-// here in one list so `bollard --help` and dispatch stay in one place. Each gets the words
-// after its name, the config path and the Io, and returns an exit code (0 ok, 1 failure,
-// 2 usage or config error).
+// Commands that parse their own arguments (each in its own file under cli/ or provision/),
+// registered here in one list so `bollard --help` and dispatch stay in one place. Each gets
+// the words after its name, the config path and the Io, and returns an exit code (0 ok,
+// 1 failure, 2 usage or config error). What a command is: types.ts.
 //
 // The command modules are loaded only when a command (or --help) needs them: `bollard agent`
 // never evaluates them, nor what only they use (the console, flash, seed generation, diag's
 // tar writer): ~1 MB less RSS for the agent (docs/hardware.md "Idle cost"). esbuild turns
 // each import() into a lazy initialiser inside the one bundle file.
-import type { BuildInfo, Io } from "./cli.ts";
-
-export interface CommandContext {
-  /** the --config path given before the command, or the default */
-  configPath: string;
-  /** whether --config was given explicitly */
-  configGiven: boolean;
-  io: Io;
-  build: BuildInfo;
-}
-
-export interface SubCommand {
-  name: string;
-  /** one help line each: "NAME ARGS   what it does" */
-  usage: string[];
-  run(args: string[], ctx: CommandContext): Promise<number>;
-}
+import type { SubCommand } from "./types.ts";
 
 /** Registered commands' names, in help order. Add the name here and the module in loadCommands(). */
 export const COMMAND_NAMES = [

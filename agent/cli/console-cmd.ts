@@ -5,7 +5,7 @@
 // answered, 1 when it shows the last known state): for scripts and for looking at a screen
 // over ssh without a terminal.
 import { parseArgs } from "node:util";
-import type { SubCommand } from "./commands.ts";
+import type { SubCommand } from "./types.ts";
 import { ConsoleApp, EXIT_LOGIN, EXIT_QUIT } from "../console/app.ts";
 import { HwPoller } from "../console/hw.ts";
 import { membersOf } from "../console/model.ts";

@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import type { Command } from "../bus/messages.ts";
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR, NAME_RE } from "../config/schema.ts";
-import type { CommandContext, SubCommand } from "./commands.ts";
+import type { CommandContext, SubCommand } from "./types.ts";
 import { controlRequest } from "../runtime/control.ts";
 
 function socketOf(ctx: CommandContext): string {

@@ -3,7 +3,7 @@
 // did not answer (nodes and services then show its last known state, events this node's
 // events.jsonl) or another node did not; 2 usage or config error.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import type { CommandContext, SubCommand } from "./commands.ts";
+import type { CommandContext, SubCommand } from "./types.ts";
 import { HwPoller } from "../console/hw.ts";
 import { assess, haOf, membersOf, type EventLine, type LogLine } from "../console/model.ts";
 import { nodeRows, nodesTable } from "../console/screens-cluster.ts";

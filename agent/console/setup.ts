@@ -4,7 +4,6 @@
 import { hostname } from "node:os";
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR, type Config } from "../config/schema.ts";
-import type { CommandContext } from "../cli/commands.ts";
 import { controlRequest } from "../runtime/control.ts";
 import { emptyHardware, type Model } from "./model.ts";
 import type { Request } from "./source.ts";
@@ -19,7 +18,8 @@ export interface Setup {
 
 export type SetupResult = { ok: true; setup: Setup } | { ok: false; errors: string[] };
 
-export function setup(ctx: Pick<CommandContext, "configPath" | "configGiven">, wall = Date.now()): SetupResult {
+/** `ctx`: the config path, and whether it was given (CommandContext, cli/types.ts). */
+export function setup(ctx: { configPath: string; configGiven: boolean }, wall = Date.now()): SetupResult {
   const r = loadConfig(ctx.configPath, { secrets: false });
   if (!r.ok && ctx.configGiven) return { ok: false, errors: r.errors };
   const config = r.ok ? r.config : null;

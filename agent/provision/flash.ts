@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { closeSync, constants, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, readdirSync, realpathSync, statSync, writeSync } from "node:fs";
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
-import type { CommandContext, SubCommand } from "../cli/commands.ts";
+import type { CommandContext, SubCommand } from "../cli/types.ts";
 import { Progress } from "./flash-progress.ts";
 import { findPartition, readGpt } from "./gpt.ts";
 import { SEED_FILE_NAME, describeSeed, readSeed, seedErrors } from "./seed.ts";

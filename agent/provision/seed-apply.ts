@@ -21,7 +21,7 @@ import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseConfig } from "../config/load.ts";
 import { atomicWrite } from "../env/store.ts";
-import type { CommandContext } from "../cli/commands.ts";
+import type { CommandContext } from "../cli/types.ts";
 import { DEFAULT_BUS_PORT, SEED_FILE_NAME, addrOf, describeSeed, hostOf, readSeed, seedErrors, seedTiming, type Seed } from "./seed.ts";
 
 export const STATE_DIR = "/var/lib/bollard";

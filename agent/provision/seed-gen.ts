@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_TIMING, type Timing } from "../cluster/timing.ts";
 import { NAME_RE, TIMING_KEYS } from "../config/schema.ts";
-import type { CommandContext } from "../cli/commands.ts";
+import type { CommandContext } from "../cli/types.ts";
 import { DEFAULT_BUS_PORT, SEED_VERSION, SeedFile, addrOf, isCidr, newJoinToken, parseSeed, renderSeed, type Seed } from "./seed.ts";
 import { sha512Crypt } from "./seed-apply.ts";
 

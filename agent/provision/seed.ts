@@ -14,7 +14,7 @@ import { z } from "zod";
 import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
 import { NAME_RE, TIMING_KEYS, isHostPort } from "../config/schema.ts";
 import { pathText, show } from "../config/load.ts";
-import type { CommandContext, SubCommand } from "../cli/commands.ts";
+import type { CommandContext, SubCommand } from "../cli/types.ts";
 import { generateCommand } from "./seed-gen.ts";
 import { applyCommand } from "./seed-apply.ts";
 

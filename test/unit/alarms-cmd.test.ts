@@ -13,7 +13,7 @@ import { evaluate } from "../../agent/alarms/rules.ts";
 import type { Alarm, Readings, Transition } from "../../agent/alarms/types.ts";
 import type { ForwardResult } from "../../agent/alarms/remote-ack.ts";
 import { alarmRoutes, alarmsCommand, wrap, type AlarmRouteDeps } from "../../agent/cli/alarms-cmd.ts";
-import type { CommandContext } from "../../agent/cli/commands.ts";
+import type { CommandContext } from "../../agent/cli/types.ts";
 
 const READINGS: Readings = {
   node: "node1",

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import type { CommandContext } from "../../agent/cli/commands.ts";
+import type { CommandContext } from "../../agent/cli/types.ts";
 import { Progress, bar } from "../../agent/provision/flash-progress.ts";
 import { Refusal, checkDevice, flash, flashCommand, readSha256, type SysView } from "../../agent/provision/flash.ts";
 import { GptError, crc32, findPartition, readGpt } from "../../agent/provision/gpt.ts";

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { parseConfig } from "../../agent/config/load.ts";
-import type { CommandContext } from "../../agent/cli/commands.ts";
+import type { CommandContext } from "../../agent/cli/types.ts";
 import { derivedSecret, networkOf, renderNode, serverId, sha512Crypt, subnetHost, writeFiles } from "../../agent/provision/seed-apply.ts";
 import { genOptions, makeSeeds } from "../../agent/provision/seed-gen.ts";
 import { parseSeed, renderSeed, seedCommand, type Seed } from "../../agent/provision/seed.ts";

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import type { CommandContext, SubCommand } from "../../agent/cli/commands.ts";
+import type { CommandContext, SubCommand } from "../../agent/cli/types.ts";
 import { eventsCommand, logsCommand, nodesCommand, servicesCommand, sinceTime } from "../../agent/cli/views-cmd.ts";
 import { body, events, logs } from "./console-fixture.ts";
 
