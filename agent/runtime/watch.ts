@@ -32,7 +32,7 @@ import { atomicWrite } from "../env/store.ts";
 import type { DbFacts } from "../ha/local.ts";
 import { bondAlarmInputs, hostAlarmInput, hostSource, readBondStates, readHost, type HostOptions, type HostReading, type HostSource } from "../hw/host.ts";
 import type { SelEntry } from "../hw/ipmi-parse.ts";
-import { alarmRoutes } from "../cli/alarms-cmd.ts";
+import { alarmRoutes } from "./alarm-routes.ts";
 import type { Route } from "./control.ts";
 import { busMetrics, clusterMetrics, createMetricsServer, hostMetrics, type MetricsServer, type MetricsSnapshot } from "./metrics.ts";
 import { Notifier, httpPost } from "./notify-webhook.ts";
@@ -180,7 +180,7 @@ export class Watch {
     this.poller.close();
   }
 
-  /** The control socket's GET /alarms and POST /alarms/ack (cli/alarms-cmd.ts). */
+  /** The control socket's GET /alarms and POST /alarms/ack (alarm-routes.ts). */
   routes(): Record<string, Route> {
     return alarmRoutes({
       node: this.self,

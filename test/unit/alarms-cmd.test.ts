@@ -12,7 +12,8 @@ import { AlarmHistory, historyDir } from "../../agent/alarms/history.ts";
 import { evaluate } from "../../agent/alarms/rules.ts";
 import type { Alarm, Readings, Transition } from "../../agent/alarms/types.ts";
 import type { ForwardResult } from "../../agent/alarms/remote-ack.ts";
-import { alarmRoutes, alarmsCommand, wrap, type AlarmRouteDeps } from "../../agent/cli/alarms-cmd.ts";
+import { alarmsCommand, wrap } from "../../agent/cli/alarms-cmd.ts";
+import { alarmRoutes, type AlarmRouteDeps } from "../../agent/runtime/alarm-routes.ts";
 import type { CommandContext } from "../../agent/cli/types.ts";
 
 const READINGS: Readings = {
