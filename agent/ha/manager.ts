@@ -3,11 +3,13 @@
 // list of steps, each logged with its duration (STYLE "Multi-step procedures"). It decides
 // only: fencing, commits and queries are actions the runtime carries out, and what the
 // nodes did comes back as their resource reports. Pure: no clock, no I/O.
-import type { ClusterConfig, Command, DbReport, ResReport } from "../bus/messages.ts";
-import type { NodeView } from "../cluster/view.ts";
+import type { ClusterConfig, Command, DbReport } from "../bus/messages.ts";
 import type { FenceProof } from "../resources/types.ts";
 import { SERVICES, armed, fencedProof, flapHold, inMaintenance, switchoverTarget, type Svc } from "./flags.ts";
 import { STEPS, type Proc, type StepCtx } from "./steps.ts";
+import type { HaInput } from "./types.ts";
+
+export type { HaInput, Report } from "./types.ts";
 
 export interface HaTiming {
   /** no second automatic failover of a service within this period unless acknowledged */
@@ -21,21 +23,6 @@ export interface HaTiming {
 const RETRY_MS = 5000;
 
 export const DEFAULT_HA_TIMING: HaTiming = { antiFlapMs: 600_000, stepTimeoutMs: 15_000, fenceTimeoutMs: 60_000 };
-
-export interface Report {
-  r: ResReport;
-  /** local monotonic ms when it arrived */
-  at: number;
-}
-
-export interface HaInput {
-  now: number;
-  wall: number;
-  view: NodeView;
-  reports: ReadonlyMap<string, Report>;
-  /** order of two positions (GTID sets, offsets): >0 a ahead, 0 same, <0 behind, null diverged */
-  cmp(svc: Svc, a: string, b: string): number | null;
-}
 
 export type HaAction =
   | { kind: "fence"; node: string; lastContactAgoMs: number; id: number }

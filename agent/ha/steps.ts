@@ -8,7 +8,7 @@
 import type { Command, DbReport } from "../bus/messages.ts";
 import type { FenceProof } from "../resources/types.ts";
 import { frozen, inMaintenance, noFailover, type Svc } from "./flags.ts";
-import type { HaInput } from "./manager.ts";
+import type { HaInput } from "./types.ts";
 
 export type StepName =
   | "confirmFence" | "pickCandidate" | "commitConfig" | "applyRelayLog" | "promote" | "repointOthers" | "switchPortal" | "moveVip"
