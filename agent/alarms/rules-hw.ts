@@ -1,7 +1,6 @@
 // Hardware alarm rules: BMC sensors (temperature, fan, PSU, other thresholds), the SEL,
 // BMC and switch reachability, switch ports and the node's bond. Pure; see rules.ts.
-import type { Collector, Level } from "./rules.ts";
-import { levelDown, levelUp } from "./rules.ts";
+import { levelDown, levelUp, type Collector, type Level } from "./collector.ts";
 import { alarmId, type BmcInput, type BondInput, type SelInput, type SensorInput, type SwitchInput } from "./types.ts";
 
 const THRESHOLD_NAME: Record<string, string> = {
