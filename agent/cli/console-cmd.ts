@@ -10,9 +10,10 @@ import { ConsoleApp, EXIT_LOGIN, EXIT_QUIT } from "../console/app.ts";
 import { HwPoller } from "../console/hw.ts";
 import { membersOf } from "../console/model.ts";
 import { PinGate, pinFile } from "../console/pin.ts";
-import { renderFrame, type ScreenNo } from "../console/render.ts";
+import { renderFrame } from "../console/render.ts";
 import { configErrors, setup } from "../console/setup.ts";
 import { DataSource } from "../console/source.ts";
+import type { ScreenNo } from "../console/ui.ts";
 import { lineText } from "../console/vt100.ts";
 import { writeDiagBundle } from "./diag.ts";
 

@@ -6,9 +6,10 @@ import type { HwPoller } from "./hw.ts";
 import { KeyDecoder, type Key } from "./keys.ts";
 import { cut, membersOf, type Model } from "./model.ts";
 import type { PinGate } from "./pin.ts";
-import { bodyHeight, renderFrame, type LogLevel, type ScreenNo, type Ui } from "./render.ts";
+import { bodyHeight, renderFrame } from "./render.ts";
 import { sortAlarms, visibleEvents } from "./screens-lists.ts";
 import { DataSource, POLL_MS, type Request, type Wants } from "./source.ts";
+import type { LogLevel, ScreenNo, Ui } from "./ui.ts";
 import { Vt100Screen } from "./vt100.ts";
 
 export const EXIT_QUIT = 0;

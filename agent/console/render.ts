@@ -2,45 +2,15 @@
 // line (OK / DEGRADED / CRITICAL, why, leader, term, VIP, this node), the screen tabs, the
 // screen's body and the bottom line (how fresh the data is, the keys, a message or a prompt).
 // Width 80; height 24 unless the terminal says it has more rows.
-import { actionsScreen, type ActionView } from "./actions.ts";
+import { actionsScreen } from "./actions.ts";
 import { ago, assess, assignments, cut, type Assessment, type Model } from "./model.ts";
 import { nodesScreen, networkScreen } from "./screens-cluster.ts";
 import { alarmsScreen, eventsScreen, logsScreen } from "./screens-lists.ts";
 import { servicesScreen } from "./screens-services.ts";
+import { SCREENS, type ScreenNo, type Ui } from "./ui.ts";
 import { ascii, type Line } from "./vt100.ts";
 
 export const WIDTH = 80;
-export const SCREENS = [
-  [1, "Nodes"],
-  [2, "Services"],
-  [3, "Alarms"],
-  [4, "Logs"],
-  [5, "Events"],
-  [6, "Network"],
-  [7, "Actions"],
-] as const;
-export type ScreenNo = (typeof SCREENS)[number][0];
-
-export type LogLevel = "debug" | "info" | "warn" | "error";
-
-export interface Ui {
-  screen: ScreenNo;
-  /** selected row: alarms counted from the top; logs and events from the newest (0: follow) */
-  sel: { alarms: number; logs: number; events: number };
-  logLevel: LogLevel;
-  /** whose logs: a node name */
-  logNode: string;
-  /** whose events: a node name, or "all" (merged, the cluster's timeline) */
-  eventNode: string;
-  /** failover timeline only, or every event */
-  eventKinds: "timeline" | "all";
-  /** a line for the operator (a result, an error), shown on the bottom line */
-  message: string | null;
-  /** a question on the bottom line (y/n) */
-  prompt: string | null;
-  actions: ActionView;
-}
-
 /** The screen's body rows: between the two top lines and the bottom line. */
 export const bodyHeight = (height: number) => height - 3;
 

@@ -2,7 +2,7 @@
 // video) and, under the list, the selected item in full. Logs and events are oldest at the
 // top, newest at the bottom, and follow the newest until the operator scrolls up.
 import { ago, clock, cols, cut, wrap, type AlarmRow, type EventLine, type LogLine, type Model } from "./model.ts";
-import type { Ui } from "./render.ts";
+import type { Ui } from "./ui.ts";
 import type { Line } from "./vt100.ts";
 
 /** Rows under a list that show the selected item in full. */

@@ -4,7 +4,8 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { assess, type Model } from "../../agent/console/model.ts";
-import { renderFrame, type ScreenNo, type Ui } from "../../agent/console/render.ts";
+import { renderFrame } from "../../agent/console/render.ts";
+import type { ScreenNo, Ui } from "../../agent/console/ui.ts";
 import { nodesTable } from "../../agent/console/screens-cluster.ts";
 import { durationOf, eventLine } from "../../agent/console/screens-lists.ts";
 import { serviceViews } from "../../agent/console/screens-services.ts";

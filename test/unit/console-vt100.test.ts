@@ -2,7 +2,8 @@
 // that the bytes, played on a small VT100 model, put exactly the frame on the screen.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { renderFrame, type ScreenNo, type Ui } from "../../agent/console/render.ts";
+import { renderFrame } from "../../agent/console/render.ts";
+import type { ScreenNo, Ui } from "../../agent/console/ui.ts";
 import { ascii, lineText, Vt100Screen, type Line } from "../../agent/console/vt100.ts";
 import { model } from "./console-fixture.ts";
 
