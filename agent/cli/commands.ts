@@ -19,7 +19,7 @@ export const COMMAND_NAMES = [
 export async function loadCommands(): Promise<SubCommand[]> {
   const [views, alarms, cons, diag, ha, seed, flash] = await Promise.all([
     import("./views-cmd.ts"), import("./alarms-cmd.ts"), import("./console-cmd.ts"), import("./diag.ts"),
-    import("./ha-cmd.ts"), import("../provision/seed.ts"), import("../provision/flash.ts"),
+    import("./ha-cmd.ts"), import("../provision/seed-cmd.ts"), import("../provision/flash.ts"),
   ]);
   return [
     views.nodesCommand, views.servicesCommand, views.logsCommand, views.eventsCommand, alarms.alarmsCommand, cons.consoleCommand,

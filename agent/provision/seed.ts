@@ -3,10 +3,7 @@
 // NICs, the founders' brokers, the BMCs and switches, the login password's hash and the
 // cluster's join token. `bollard flash` and first boot validate it with `SeedFile`; first
 // boot turns it into the node's files with `bollard seed apply` (seed-apply.ts).
-//
-//   bollard seed --cluster NAME --out DIR [options]   write DIR/<node>.seed.yaml for each node
-//   bollard seed check FILE                           validate a seed
-//   bollard seed apply FILE [--root DIR]              first boot: write the node's files
+// The command: seed-cmd.ts.
 import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import { parseDocument } from "yaml";
@@ -14,9 +11,6 @@ import { z } from "zod";
 import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
 import { NAME_RE, TIMING_KEYS, isHostPort } from "../config/schema.ts";
 import { pathText, show } from "../config/load.ts";
-import type { CommandContext, SubCommand } from "../cli/types.ts";
-import { generateCommand } from "./seed-gen.ts";
-import { applyCommand } from "./seed-apply.ts";
 
 export const SEED_VERSION = 1;
 /** The seed's name on the BOLLARD-SEED partition. */
@@ -226,34 +220,6 @@ export function renderSeed(s: Seed, by: string): string {
 /** A fresh join token: 32 random bytes, base64url (43 characters). */
 export function newJoinToken(rand: (n: number) => Buffer = randomBytes): string {
   return rand(32).toString("base64url");
-}
-
-export const seedCommand: SubCommand = {
-  name: "seed",
-  usage: [
-    "seed --cluster NAME --out DIR [...]   write the seed files of a new cluster (seed --help)",
-    "seed check FILE            validate a seed file",
-    "seed apply FILE [--root DIR]   first boot: write this node's files from its seed",
-  ],
-  async run(args: string[], ctx: CommandContext): Promise<number> {
-    if (args[0] === "check") return checkCommand(args.slice(1), ctx);
-    if (args[0] === "apply") return applyCommand(args.slice(1), ctx);
-    return generateCommand(args, ctx);
-  },
-};
-
-async function checkCommand(args: string[], ctx: CommandContext): Promise<number> {
-  if (args.length !== 1 || args[0]!.startsWith("-")) {
-    ctx.io.err('bollard: expected: seed check FILE\nrun "bollard --help" for usage');
-    return 2;
-  }
-  const r = await readSeed(args[0]!);
-  if (!r.ok) {
-    ctx.io.err(seedErrors(args[0]!, r.errors));
-    return 2;
-  }
-  ctx.io.out(`${args[0]}: ok: ${describeSeed(r.seed)}`);
-  return 0;
 }
 
 /** Reads and validates a seed file. */

@@ -9,7 +9,8 @@ import { parseConfig } from "../../agent/config/load.ts";
 import type { CommandContext } from "../../agent/cli/types.ts";
 import { derivedSecret, networkOf, renderNode, serverId, sha512Crypt, subnetHost, writeFiles } from "../../agent/provision/seed-apply.ts";
 import { genOptions, makeSeeds } from "../../agent/provision/seed-gen.ts";
-import { parseSeed, renderSeed, seedCommand, type Seed } from "../../agent/provision/seed.ts";
+import { seedCommand } from "../../agent/provision/seed-cmd.ts";
+import { parseSeed, renderSeed, type Seed } from "../../agent/provision/seed.ts";
 
 /** Deterministic "random" bytes: 0, 1, 2, ... */
 function counter(): (n: number) => Buffer {
