@@ -1,0 +1,40 @@
+// The hardware and alarm watch as a component (watch.ts): hardware, host and cluster
+// readings -> alarms (history, bus, webhooks) and metrics. Started after the HA runtime,
+// whose facts it judges; it mounts its routes (GET /alarms, POST /alarms/ack) on the
+// control socket while it runs.
+import type { ClusterComponents } from "./cluster-component.ts";
+import type { AgentContext, Component } from "./component.ts";
+import type { Route } from "./control.ts";
+import type { HaComponent } from "./ha-component.ts";
+import { Watch } from "./watch.ts";
+
+export class WatchComponent implements Component {
+  readonly name = "watch";
+  watch: Watch | null = null;
+
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly cluster: ClusterComponents,
+    private readonly ha: HaComponent,
+    /** the control socket's extra routes, shared with the control component */
+    private readonly routes: Record<string, Route>,
+  ) {}
+
+  async start(): Promise<void> {
+    const { config, log, timers, build, startedMono } = this.ctx;
+    const watch = new Watch({
+      config, log, bus: this.cluster.bus!, view: () => this.cluster.node?.view() ?? null, facts: () => this.ha.runtime?.snapshot().facts ?? null,
+      onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
+      uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
+    });
+    await watch.start();
+    this.watch = watch;
+    Object.assign(this.routes, watch.routes());
+  }
+
+  async stop(): Promise<void> {
+    for (const k of Object.keys(this.routes)) delete this.routes[k];
+    await this.watch?.stop();
+    this.watch = null;
+  }
+}
