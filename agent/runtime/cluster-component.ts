@@ -6,6 +6,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { BrokerAuth } from "../bus/broker-auth.ts";
+import { Fetcher } from "../bus/fetch.ts";
 import { resolveBusIdentity, type BusIdentity } from "../bus/identity.ts";
 import type { Member } from "../bus/messages.ts";
 import { MqttBus } from "../bus/mqtt.ts";
@@ -14,7 +15,6 @@ import { bootstrapConfig } from "../config/schema.ts";
 import { EventLog, realEnv } from "../env/real.ts";
 import { FileStore } from "../env/store.ts";
 import type { AgentContext, Component } from "./component.ts";
-import { Fetcher } from "./fetch.ts";
 import { stateSummary } from "./status.ts";
 
 /** The retained state is re-published at least this often, and at once when it changes. */

@@ -2,8 +2,8 @@
 // A node answers a `fetch` with as many recent items as fit in one message.
 import { existsSync, readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import type { FetchReq, FetchResp, Message } from "../bus/messages.ts";
-import { MAX_PAYLOAD, PROTOCOL_VERSION } from "../bus/messages.ts";
+import type { FetchReq, FetchResp, Message } from "./messages.ts";
+import { MAX_PAYLOAD, PROTOCOL_VERSION } from "./messages.ts";
 
 export interface FetchQuery {
   what: "logs" | "events";
