@@ -86,7 +86,7 @@ export const alarmsCommand: SubCommand = {
     let pos: string[];
     try {
       const p = parseArgs({ args, allowPositionals: true, strict: true, options: { all: { type: "boolean" }, json: { type: "boolean" }, by: { type: "string" } } });
-      o = p.values;
+      o = { ...p.values, json: p.values.json || ctx.json };
       pos = p.positionals;
     } catch (e) {
       io.err(`bollard: alarms: ${(e as Error).message}\nrun "bollard --help" for usage`);

@@ -15,30 +15,48 @@ import type { BuildInfo, Io, SubCommand } from "./types.ts";
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
-export const USAGE = `usage: bollard <command> [options]
+/** The commands cli.ts runs itself, with their help lines (a line starting with a space goes on). */
+export const BUILTIN: { name: string; usage: string[] }[] = [
+  { name: "agent", usage: ["agent                      run the agent (the systemd service)"] },
+  {
+    name: "status",
+    usage: [
+      "status [--json]            this node's view of the cluster; when the agent does not",
+      "                           answer, its last known state and how old it is (exit 1)",
+    ],
+  },
+  { name: "config", usage: [`config check [FILE]        validate a config file (default: --config, or ${DEFAULT_CONFIG_PATH})`] },
+  { name: "assign", usage: ["assign SERVICE NODE        make NODE hold SERVICE (through the leader)"] },
+  { name: "unassign", usage: ["unassign SERVICE           remove SERVICE's assignment (through the leader)"] },
+  { name: "members", usage: ["members add NAME ADDR      add member NAME whose broker is ADDR (host:port)", "members remove NAME        remove member NAME"] },
+];
 
-commands:
-  agent                      run the agent (the systemd service)
-  status [--json]            this node's view of the cluster; when the agent does not
-                             answer, its last known state and how old it is (exit 1)
-  config check [FILE]        validate a config file (default: --config, or ${DEFAULT_CONFIG_PATH})
-  assign SERVICE NODE        make NODE hold SERVICE (through the leader)
-  unassign SERVICE           remove SERVICE's assignment (through the leader)
-  members add NAME ADDR      add member NAME whose broker is ADDR (host:port)
-  members remove NAME        remove member NAME
-
-options:
+const OPTIONS = `options (-c, --config and --json anywhere on the line, as git and kubectl take theirs):
   -c, --config PATH          config file (default ${DEFAULT_CONFIG_PATH})
-      --json                 machine-readable output (status)
-  -h, --help                 this help
+      --json                 machine-readable output (status, nodes, services, logs, events, alarms)
+  -h, --help                 this help; after a command, that command's
   -v, --version              print the version and git revision
 
 exit codes: 0 ok, 1 failure, 2 usage or config error`;
 
+export const USAGE = `usage: bollard <command> [options]
+
+commands:
+${BUILTIN.flatMap((b) => b.usage.map((l) => `  ${l}`)).join("\n")}
+
+${OPTIONS}`;
+
 /** USAGE with the registered commands' lines added under "commands:". */
 export async function usage(): Promise<string> {
   const extra = (await loadCommands()).flatMap((c) => c.usage.map((l) => `  ${l}`));
-  return extra.length ? USAGE.replace("\noptions:", `${extra.join("\n")}\n\noptions:`) : USAGE;
+  return extra.length ? USAGE.replace("\noptions", `${extra.join("\n")}\n\noptions`) : USAGE;
+}
+
+/** `bollard NAME --help`: the command's own help text, or its usage lines and the options. */
+export function commandHelp(c: { name: string; usage: string[]; help?: string }): string {
+  if (c.help) return c.help;
+  const lines = c.usage.map((l, i) => (l.startsWith(" ") ? `${" ".repeat(15)}${l}` : `${i ? "       " : "usage: "}bollard ${l}`));
+  return `${lines.join("\n")}\n\n${OPTIONS}`;
 }
 
 class UsageError extends Error {}
@@ -49,33 +67,39 @@ function usageError(io: Io, msg: string): number {
 }
 
 export async function runCli(argv: string[], io: Io, build: BuildInfo): Promise<number> {
-  // A registered command parses the words after its name itself (cli/commands.ts).
-  const names: readonly string[] = COMMAND_NAMES;
-  const at = argv.findIndex((a, i) => names.includes(a) && !["-c", "--config"].includes(argv[i - 1] ?? ""));
-  const sub: SubCommand | null = at >= 0 ? (await loadCommands()).find((c) => c.name === argv[at])! : null;
-  let args: ReturnType<typeof parse>;
+  let g: ReturnType<typeof globalOptions>;
+  let pre: { help?: boolean; version?: boolean };
   try {
-    args = parse(sub ? argv.slice(0, at) : argv);
+    g = globalOptions(argv);
+    // before the command only -h and -v; a registered command parses the words after its
+    // name itself (cli/commands.ts), -c, --config and --json taken out
+    pre = parseArgs({ args: g.before, strict: true, options: { help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "v" } } }).values;
   } catch (e) {
-    io.err(`bollard: ${(e as Error).message}\nrun "bollard --help" for usage`);
-    return EXIT.usage;
+    return usageError(io, (e as Error).message);
   }
-  const { values: o, positionals: pos } = args;
-  if (o.help) {
-    io.out(await usage());
+  const [cmd, ...rest] = g.rest;
+  const names: readonly string[] = COMMAND_NAMES;
+  const sub = cmd !== undefined && names.includes(cmd) ? (await loadCommands()).find((c) => c.name === cmd)! : null;
+  const known = sub ?? BUILTIN.find((b) => b.name === cmd);
+  if (pre.help || g.help) {
+    if (known) io.out(commandHelp(known));
+    else if (cmd === undefined) io.out(await usage());
+    else return usageError(io, `unknown command "${cmd}"`);
     return EXIT.ok;
   }
-  if (o.version) {
+  if (pre.version) {
     io.out(`bollard ${build.version} (${build.rev})`);
     return EXIT.ok;
   }
-  const [cmd, ...rest] = pos;
-  const configPath = o.config ?? DEFAULT_CONFIG_PATH;
-  if (sub) {
-    if (pos.length) return usageError(io, `unexpected "${pos[0]}" before "${sub.name}"`);
-    return sub.run(argv.slice(at + 1), { configPath, configGiven: o.config !== undefined, io, build });
-  }
+  const configPath = g.config ?? DEFAULT_CONFIG_PATH;
+  const configGiven = g.config !== undefined;
+  if (sub) return sub.run(rest, { configPath, configGiven, json: g.json, io, build });
   try {
+    try {
+      parseArgs({ args: rest, strict: true, allowPositionals: true, options: {} });
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
     switch (cmd) {
       case undefined:
         throw new UsageError("no command given");
@@ -84,18 +108,18 @@ export async function runCli(argv: string[], io: Io, build: BuildInfo): Promise<
         return await runAgent(configPath, io, build);
       case "status":
         want(rest, 0, "status [--json]");
-        return await status(paths(configPath, o.config !== undefined, io), o.json ?? false, io);
+        return await status(paths(configPath, configGiven, io), g.json, io);
       case "config":
         if (rest[0] !== "check" || rest.length > 2) throw new UsageError("expected: config check [FILE]");
         return configCheck(rest[1] ?? configPath, io);
       case "assign":
         want(rest, 2, "assign SERVICE NODE");
-        return await command(paths(configPath, o.config !== undefined, io), { op: "assign", service: rest[0]!, node: nodeName(rest[1]!) }, io);
+        return await command(paths(configPath, configGiven, io), { op: "assign", service: rest[0]!, node: nodeName(rest[1]!) }, io);
       case "unassign":
         want(rest, 1, "unassign SERVICE");
-        return await command(paths(configPath, o.config !== undefined, io), { op: "unassign", service: rest[0]! }, io);
+        return await command(paths(configPath, configGiven, io), { op: "unassign", service: rest[0]! }, io);
       case "members":
-        return await members(rest, paths(configPath, o.config !== undefined, io), io);
+        return await members(rest, paths(configPath, configGiven, io), io);
       default:
         throw new UsageError(`unknown command "${cmd}"`);
     }
@@ -106,18 +130,32 @@ export async function runCli(argv: string[], io: Io, build: BuildInfo): Promise<
   }
 }
 
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      config: { type: "string", short: "c" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-      version: { type: "boolean", short: "v" },
-    },
-  });
+/**
+ * The global options, wherever they are on the line (up to a "--"): -c PATH, -cPATH,
+ * --config PATH, --config=PATH and --json are taken out, and -h or --help after the command
+ * is noted. `before`: the other words before the command (-h, -v, or a mistake); `rest`: the
+ * command and the words after it.
+ */
+export function globalOptions(argv: string[]): { config?: string; json: boolean; help: boolean; before: string[]; rest: string[] } {
+  const out = { config: undefined as string | undefined, json: false, help: false, before: [] as string[], rest: [] as string[] };
+  let ended = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (ended || a === "--") {
+      ended = true;
+      (out.rest.length ? out.rest : out.before).push(a);
+    } else if (a === "-c" || a === "--config") {
+      if (i + 1 >= argv.length) throw new Error(`option '${a}' needs a value: ${a} PATH`);
+      out.config = argv[++i];
+    } else if (a.startsWith("--config=")) out.config = a.slice("--config=".length);
+    else if (/^-c[^-]/.test(a)) out.config = a.slice(2);
+    else if (a === "--json") out.json = true;
+    else if (out.rest.length || !a.startsWith("-")) {
+      if (out.rest.length && (a === "-h" || a === "--help")) out.help = true;
+      out.rest.push(a);
+    } else out.before.push(a);
+  }
+  return out;
 }
 
 function want(rest: string[], n: number, form: string): void {

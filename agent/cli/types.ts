@@ -12,10 +12,12 @@ export interface BuildInfo {
 }
 
 export interface CommandContext {
-  /** the --config path given before the command, or the default */
+  /** the --config path given (anywhere on the line), or the default */
   configPath: string;
   /** whether --config was given explicitly */
   configGiven: boolean;
+  /** --json, given anywhere on the line (a command may also take it after its name) */
+  json?: boolean;
   io: Io;
   build: BuildInfo;
 }
@@ -24,5 +26,7 @@ export interface SubCommand {
   name: string;
   /** one help line each: "NAME ARGS   what it does" */
   usage: string[];
+  /** what `bollard NAME --help` prints, when more than the usage lines (cli.ts commandHelp) */
+  help?: string;
   run(args: string[], ctx: CommandContext): Promise<number>;
 }

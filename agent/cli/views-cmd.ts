@@ -18,7 +18,7 @@ type Opts = Record<string, string | boolean | undefined>;
 function parse(name: string, args: string[], ctx: CommandContext, options: NonNullable<ParseArgsConfig["options"]>): Opts | null {
   try {
     const p = parseArgs({ args, strict: true, allowPositionals: false, options: { json: { type: "boolean" }, ...options } });
-    return p.values as Opts;
+    return { ...p.values, json: p.values.json || ctx.json } as Opts;
   } catch (e) {
     ctx.io.err(`bollard: ${name}: ${(e as Error).message}\nrun "bollard --help" for usage`);
     return null;

@@ -303,6 +303,7 @@ partition. Progress goes to stderr. Asks to type the device name unless --yes.
 export const flashCommand: SubCommand = {
   name: "flash",
   usage: ["flash IMAGE DEVICE --seed FILE   write a node disk: image, verify, seed (flash --help)"],
+  help: FLASH_USAGE,
   async run(args: string[], ctx: CommandContext): Promise<number> {
     let v: { seed?: string; "no-seed"?: boolean; yes?: boolean; "allow-file"?: boolean; help?: boolean };
     let pos: string[];

@@ -5,15 +5,19 @@
 import type { CommandContext, SubCommand } from "../cli/types.ts";
 import { describeSeed, readSeed, seedErrors } from "./seed.ts";
 import { applyCommand } from "./seed-apply.ts";
-import { generateCommand } from "./seed-gen.ts";
+import { GEN_USAGE, generateCommand } from "./seed-gen.ts";
+
+const USAGE = [
+  "seed --cluster NAME --out DIR [...]   write the seed files of a new cluster (seed --help)",
+  "seed check FILE            validate a seed file",
+  "seed apply FILE [--root DIR]   first boot: write this node's files from its seed",
+];
 
 export const seedCommand: SubCommand = {
   name: "seed",
-  usage: [
-    "seed --cluster NAME --out DIR [...]   write the seed files of a new cluster (seed --help)",
-    "seed check FILE            validate a seed file",
-    "seed apply FILE [--root DIR]   first boot: write this node's files from its seed",
-  ],
+  usage: USAGE,
+  // the generator's options, then the other two forms
+  help: `${GEN_USAGE}\n\nand:\n${USAGE.slice(1).map((l) => `  bollard ${l}`).join("\n")}`,
   async run(args: string[], ctx: CommandContext): Promise<number> {
     if (args[0] === "check") return checkCommand(args.slice(1), ctx);
     if (args[0] === "apply") return applyCommand(args.slice(1), ctx);
