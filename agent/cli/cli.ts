@@ -1,3 +1,7 @@
+// agent/cli/: the operator's command line (docs/cli.md): this dispatcher, the command table
+// (commands.ts), each command (*-cmd.ts, diag.ts); the commands of the node image are in
+// provision/, the full-screen console in console/.
+//
 // `bollard <command>`: argument parsing (node:util parseArgs) and each command's small body.
 // Exit codes: 0 ok, 1 failure (the agent failed, did not answer, or refused a command),
 // 2 usage or config error.

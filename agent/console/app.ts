@@ -1,3 +1,6 @@
+// agent/console/: the TTY menu, `bollard console` (docs/console.md): the model, the screens,
+// keys, VT100 output, and the data source that polls the agent; cli/console-cmd.ts runs it.
+//
 // The console's controller: keys change the console's state (Ui), the data source keeps the
 // Model, and every change redraws the frame through the VT100 writer, which sends only what
 // changed. Exits with EXIT_QUIT (q) or EXIT_LOGIN (L: the unit then starts a login).

@@ -1,3 +1,7 @@
+// agent/provision/: the node-image tools (docs/image.md): seed files (this file, seed-gen.ts),
+// first boot (seed-apply.ts), writing a disk (flash.ts, gpt.ts); `bollard seed` and
+// `bollard flash` (seed-cmd.ts, flash.ts).
+//
 // `bollard seed`: the seed files of a new cluster, one per node (DESIGN §7, issue 7 item 3).
 // A seed is all a freshly flashed node needs: the cluster and node names, its addresses and
 // NICs, the founders' brokers, the BMCs and switches, the login password's hash and the

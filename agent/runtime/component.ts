@@ -2,6 +2,7 @@
 // node on the bus, the HA runtime, the hardware and alarm watch, the control socket, the
 // metrics endpoint, webhook notifications and the status file. Each part the agent runs is
 // a Component, wired in a *-component.ts here; agent.ts lists them in start-up order.
+//
 import type { Config } from "../config/schema.ts";
 import type { Timers } from "../env/env.ts";
 import type { JsonLogger } from "../env/log.ts";
