@@ -19,7 +19,7 @@ const skip = skipReason();
 const TMP = mkdtempSync(join(tmpdir(), "bollard-exec-lab-"));
 let up = false;
 
-/** the read-only runs of each command that only reads, and the exit code each must give */
+/** the real runs of each command that only reads, and what each must print (each exits 0) */
 const READ: Record<string, { args: string[]; out: RegExp }[]> = {
   status: [{ args: ["status"], out: /role\s+(leader|follower)/ }, { args: ["status", "--json"], out: /"live":true/ }],
   nodes: [{ args: ["nodes"], out: /node3/ }, { args: ["nodes", "--no-hw", "--json"], out: /"live":true/ }],
