@@ -54,9 +54,9 @@ export class Agent {
     this.components = [
       c.state, //        the state directory, the store, the event log
       c.brokerAuth, //   the own broker's users, before anyone logs in to it
-      c.credentials, //  this node's bus login: saved, or got from the leader with the join token
+      c.credentials, //  this node's bus login: configured, saved, or got by joining (bus/identity.ts)
       c.cluster, //      the MQTT bus and the cluster node, made
-      control, //        the control socket (GET /status answers "starting" until the node runs)
+      control, //        the control socket ("the agent is starting" until the node runs)
       c.node, //         the node loads its state and starts
       c.bus, //          the bus connects to the brokers
       ha, //             the data path: MySQL, Redis, the portal, the VIP
