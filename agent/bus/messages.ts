@@ -155,6 +155,18 @@ export const DbReport = z
     heldOut: z.string().max(500).nullable(),
     /** timings of the last local failover steps, ms (drain, promote, repoint, demote) */
     steps: z.record(z.string().max(32), z.number().nonnegative()).optional(),
+    /** the server's incarnation: it changes whenever the server may have restarted (MySQL: a
+     *  new connection to it; Redis: its run_id). The leader confirms one as primary (inst:SVC). */
+    inst: z.string().max(64).optional(),
+    /** a replica: ms since anything (an event or a replication heartbeat) last came from its
+     *  source; null when not replicating or unknown */
+    recvAgoMs: z.number().nonnegative().nullable().optional(),
+    /** the local server has not answered for this long (ms); absent while it answers */
+    downMs: z.number().nonnegative().optional(),
+    /** the local agent fenced its unanswering server: what proves it cannot write any more */
+    fenced: z.string().max(300).optional(),
+    /** an action that keeps failing here ("promote: <error>"), after a bounded number of tries */
+    stuck: z.string().max(300).optional(),
   })
   .strict();
 export type DbReport = z.infer<typeof DbReport>;
@@ -169,6 +181,8 @@ export const ResReport = z
     portal: z.object({ mysql: name.nullable(), redis: name.nullable() }).strict(),
     vip: z.boolean(),
     selfFenced: z.boolean(),
+    /** this node's portal answers its health check (and, on the VIP holder, through the VIP) */
+    portalOk: z.boolean().optional(),
   })
   .strict();
 export type ResReport = z.infer<typeof ResReport>;

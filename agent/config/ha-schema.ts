@@ -59,12 +59,21 @@ export const HaSection = section(
     anti_flap_ms: ms(600_000),
     step_timeout_ms: ms(15_000),
     fence_timeout_ms: ms(60_000),
-    /** the watchdog timeout every node runs under (WatchdogSec): part of the self-fence deadline */
+    /** the watchdog timeout every node runs under (WatchdogSec): part of the self-fence deadline,
+     *  and how long a silent node whose data path still answers is waited for before it is fenced */
     watchdog_ms: ms(5000),
     fence_margin_ms: ms(2000),
+    /** a local MySQL, Redis or nginx that has not answered for this long is failed: killed and
+     *  confirmed gone by its agent, failed over, started again (issue 22) */
+    service_fail_ms: ms(2000),
+    /** a service without a writable primary clients can reach for this long: a CRITICAL alarm */
+    writes_down_alarm_ms: ms(5000),
   },
-  "nodes, switches, vip, anti_flap_ms, step_timeout_ms, fence_timeout_ms, watchdog_ms, fence_margin_ms",
+  "nodes, switches, vip, anti_flap_ms, step_timeout_ms, fence_timeout_ms, watchdog_ms, fence_margin_ms, service_fail_ms, writes_down_alarm_ms",
 );
+
+/** A command line as a list (no shell): what starts a local server again after it was fenced. */
+const argv = (what: string) => z.array(z.string().min(1).max(4096), expect(`a command as a list of strings (${what})`)).min(1).max(32);
 
 export const MysqlSection = section(
   {
@@ -77,8 +86,11 @@ export const MysqlSection = section(
     repl_password_file: absPath("the replication password"),
     repl_host: z.string().min(1).max(60).default("%"),
     semi_sync_timeout_ms: ms(30_000),
+    /** starts the server again after the agent fenced it (killed a hung or dead one); absent: the
+     *  service manager's business (systemd's Restart=) */
+    start_cmd: argv("e.g. [systemctl, start, mariadb]").optional(),
   },
-  "flavour, port, socket, user, password_file, repl_user, repl_password_file, repl_host, semi_sync_timeout_ms",
+  "flavour, port, socket, user, password_file, repl_user, repl_password_file, repl_host, semi_sync_timeout_ms, start_cmd",
 );
 
 export const RedisSection = section(
@@ -86,8 +98,9 @@ export const RedisSection = section(
     port: port(6379),
     password_file: absPath("the Redis password").optional(),
     min_replicas_max_lag_s: z.number().int().min(1).max(60).default(2),
+    start_cmd: argv("e.g. [systemctl, start, redis-server]").optional(),
   },
-  "port, password_file, min_replicas_max_lag_s",
+  "port, password_file, min_replicas_max_lag_s, start_cmd",
 );
 
 const HttpService = section(
@@ -106,8 +119,11 @@ export const PortalSection = section(
     mysql_listen: z.string().min(1).max(60).default("3307"),
     redis_listen: z.string().min(1).max(60).default("6380"),
     services: z.array(HttpService).default([]),
+    /** nginx answers GET /bollard-health here: the agent's check of its own portal, and of the
+     *  portal through the VIP on the node holding it */
+    health_listen: z.string().min(1).max(60).default("8098"),
   },
-  "prefix, mysql_listen, redis_listen, services",
+  "prefix, mysql_listen, redis_listen, services, health_listen",
 );
 
 export type HaFile = z.infer<typeof HaSection>;

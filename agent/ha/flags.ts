@@ -10,6 +10,13 @@
 //   freeze:<svc>        node whose primary a planned switchover has made read-only
 //   switchover:<svc>    requested target of a planned switchover ("any" for any)
 //   nofailover:<node>   "on": never promoted automatically
+//   inst:<svc>          the incarnation of the holder's server the leader confirmed as primary:
+//                       the holder's agent makes its server writable only while it reports this
+//                       incarnation. A server that restarted (process restart, node reset,
+//                       power blip, agent restart) has another, and stays read-only until the
+//                       leader has compared its position with the replicas' (issue 22 item 2)
+//   failover-to:<svc>   an operator's fenced failover (`bollard failover SVC --to NODE`): the
+//                       node, or "any"
 import type { ClusterConfig } from "../bus/messages.ts";
 
 export type Svc = "mysql" | "redis";
@@ -25,6 +32,8 @@ export const fenceHeld = (f: Flags, node: string): boolean => `fencing:${node}` 
 export const noFailover = (f: Flags, node: string) => f[`nofailover:${node}`] === "on";
 export const frozen = (f: Flags, svc: Svc): string | null => f[`freeze:${svc}`] ?? null;
 export const switchoverTarget = (f: Flags, svc: Svc): string | null => f[`switchover:${svc}`] ?? null;
+export const confirmedInst = (f: Flags, svc: Svc): string | null => f[`inst:${svc}`] ?? null;
+export const failoverRequest = (f: Flags, svc: Svc): string | null => f[`failover-to:${svc}`] ?? null;
 
 /** Anti-flapping: an automatic failover of `svc` is allowed unless one happened within `periodMs` and was not acknowledged. */
 export function flapHold(f: Flags, svc: Svc, wallNow: number, periodMs: number): string | null {

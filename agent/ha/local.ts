@@ -6,7 +6,7 @@
 // action per resource at a time, and the next facts show the result.
 import type { ClusterConfig } from "../bus/messages.ts";
 import type { NodeView } from "../cluster/view.ts";
-import { fenceHeld, frozen, type Svc } from "./flags.ts";
+import { confirmedInst, fenceHeld, frozen, type Svc } from "./flags.ts";
 
 export interface DbFacts {
   up: boolean;
@@ -20,7 +20,36 @@ export interface DbFacts {
   source: string | null;
   /** MySQL replica threads as SHOW SLAVE STATUS says (alarms; never sent in reports) */
   repl?: { ioRunning: boolean; sqlRunning: boolean; lagSeconds: number | null; lastError: string | null };
+  /** the server's incarnation (messages.ts DbReport.inst); "" when unknown */
+  inst?: string;
+  /** a replica: ms since anything last arrived from its source; null when unknown */
+  recvAgoMs?: number | null;
+  /** how long the server has not answered (ms); 0 while it answers */
+  downMs?: number;
+  /** set once this agent has killed its unanswering server and confirmed it gone: the proof */
+  fenced?: string | null;
+  /** a MySQL replica's receiver thread is on (running or connecting); a detach stops it alone */
+  receiving?: boolean;
 }
+
+/** The local portal (nginx): its routes, and whether it answers its health check. */
+export interface PortalFacts {
+  mysql: string | null;
+  redis: string | null;
+  /** an nginx master process runs */
+  running?: boolean;
+  /** how long it has not answered its health check (ms); 0 while it answers */
+  downMs?: number;
+}
+
+/** How long the LRM lets a local server go unanswered before it fences it (ha.service_fail_ms). */
+export interface LocalTiming {
+  serviceFailMs: number;
+  /** a holder whose killed server was not failed over away is started again after this */
+  restartHolderAfterMs: number;
+}
+
+export const DEFAULT_LOCAL_TIMING: LocalTiming = { serviceFailMs: 2000, restartHolderAfterMs: 10_000 };
 
 export interface LocalFacts {
   /** monotonic ms */
@@ -28,7 +57,7 @@ export interface LocalFacts {
   view: NodeView;
   mysql: DbFacts | null;
   redis: DbFacts | null;
-  portal: { mysql: string | null; redis: string | null } | null;
+  portal: PortalFacts | null;
   vip: boolean | null;
   /** the latest executed position each peer reported for a service */
   peerApplied(node: string, svc: Svc): string | null;
@@ -36,6 +65,8 @@ export interface LocalFacts {
   alive(node: string): boolean;
   /** whether `node`'s latest report says it holds the VIP */
   peerVip(node: string): boolean;
+  /** whether `node`'s latest report says its server of `svc` is a writable primary */
+  peerPrimary?(node: string, svc: Svc): boolean;
   /** what `mine` has that `theirs` lacks, printable; null when mine ⊆ theirs */
   extra(svc: Svc, mine: string, theirs: string): string | null;
 }
@@ -45,11 +76,19 @@ export type LocalAction =
   | { res: Svc; do: "demote"; why: string }
   | { res: Svc; do: "replicate"; from: string; why: string }
   | { res: Svc; do: "detach"; why: string }
+  /** local fence: kill the server that does not answer and confirm it gone (issue 22 item 1) */
+  | { res: Svc; do: "kill"; why: string }
+  /** start the server (it was killed, or found dead) */
+  | { res: Svc; do: "start"; why: string }
   | { res: "portal"; do: "route"; mysql: string | null; redis: string | null; why: string }
+  /** nginx is dead or does not answer: kill what is left of it and start it again */
+  | { res: "portal"; do: "restart"; why: string }
   | { res: "vip"; do: "acquire" | "release"; why: string };
 
 /** how long a divergence must persist in the peers' reports before the node holds itself out */
 const SUSPECT_MS = 2000;
+/** a replica stops pulling from a holder it does not hear once nothing has come from it for this long */
+export const DETACH_IDLE_MS = 1000;
 /** how long a VIP that moves to a live peer is kept until that peer reports holding it */
 export const VIP_HANDOVER_MS = 1500;
 
@@ -64,6 +103,7 @@ export class LocalManager {
   constructor(
     private readonly self: string,
     private readonly note: (kind: string, detail: string) => void,
+    private readonly t: LocalTiming = DEFAULT_LOCAL_TIMING,
   ) {}
 
   /** What to do now, at most one action per resource; `busy` lists resources with one in flight. */
@@ -76,7 +116,10 @@ export class LocalManager {
       const a = this.db(svc, f[svc], cfg, f, fenced);
       if (a) out.push(a);
     }
-    if (!busy.has("portal") && f.portal) {
+    const p = f.portal;
+    if (!busy.has("portal") && p && (p.running === false || (p.downMs ?? 0) >= this.t.serviceFailMs)) {
+      out.push({ res: "portal", do: "restart", why: p.running === false ? "nginx is not running" : `nginx has not answered its health check for ${Math.round(p.downMs!)} ms` });
+    } else if (!busy.has("portal") && f.portal) {
       const want = fenced ? { mysql: null, redis: null } : { mysql: cfg.assignments.mysql ?? null, redis: cfg.assignments.redis ?? null };
       if (want.mysql !== f.portal.mysql || want.redis !== f.portal.redis) {
         out.push({ res: "portal", do: "route", ...want, why: fenced ? "self-fenced: route no writes" : `committed epoch ${cfg.epoch}` });
@@ -107,9 +150,27 @@ export class LocalManager {
     return f.now - this.handover.since < VIP_HANDOVER_MS;
   }
 
+  /**
+   * A server that does not answer (dead or hung) is fenced here, where the agent can: killed and
+   * confirmed gone (the runtime's kill), so that a hung one never wakes up writable. Its proof goes
+   * to the leader in the report, which fails the service over like a lost node. Then it is
+   * started again, as a replica: at once on a replica's node; on the holder's once the service
+   * has moved away, or after restartHolderAfterMs when nothing could move it.
+   */
+  private down(svc: Svc, d: DbFacts, holder: string | undefined): LocalAction | null {
+    const downMs = d.downMs ?? 0;
+    if (!d.fenced) {
+      return downMs >= this.t.serviceFailMs ? { res: svc, do: "kill", why: `${svc} has not answered for ${Math.round(downMs)} ms` } : null;
+    }
+    if (holder !== this.self) return { res: svc, do: "start", why: `${svc} was fenced here (${d.fenced}); ${holder ?? "nobody"} holds it now` };
+    if (downMs >= this.t.serviceFailMs + this.t.restartHolderAfterMs) return { res: svc, do: "start", why: `${svc} was fenced here ${Math.round(downMs / 1000)} s ago and is still assigned here: started read-only, for the leader to compare` };
+    return null;
+  }
+
   private db(svc: Svc, d: DbFacts | null, cfg: ClusterConfig, f: LocalFacts, fenced: boolean): LocalAction | null {
-    if (!d || !d.up) return null;
+    if (!d) return null;
     const holder = cfg.assignments[svc];
+    if (!d.up) return this.down(svc, d, holder);
     if (fenced) {
       const why = f.view.selfFenced ? "self-fenced (R6): no majority contact" : fenceHeld(cfg.flags, this.self) ? "the cluster has fenced this node" : "not a member";
       return d.writable ? { res: svc, do: "demote", why } : null;
@@ -121,20 +182,34 @@ export class LocalManager {
       // R5: promote only while acting, and only on a config known to be the latest
       if (!f.view.acting || !f.view.current) return null;
       if (this.heldOut.has(svc)) return null;
+      // Never on its own word (issue 22 item 2): only the incarnation the leader confirmed after
+      // comparing positions. A restarted server (truncated binlog, empty Redis) waits read-only.
+      if (!d.inst || confirmedInst(cfg.flags, svc) !== d.inst) return null;
       return { res: svc, do: "promote", why: `assigned ${svc} in epoch ${cfg.epoch}` };
     }
     // another node holds it: this one must be its replica
     if (d.writable || d.role === "primary") return { res: svc, do: "demote", why: `${holder} holds ${svc} (epoch ${cfg.epoch})` };
     if (!f.alive(holder)) {
-      // A source we no longer hear may be fenced and come back with transactions the next
-      // primary will not have: stop pulling from it; attach again only on a current config.
-      return d.source === holder && svc === "mysql" ? { res: svc, do: "detach", why: `${holder} is not heard: stop replicating from it` } : null;
+      // A source that is being fenced may come back with transactions the next primary will
+      // not have: stop pulling from it (the IO thread only: what was received is still applied);
+      // attach again only on a current config. Not merely because its agent is silent: a stalled
+      // agent is not a dead node, and replicas that detach from a live primary stop its commits
+      // (semi-sync) for nothing (issue 20). So: once the leader fences it, or once nothing has
+      // come from it either.
+      if (d.source !== holder || svc !== "mysql" || d.receiving === false) return null;
+      if (fenceHeld(cfg.flags, holder)) return { res: svc, do: "detach", why: `${holder} is being fenced: stop replicating from it` };
+      const idle = d.recvAgoMs ?? Infinity;
+      return idle >= DETACH_IDLE_MS ? { res: svc, do: "detach", why: `${holder} is not heard and nothing came from it for ${idle === Infinity ? "ever" : `${Math.round(idle)} ms`}: stop replicating from it` } : null;
     }
     if (d.source === holder) {
       this.heldOut.delete(svc);
       return null;
     }
     if (!f.view.current) return null; // attach only on a config known to be the latest
+    // ... and to a primary that is one: a holder whose server restarted waits read-only for the
+    // leader to compare positions, and a replica that has more than it is a candidate, not a
+    // diverged node to hold out
+    if (f.peerPrimary && !f.peerPrimary(holder, svc)) return null;
     const theirs = f.peerApplied(holder, svc);
     if (theirs === null) return null; // wait for the new primary's report
     const extra = f.extra(svc, d.applied, theirs);

@@ -253,6 +253,26 @@ export function cmpGtid(kind: GtidKind, a: string, b: string): number | null {
   return r === "ahead" ? 1 : r === "behind" ? -1 : r === "equal" ? 0 : null;
 }
 
+/**
+ * `pos` without the transaction `gtid` (an event group that never arrived whole, relay.ts):
+ * MariaDB: the domain's head goes back to seq - 1 when `gtid` is that head (the transactions of a
+ * domain form one sequence under strict mode); MySQL: set difference. Unparseable input, or a
+ * `gtid` that is not in `pos`, gives `pos` unchanged.
+ */
+export function withoutGtid(kind: GtidKind, pos: string, gtid: string | null): string {
+  if (!gtid) return pos;
+  const p = parseGtid(kind, pos), g = parseGtid(kind, gtid);
+  if (!p.ok || !g.ok) return pos;
+  if (p.value.kind === "mariadb" && g.value.kind === "mariadb") {
+    const x = g.value.gtids[0];
+    if (!x) return pos;
+    const gtids = p.value.gtids.map((y) => (y.domain === x.domain && y.server === x.server && y.seq === x.seq ? { ...y, seq: y.seq - 1n } : y)).filter((y) => y.seq > 0n);
+    return formatGtid({ kind: "mariadb", gtids });
+  }
+  if (p.value.kind === "mysql" && g.value.kind === "mysql") return formatGtid(subtract(p.value, g.value));
+  return pos;
+}
+
 /** String-level helpers for callers holding server text: every failure is an error value. */
 export function subsetOf(kind: GtidKind, a: string, b: string): Result<{ subset: boolean; extra: string }> {
   const pa = parseGtid(kind, a), pb = parseGtid(kind, b);

@@ -31,6 +31,15 @@ export interface ReplicaRow {
   lastError: string | null;
   /** received, maybe not yet applied: MariaDB Gtid_IO_Pos, MySQL Retrieved_Gtid_Set */
   gtidReceived: string;
+  /** where the receiver thread has read to in the source's binlog (file:pos): it moves when events arrive */
+  readPos: string;
+  /** the applier's position in its relay log, for SHOW RELAYLOG EVENTS */
+  relayFile: string;
+  relayPos: number;
+  /** the applier has applied everything in the relay log and waits for more */
+  sqlIdle: boolean;
+  /** the receiver thread is on: running, or connecting to its source ("No": stopped) */
+  receiverOn: boolean;
 }
 /** Global variables status() reads, by role in MysqlStatus. */
 export interface StatusVariables {
@@ -49,6 +58,12 @@ export interface Flavour {
   startReplica(): Sql;
   stopReplica(): Sql;
   stopReplicaIo(): Sql;
+  /** the applier alone (after a STOP of both threads, the relay log is still to be applied) */
+  startReplicaSql(): Sql;
+  /** one row, column `n`: replication heartbeats received from the source so far */
+  receivedHeartbeats(): Sql;
+  /** SHOW RELAYLOG EVENTS of one relay log file from a position (relay.ts reads them) */
+  relayLogEvents(file: string, pos: number, limit: number): Sql;
   resetReplicaAll(): Sql;
   readOnly(on: boolean): Sql[];
   /** Statements that make the semi-sync variables exist (MySQL: plugins). */
@@ -111,6 +126,9 @@ function processlist(commands: string[], keepUsers: readonly string[]): Sql {
   );
 }
 
+/** MASTER_HEARTBEAT_PERIOD / SOURCE_HEARTBEAT_PERIOD, seconds */
+export const HEARTBEAT_PERIOD_S = 0.5;
+
 export const mariadb: Flavour = {
   name: "mariadb-10.11",
   gtidKind: "mariadb",
@@ -122,14 +140,24 @@ export const mariadb: Flavour = {
     lagSeconds: lag(r.Seconds_Behind_Master),
     lastError: firstError(r.Last_IO_Error, r.Last_SQL_Error),
     gtidReceived: str(r.Gtid_IO_Pos),
+    readPos: `${str(r.Master_Log_File)}:${str(r.Read_Master_Log_Pos)}`,
+    relayFile: str(r.Relay_Log_File),
+    relayPos: Number(r.Relay_Log_Pos) || 0,
+    sqlIdle: /read all relay log/i.test(str(r.Slave_SQL_Running_State)),
+    receiverOn: str(r.Slave_IO_Running) !== "No" && str(r.Slave_IO_Running) !== "",
   }),
   // MASTER_USE_GTID=slave_pos: resume from @@gtid_slave_pos; MASTER_CONNECT_RETRY=1 s between
-  // reconnects (default 60), so a replica finds a restarted source quickly.
+  // reconnects (default 60), so a replica finds a restarted source quickly. MASTER_HEARTBEAT_PERIOD
+  // (default slave_net_timeout/2 = 30 s): an idle source sends a heartbeat this often, so a
+  // replica can tell a live source from a gone one within a second (issue 20 item 4).
   changeSource: (s) =>
     q(
-      "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-      s.host, s.port, s.user, s.password,
+      "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=?",
+      s.host, s.port, s.user, s.password, HEARTBEAT_PERIOD_S,
     ),
+  receivedHeartbeats: () => q("SELECT VARIABLE_VALUE AS n FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_RECEIVED_HEARTBEATS'"),
+  startReplicaSql: () => q("START SLAVE SQL_THREAD"),
+  relayLogEvents: (file, pos, limit) => q(`SHOW RELAYLOG EVENTS IN ? FROM ${Math.trunc(pos)} LIMIT ${Math.trunc(limit)}`, file),
   startReplica: () => q("START SLAVE"),
   stopReplica: () => q("STOP SLAVE"),
   stopReplicaIo: () => q("STOP SLAVE IO_THREAD"),
@@ -193,14 +221,22 @@ export const mysql8: Flavour = {
     lagSeconds: lag(r.Seconds_Behind_Source),
     lastError: firstError(r.Last_IO_Error, r.Last_SQL_Error),
     gtidReceived: str(r.Retrieved_Gtid_Set),
+    readPos: `${str(r.Source_Log_File)}:${str(r.Read_Source_Log_Pos)}`,
+    relayFile: str(r.Relay_Log_File),
+    relayPos: Number(r.Relay_Log_Pos) || 0,
+    sqlIdle: /read all relay log/i.test(str(r.Replica_SQL_Running_State)),
+    receiverOn: str(r.Replica_IO_Running) !== "No" && str(r.Replica_IO_Running) !== "",
   }),
   // SOURCE_AUTO_POSITION=1: GTID auto-positioning; GET_SOURCE_PUBLIC_KEY=1: caching_sha2_password
   // over a connection without TLS.
   changeSource: (s) =>
     q(
-      "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1",
-      s.host, s.port, s.user, s.password,
+      "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_HEARTBEAT_PERIOD=?",
+      s.host, s.port, s.user, s.password, HEARTBEAT_PERIOD_S,
     ),
+  receivedHeartbeats: () => q("SELECT COUNT_RECEIVED_HEARTBEATS AS n FROM performance_schema.replication_connection_status"),
+  startReplicaSql: () => q("START REPLICA SQL_THREAD"),
+  relayLogEvents: (file, pos, limit) => q(`SHOW RELAYLOG EVENTS IN ? FROM ${Math.trunc(pos)} LIMIT ${Math.trunc(limit)}`, file),
   startReplica: () => q("START REPLICA"),
   stopReplica: () => q("STOP REPLICA"),
   stopReplicaIo: () => q("STOP REPLICA IO_THREAD"),

@@ -7,7 +7,8 @@
 // logs carry the statement text with its `?` placeholders, and messages are redacted.
 import mysql from "mysql2/promise";
 import type { Logger } from "../env/env.ts";
-import { formatGtid, parseGtid, subsetOf, union } from "./gtid.ts";
+import { formatGtid, parseGtid, subsetOf, union, withoutGtid } from "./gtid.ts";
+import { relayTail, type RelayEvent } from "./relay.ts";
 import type { Flavour, Sql } from "./mysql-flavour.ts";
 import { DriverError, type MysqlStatus } from "./types.ts";
 
@@ -37,6 +38,23 @@ export interface MysqlDriverStatus extends MysqlStatus {
   /** replica only: everything it has, applied or still in the relay log (MariaDB Gtid_IO_Pos,
    *  MySQL Retrieved_Gtid_Set, each folded with the executed position): candidate order */
   gtidReceived: string | null;
+  /** replica only: changes whenever something arrives from the source (an event moves the read
+   *  position; an idle source sends heartbeats every HEARTBEAT_PERIOD_S) */
+  recvMark: string | null;
+  /** replica only: the receiver thread is on (running or connecting); a detach stops it alone */
+  receiverOn: boolean;
+  /** this driver's connection to the server: a new one after every reconnect, so a server that
+   *  restarted (or could not be reached) is a new incarnation (DbReport.inst) */
+  incarnation: string;
+}
+
+export interface PromoteResult {
+  /** the executed GTID position it was promoted at */
+  gtid: string;
+  /** ms spent applying the relay log */
+  drainMs: number;
+  /** an event group at the end of the relay log that never arrived whole, dropped: its GTID */
+  discarded: string | null;
 }
 
 export type RejoinCheck = { ok: true } | { ok: false; extra: string };
@@ -55,6 +73,8 @@ interface S {
 }
 
 const ER_NO_SUCH_THREAD = 1094;
+/** events read per relay log file when looking for an open group at its end */
+const RELAY_SCAN_LIMIT = 100_000;
 const ER_LOCK_WAIT_TIMEOUT = 1205;
 
 export class MysqlDriver {
@@ -68,6 +88,9 @@ export class MysqlDriver {
   private readonly main: Lane = { conn: null, chain: Promise.resolve() };
   private readonly reads: Lane = { conn: null, chain: Promise.resolve() };
   private semiSyncInstalled = false;
+  /** connections made by the status reads: the incarnation's counter */
+  private readsConnects = 0;
+  private readonly token = Math.random().toString(36).slice(2, 8);
   /** the local binlog state a successful checkCanRejoin saw; rejoin requires it unchanged */
   private checkedState: string | null = null;
 
@@ -88,7 +111,11 @@ export class MysqlDriver {
         const readOnly = names.readOnly.every(on);
         const rep = (await this.rows(c, this.f.showReplicaStatus()))[0];
         const r = rep ? this.f.parseReplicaStatus(rep) : null;
+        const beats = r ? String((await this.rows(c, this.f.receivedHeartbeats()))[0]?.n ?? "") : "";
         return {
+          recvMark: r ? `${r.readPos}/${beats}` : null,
+          receiverOn: r?.receiverOn ?? false,
+          incarnation: `${this.token}.${this.readsConnects}`,
           up: true, readOnly,
           role: r ? "replica" : readOnly ? "none" : "primary",
           gtidExecuted: vars.get(names.gtidExecuted) ?? "",
@@ -102,6 +129,7 @@ export class MysqlDriver {
       return {
         up: false, readOnly: false, role: "none", gtidExecuted: "", source: null, ioRunning: false, sqlRunning: false,
         lagSeconds: null, lastError: (e as Error).message, semiSyncSource: false, semiSyncReplica: false, gtidReceived: null,
+        recvMark: null, receiverOn: false, incarnation: "",
       };
     }
   }
@@ -123,43 +151,88 @@ export class MysqlDriver {
     this.log.info("replicating", { server: this.where, source: `${host}:${port}` });
   }
 
-  /** Applies what was received, stops replicating, becomes a writable semi-sync primary.
-   *  Returns the GTID position it was promoted at. */
-  async promote(drainTimeoutMs = 5000): Promise<string> {
+  /**
+   * Applies what was received, stops replicating, becomes a writable semi-sync primary. The
+   * receiver stops first (the source is fenced or frozen); the applier is started if it was
+   * stopped (a detach stops both threads: the relay log is still to be applied, and a wait for
+   * it with the applier stopped never ends, as in issue 20). It waits for the last complete
+   * transaction received, as long as the applier makes progress (`noProgressMs` without any:
+   * a failure). A group at the end of the relay log that never arrived whole (the source died
+   * while sending it) was never acknowledged (semi-sync AFTER_SYNC): it is discarded with the
+   * relay log, and named in the result.
+   */
+  async promote(noProgressMs = 5000): Promise<PromoteResult> {
     const t0 = performance.now();
-    const gtid = await this.call("promote", this.main, async (c) => {
+    const res = await this.call("promote", this.main, async (c) => {
       await this.installSemiSync(c);
-      // the source is fenced or frozen
       await this.run(c, this.stopping(this.f.stopReplicaIo()));
       const rep = (await this.rows(c, this.f.showReplicaStatus()))[0];
-      const received = rep ? this.f.parseReplicaStatus(rep).gtidReceived : "";
-      const executed = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
-      const behind = received === "" ? null : subsetOf(this.f.gtidKind, received, executed);
-      if (behind && !(behind.ok && behind.value.subset)) {
+      const r = rep ? this.f.parseReplicaStatus(rep) : null;
+      if (r && !r.sqlRunning && !r.lastError) await this.run(c, [this.f.startReplicaSql()]);
+      const incomplete = r ? await this.incompleteGroup(c, r.relayFile, r.relayPos) : null;
+      const target = r ? withoutGtid(this.f.gtidKind, r.gtidReceived, incomplete) : "";
+      const d0 = performance.now();
+      let executed = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+      let progressAt = performance.now();
+      for (;;) {
+        const behind = target === "" ? null : subsetOf(this.f.gtidKind, target, executed);
+        if (!behind || (behind.ok && behind.value.subset)) break;
         // the relay log holds transactions not applied yet: some may be acknowledged writes
-        const r = await this.rows(c, this.f.waitForGtid(received, drainTimeoutMs));
-        const res = this.f.waitResult(r[0]?.r);
-        if (res !== "reached") throw new Error(`relay log not applied up to ${received} in ${drainTimeoutMs} ms (${res})`);
+        const w = this.f.waitResult((await this.rows(c, this.f.waitForGtid(target, 1000)))[0]?.r);
+        if (w === "reached") break;
+        if (w === "error") throw new Error(`waiting for the relay log up to ${target} failed`);
+        const now = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+        if (now !== executed) { executed = now; progressAt = performance.now(); }
+        else if (performance.now() - progressAt > noProgressMs) {
+          const st = (await this.rows(c, this.f.showReplicaStatus()))[0];
+          const x = st ? this.f.parseReplicaStatus(st) : null;
+          throw new Error(`relay log not applied up to ${target}: no progress for ${noProgressMs} ms at ${executed || "-"} (applier ${x?.sqlRunning ? "running" : "stopped"}${x?.lastError ? `: ${x.lastError}` : ""})`);
+        }
       }
+      const drainMs = Math.round(performance.now() - d0);
       await this.run(c, [this.f.stopReplica(), this.f.resetReplicaAll()]);
       // semi-sync before writable: no commit is acknowledged without a replica's ACK
       await this.run(c, this.f.semiSyncPrimary(this.opts.semiSyncTimeoutMs ?? 10000));
       await this.run(c, this.f.readOnly(false));
-      return String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
-    }, drainTimeoutMs);
-    this.log.info("promoted", { server: this.where, gtid, ms: Math.round(performance.now() - t0) });
-    return gtid;
+      return { gtid: String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? ""), drainMs, discarded: incomplete };
+    }, 60_000);
+    this.log.info("promoted", { server: this.where, gtid: res.gtid, drainMs: res.drainMs, discarded: res.discarded, ms: Math.round(performance.now() - t0) });
+    return res;
+  }
+
+  /** The GTID of an event group left open at the end of the relay log (relay.ts), following the
+   *  relay log files after `file` (name.000007, name.000008, ...) until one does not exist. */
+  private async incompleteGroup(c: S, file: string, pos: number): Promise<string | null> {
+    if (!file) return null;
+    const rows: RelayEvent[] = [];
+    let f = file, from = pos;
+    for (let i = 0; i < 20; i++) {
+      try {
+        rows.push(...((await this.rows(c, this.f.relayLogEvents(f, from, RELAY_SCAN_LIMIT))) as unknown as RelayEvent[]));
+      } catch (e) {
+        if (i === 0) this.log.warn("relay log not readable: an open group at its end cannot be told", { server: this.where, file: f, err: e as Error });
+        break;
+      }
+      const m = /^(.*\.)(\d+)$/.exec(f);
+      if (!m) break;
+      f = `${m[1]}${String(Number(m[2]) + 1).padStart(m[2]!.length, "0")}`;
+      from = 4; // after the binlog magic
+    }
+    const t = relayTail(rows);
+    if (!t.ok) { this.log.warn("relay log events unreadable", { server: this.where, error: t.error }); return null; }
+    return t.incomplete;
   }
 
   /** Refuses writes: read-only (super_read_only on MySQL), client connections killed, then
    *  semi-sync source OFF. In that order: turning semi-sync off first would release commits
    *  waiting for an ACK as if acknowledged. Returns how many connections were killed. */
-  /** Stops replicating (STOP SLAVE / STOP REPLICA), keeping what was received. */
+  /** Stops receiving from the source (STOP SLAVE IO_THREAD / STOP REPLICA IO_THREAD), keeping and applying what was received. */
   async detach(reason: string): Promise<void> {
     this.log.info("detaching from the source", { server: this.where, reason });
+    // The receiver only: the applier goes on with what was received (a promotion waits for it).
     // STOP may wait rpl_semi_sync_slave_kill_conn_timeout (1 s) for a source that is gone:
     // on top of the call's deadline, or a loaded machine turns it into a failed detach
-    await this.call("detach", this.main, (c) => this.run(c, this.stopping(this.f.stopReplica())), 2000);
+    await this.call("detach", this.main, (c) => this.run(c, this.stopping(this.f.stopReplicaIo())), 2000);
   }
 
   async demote(reason: string): Promise<number> {
@@ -343,6 +416,7 @@ export class MysqlDriver {
       throw new Error("connected after the deadline");
     }
     lane.conn = c;
+    if (lane === this.reads) this.readsConnects++;
     return c;
   }
 

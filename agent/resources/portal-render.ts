@@ -64,7 +64,12 @@ export interface PortalDesired {
   healthy: Record<string, readonly string[]>;
   /** proxy_connect_timeout for every upstream; default 1000 */
   connectTimeoutMs?: number;
+  /** nginx `listen` value of the portal's own health endpoint (GET /bollard-health: 200 "ok") */
+  healthListen?: string;
 }
+
+/** The path of the portal's own health endpoint. */
+export const HEALTH_PATH = "/bollard-health";
 
 export interface BaseOptions {
   /** where the pid, the logs and nginx's temp dirs go */
@@ -114,6 +119,10 @@ export function checkDesired(d: PortalDesired): string[] {
     if (!isListen(r.listen)) errs.push(`${key}.listen: expected "port" or "address:port", got ${JSON.stringify(r.listen)}`);
     else listens.push([`${key}.listen`, r.listen]);
     if (r.primary !== null && !isHostPort(r.primary)) errs.push(`${key}.primary: expected host:port or null, got ${JSON.stringify(r.primary)}`);
+  }
+  if (d.healthListen !== undefined) {
+    if (!isListen(d.healthListen)) errs.push(`healthListen: expected "port" or "address:port", got ${JSON.stringify(d.healthListen)}`);
+    else listens.push(["healthListen", d.healthListen]);
   }
   if (d.connectTimeoutMs !== undefined && !(Number.isInteger(d.connectTimeoutMs) && d.connectTimeoutMs > 0))
     errs.push(`connectTimeoutMs: expected a positive integer, got ${d.connectTimeoutMs}`);
@@ -211,6 +220,10 @@ export function usedBackends(s: HttpService, healthy: readonly string[] | undefi
 export function renderHttp(d: PortalDesired): string {
   const t = d.connectTimeoutMs ?? 1000;
   const lines = [...HEADER("HTTP services"), STATE_MARK + JSON.stringify({ services: renderedState(d).services })];
+  if (d.healthListen) {
+    lines.push("", "# the agent's check of this nginx (and, on the VIP holder, of the VIP as clients see it)",
+      "server {", `    listen ${d.healthListen};`, `    location = ${HEALTH_PATH} { default_type text/plain; return 200 "ok\n"; }`, "}");
+  }
   if (d.services.length)
     lines.push("", "map $http_upgrade $bollard_connection {", "    default upgrade;", "    ''      close;", "}");
   for (const s of d.services) {

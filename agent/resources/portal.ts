@@ -12,6 +12,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import type { Logger } from "../env/env.ts";
 import { atomicWrite } from "../env/store.ts";
+import { killListener } from "./process.ts";
 import { DriverError } from "./types.ts";
 import {
   HTTP_FILE, STREAM_FILE, checkDesired, parseState, renderBase, renderHttp, renderStream,
@@ -172,6 +173,31 @@ export class PortalDriver {
       }
       this.o.log.info("nginx stopped", { pid, ms: ms(t0) });
       return { stopped: true, ms: ms(t0) };
+    });
+  }
+
+  /**
+   * A dead or hung nginx (issue 22 item 3): SIGKILL to the master and its workers (a stopped
+   * process cannot act on SIGTERM), and to any nginx left listening on `ports` (the workers of a
+   * master that died alone keep serving the old routes), then confirms they are gone. Returns
+   * what was killed.
+   */
+  kill(ports: { addr: string; port: number }[]): Promise<string> {
+    return this.serial(async () => {
+      const killed: string[] = [];
+      const pid = this.masterPid();
+      if (pid !== null) {
+        for (const p of [pid, ...childrenOf(pid)]) { try { process.kill(p, "SIGKILL"); killed.push(String(p)); } catch { /* gone */ } }
+      }
+      for (const { addr, port } of ports) {
+        const r = await killListener(addr, port, ["nginx"], { timeoutMs: this.timeoutMs });
+        if (!r.ok) throw new DriverError("portal", `nginx on ${addr}:${port}: ${r.proof}`);
+        if (!/nothing listens/.test(r.proof)) killed.push(r.proof);
+      }
+      const t0 = performance.now();
+      while (pid !== null && alive(pid) && performance.now() - t0 < this.timeoutMs) await sleep(5);
+      this.o.log.warn("nginx killed", { killed });
+      return killed.length ? `killed ${killed.join("; ")}` : "no nginx was running";
     });
   }
 

@@ -167,7 +167,7 @@ export const REDIS_DOWN: RedisStatus = Object.freeze({
   up: false, role: "none", offset: 0, source: null, linkUp: false, lastIoSeconds: null, connectedReplicas: 0, writesRefused: true,
 });
 
-export type DetailedInfo = ReplicationInfo & WriteGate & { fenced: boolean };
+export type DetailedInfo = ReplicationInfo & WriteGate & { fenced: boolean; runId: string };
 
 export class RedisDriver {
   readonly address: string;
@@ -227,9 +227,9 @@ export class RedisDriver {
   /** INFO replication plus the write-gate settings, in one round trip. Throws DriverError. */
   async info(): Promise<DetailedInfo> {
     const c = await this.conn();
-    const [info, toWrite, maxLag] = await this.guard("INFO replication", async () => {
+    const [info, toWrite, maxLag, server] = await this.guard("INFO replication", async () => {
       const res = await c.pipeline().call("INFO", "replication")
-        .call("CONFIG", "GET", "min-replicas-to-write").call("CONFIG", "GET", "min-replicas-max-lag").exec();
+        .call("CONFIG", "GET", "min-replicas-to-write").call("CONFIG", "GET", "min-replicas-max-lag").call("INFO", "server").exec();
       return (res ?? [[new Error("pipeline discarded"), null]]).map(([err, v]) => {
         if (err) throw err;
         return v;
@@ -241,7 +241,10 @@ export class RedisDriver {
     if (Number.isNaN(gate.minReplicasToWrite) || Number.isNaN(gate.minReplicasMaxLag)) {
       throw new DriverError("redis", `${this.address}: CONFIG GET min-replicas-*: expected [name, integer], got ${show([toWrite, maxLag])}`);
     }
-    return { ...p.info, ...gate, fenced: gate.minReplicasToWrite >= FENCE_MIN_REPLICAS };
+    // run_id: "a random value identifying the Redis server" (INFO server), new at every start:
+    // the incarnation (a restarted master comes back empty without persistence)
+    const runId = /^run_id:([0-9a-f]{40})\s*$/m.exec(typeof server === "string" ? server : "")?.[1] ?? "";
+    return { ...p.info, ...gate, fenced: gate.minReplicasToWrite >= FENCE_MIN_REPLICAS, runId };
   }
 
   /** First master of a fresh cluster: write gate on, then REPLICAOF NO ONE. */

@@ -5,10 +5,14 @@
 //   <ms> switchmgmt down|up          both switches' management (SNMP) stops or starts answering
 //   <ms> switchover mysql [NODE]     planned switchover, through the leader
 //   <ms> maintenance N on|off        drain N (nothing primary on it) and never fence it
+//   <ms> failover mysql NODE|any     an operator's fenced failover, through the leader
+//   <ms> mysqld N kill|hang|resume|start   one server dies (kill -9), hangs (SIGSTOP), wakes up, is started
+//   <ms> blip N MS                   power off and on again MS later (a power blip, a fast reset)
 //   <ms> ha-disarm | ha-arm | ha-ack mysql
 //   <ms> show-ha                     MySQL role, writability, data, route and VIP per node
 //   <ms> expect-ha                   one writable primary, the one the register names, the VIP
-//                                    on it, every acknowledged write on it
+//                                    on it, every acknowledged write on it, and every other live
+//                                    node holding the same data (or held out for re-cloning)
 import type { Command } from "../../agent/bus/messages.ts";
 import { HaSim } from "./ha-world.ts";
 import { leaderOf } from "./scenario.ts";
@@ -27,6 +31,9 @@ export function haCommand(w: World, op: string, args: string[]): boolean {
     case "bmc": args[1] === "down" ? h?.bmcDown.add(args[0]) : h?.bmcDown.delete(args[0]); return true;
     case "switchmgmt": if (h) h.switchMgmtDown = args[0] === "down"; return true;
     case "switchover": viaLeader({ op: "apply", why: "operator switchover", flags: { [`switchover:${args[0]}`]: args[1] ?? "any" } }); return true;
+    case "failover": viaLeader({ op: "apply", why: "operator failover", flags: { [`failover-to:${args[0]}`]: args[1] ?? "any" } }); return true;
+    case "mysqld": h?.mysqld(args[0], args[1]); return true;
+    case "blip": w.crash(args[0]); w.at(w.now + Number(args[1] ?? 100), () => w.start(args[0])); return true;
     case "maintenance": viaLeader({ op: "apply", why: `maintenance ${args[1]}`, flags: { [`maint:${args[0]}`]: args[1] === "on" ? "on" : null } }); return true;
     case "ha-disarm": viaLeader({ op: "apply", why: "HA disarmed", flags: { ha: "disarmed" } }); return true;
     case "ha-arm": viaLeader({ op: "apply", why: "HA armed", flags: { ha: null } }); return true;
@@ -40,7 +47,7 @@ export function haCommand(w: World, op: string, args: string[]): boolean {
 function show(w: World, h: HaSim): void {
   for (const [name, x] of [...h.n].sort()) {
     const up = w.node(name).up;
-    w.log(name, "ha-state", up ? `mysql ${x.db.role}${x.db.writable ? " writable" : " read-only"} ${x.db.hist.length} writes${x.db.source ? ` from ${x.db.source}` : ""}; portal mysql->${x.portal.mysql ?? "none"}; vip ${x.vip ? "yes" : "no"}` : "down");
+    w.log(name, "ha-state", up ? `mysql ${x.db.proc === "running" ? "" : `${x.db.proc} `}${x.db.role}${x.db.writable ? " writable" : " read-only"} ${x.db.hist.length} writes${x.db.source ? ` from ${x.db.source}` : ""}; portal mysql->${x.portal.mysql ?? "none"}; vip ${x.vip ? "yes" : "no"}` : "down");
   }
   w.log("---", "writes", `${h.writes} written, ${h.acked.size} acknowledged`);
 }
@@ -54,7 +61,16 @@ function expect(w: World, h: HaSim): void {
   if (writable.length !== 1 || writable[0] !== holder) return fail(`writable ${writable.join(",") || "none"}, the register says ${holder}`);
   const vip = [...h.n].filter(([n, x]) => x.vip && w.node(n).up).map(([n]) => n);
   if (vip.length !== 1 || vip[0] !== holder) fail(`VIP on ${vip.join(",") || "nobody"}, MySQL primary ${holder}`);
-  const have = new Set(h.n.get(holder)!.db.hist);
+  const primary = h.n.get(holder)!.db.hist;
+  const have = new Set(primary);
   const lost = [...h.acked].filter((id) => !have.has(id));
   if (lost.length) fail(`${lost.length} acknowledged writes missing on ${holder}`);
+  // the same data everywhere: every other live node is a replica holding the primary's history
+  for (const [n, x] of h.n) {
+    // cut off at the switches (out until rejoined) or by a partition still in place: not expected to follow
+    if (n === holder || !w.node(n).up || x.local.heldOut.has("mysql") || h.portsDown.has(n) || w.blocked.has(`${holder}>${n}`)) continue;
+    if (!x.db.up) fail(`${n}'s mysqld is ${x.db.proc}, not back as a replica`);
+    // the same history, up to the writes still in flight (the client writes every 50 ms, replication every 20)
+    else if (x.db.hist.some((id, i) => primary[i] !== id) || primary.length - x.db.hist.length > 2) fail(`${n} holds ${x.db.hist.length} writes, ${holder} ${primary.length}: not the same data`);
+  }
 }

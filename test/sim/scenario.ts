@@ -128,9 +128,12 @@ function partition(w: World, n: string): void {
 }
 
 function heal(w: World, n?: string): void {
+  // a node fenced at the switch ports stays cut off: healing a partition does not turn its
+  // ports back on (heal-all does, as an operator's rejoin would)
+  const ports = w.app instanceof HaSim ? w.app.portsDown : new Set<string>();
   for (const k of [...w.blocked]) {
     const [a, b] = k.split(">");
-    if (!n || a === n || b === n) w.unblock(a, b);
+    if ((!n || a === n || b === n) && (!n || (!ports.has(a) && !ports.has(b)))) w.unblock(a, b);
   }
 }
 

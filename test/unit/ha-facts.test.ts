@@ -14,7 +14,7 @@ const F = suite("HA facts for the alarms");
 
 const replica = (o: Partial<MysqlDriverStatus> = {}): MysqlDriverStatus => ({
   up: true, readOnly: true, role: "replica", gtidExecuted: "0-1-10", source: "198.18.0.11:3306", ioRunning: true, sqlRunning: true,
-  lagSeconds: 0, lastError: null, semiSyncSource: false, semiSyncReplica: true, gtidReceived: "0-1-12", ...o,
+  lagSeconds: 0, lastError: null, semiSyncSource: false, semiSyncReplica: true, gtidReceived: "0-1-12", recvMark: "bin.000001:100/3", receiverOn: true, incarnation: "t.1", ...o,
 });
 const nodeOf = (hp: string | null) => (hp?.startsWith("198.18.0.11") ? "node1" : null);
 const alarms = (m: MysqlDriverStatus) => evaluate({ node: "node2", mysql: mysqlInput(mysqlFacts(m, "0-1-10", nodeOf))! }, defaultAlarmsConfig().rules)

@@ -20,7 +20,7 @@ Maria("replication control", () => {
 Maria("change master: GTID slave_pos, retry 1 s, parameters escaped", () => {
   assert.is(
     render(mariadb.changeSource(SRC)),
-    "CHANGE MASTER TO MASTER_HOST='198.18.0.2', MASTER_PORT=3306, MASTER_USER='repl', MASTER_PASSWORD='s3cr\\'et', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+    "CHANGE MASTER TO MASTER_HOST='198.18.0.2', MASTER_PORT=3306, MASTER_USER='repl', MASTER_PASSWORD='s3cr\\'et', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=0.5",
   );
   const s = mariadb.changeSource(SRC);
   assert.not.match(s.sql, "s3cr", "the password is a parameter, not in the statement text that is logged");
@@ -98,13 +98,19 @@ Maria("SHOW SLAVE STATUS row", () => {
   const row = {
     Master_Host: "127.0.2.1", Master_Port: 3306, Slave_IO_Running: "Yes", Slave_SQL_Running: "No",
     Seconds_Behind_Master: null, Last_IO_Error: "", Last_SQL_Error: "Duplicate entry", Gtid_IO_Pos: "0-1-9",
+    Master_Log_File: "node1-bin.000003", Read_Master_Log_Pos: 18058045, Relay_Log_File: "node2-relay-bin.000004", Relay_Log_Pos: 1466,
+    Slave_SQL_Running_State: "Slave has read all relay log; waiting for more updates",
   };
   assert.equal(mariadb.parseReplicaStatus(row), {
     source: "127.0.2.1:3306", ioRunning: true, sqlRunning: false, lagSeconds: null, lastError: "Duplicate entry", gtidReceived: "0-1-9",
+    readPos: "node1-bin.000003:18058045", relayFile: "node2-relay-bin.000004", relayPos: 1466, sqlIdle: true, receiverOn: true,
   });
   assert.is(mariadb.parseReplicaStatus({ ...row, Seconds_Behind_Master: "3" }).lagSeconds, 3);
   assert.is(mariadb.parseReplicaStatus({ ...row, Slave_IO_Running: "Connecting", Last_SQL_Error: "" }).lastError, null);
   assert.is(mariadb.parseReplicaStatus({ ...row, Slave_IO_Running: "Connecting" }).ioRunning, false);
+  assert.is(mariadb.parseReplicaStatus({ ...row, Slave_IO_Running: "Connecting" }).receiverOn, true, "connecting: the receiver is on");
+  assert.is(mariadb.parseReplicaStatus({ ...row, Slave_IO_Running: "No" }).receiverOn, false, "a detach stops the receiver alone");
+  assert.is(mariadb.parseReplicaStatus({ ...row, Slave_SQL_Running_State: "Reading event from the relay log" }).sqlIdle, false);
 });
 
 Maria.run();
@@ -122,7 +128,7 @@ My("replication control", () => {
 My("change replication source: auto-position, retry 1 s, public key", () => {
   assert.is(
     render(mysql8.changeSource(SRC)),
-    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='198.18.0.2', SOURCE_PORT=3306, SOURCE_USER='repl', SOURCE_PASSWORD='s3cr\\'et', SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1",
+    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='198.18.0.2', SOURCE_PORT=3306, SOURCE_USER='repl', SOURCE_PASSWORD='s3cr\\'et', SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_HEARTBEAT_PERIOD=0.5",
   );
   assert.not.match(mysql8.changeSource(SRC).sql, "s3cr");
 });
@@ -195,9 +201,12 @@ My("SHOW REPLICA STATUS row", () => {
   const row = {
     Source_Host: "198.18.0.1", Source_Port: "3306", Replica_IO_Running: "Yes", Replica_SQL_Running: "Yes",
     Seconds_Behind_Source: 0, Last_IO_Error: "error connecting", Last_SQL_Error: "", Retrieved_Gtid_Set: "u:1-3",
+    Source_Log_File: "binlog.000002", Read_Source_Log_Pos: "4096", Relay_Log_File: "relay.000002", Relay_Log_Pos: "157",
+    Replica_SQL_Running_State: "Replica has read all relay log; waiting for more updates",
   };
   assert.equal(mysql8.parseReplicaStatus(row), {
     source: "198.18.0.1:3306", ioRunning: true, sqlRunning: true, lagSeconds: 0, lastError: "error connecting", gtidReceived: "u:1-3",
+    readPos: "binlog.000002:4096", relayFile: "relay.000002", relayPos: 157, sqlIdle: true, receiverOn: true,
   });
 });
 
