@@ -126,7 +126,12 @@ export class LocalManager {
       }
     }
     if (!busy.has("vip") && f.vip !== null) {
-      const want = cfg.assignments.vip === this.self && f.view.acting && f.view.current && !fenced;
+      // Taken only while acting on a current config; kept while assigned here and not fenced.
+      // Not acting (TILT after a stall, an election) is no reason to drop it: a 2-second stall
+      // released the VIP and cut clients off for 2 more seconds (issue 20). A node cut off from
+      // the majority releases it when it fences itself (R6).
+      const assigned = cfg.assignments.vip === this.self && !fenced;
+      const want = f.vip ? assigned : assigned && f.view.acting && f.view.current;
       if (want || !f.vip) this.handover = null;
       if (want !== f.vip && !(f.vip && this.handingOver(f, cfg, fenced))) {
         out.push({ res: "vip", do: want ? "acquire" : "release", why: want ? `assigned in epoch ${cfg.epoch}` : fenced ? "self-fenced" : "not ours" });

@@ -264,7 +264,7 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
     const r = c.report(pick, p.svc)!;
     if (p.kind === "recover") {
       const rest = others(p, c).filter((n) => c.report(n, p.svc)?.up).map((n) => `${n} ${c.report(n, p.svc)!.received || "-"}`);
-      p.proof = `${p.from}'s ${p.svc} restarted (incarnation ${r.inst ?? "?"}) and is read-only`;
+      p.proof = `${p.from}'s ${p.svc} restarted (incarnation ${c.report(p.from, p.svc)?.inst ?? "?"}) and is read-only`;
       return done(pick === p.from
         ? `${p.from} itself: its ${p.svc} restarted at ${r.received || "-"}, and no replica has more (${rest.join(", ") || "none"})`
         : `${pick} (received ${r.received || "-"}): ${p.from}'s restarted ${p.svc} has ${c.report(p.from, p.svc)?.received || "-"}, which lacks what ${pick} has; ${p.from} rejoins as a replica`);
@@ -351,13 +351,13 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
     if (gone) return { done: false, fail: gone };
     if (r?.stuck) return { done: false, fail: `${p.candidate} cannot promote: ${r.stuck}` };
     if (!r || !(r.role === "primary" && r.writable)) { if (r?.downMs !== undefined) p.note = `${p.candidate}'s ${p.svc} does not answer`; return WAIT; }
-    return done(`reported by ${p.candidate}${r.steps?.drain !== undefined ? `: drained in ${r.steps.drain} ms` : ": relay log applied"}`);
+    return done(`reported by ${p.candidate}${p.svc === "redis" ? `: master at offset ${r.applied}` : r.steps?.drain !== undefined ? `: drained in ${r.steps.drain} ms` : ": relay log applied"}`);
   },
 
   promote(p, c) {
     const r = c.report(p.candidate!, p.svc)!;
     const pause = p.frozenAt !== undefined ? `; write pause ${Math.round(c.inp.now - p.frozenAt)} ms` : "";
-    return done(`reported by ${p.candidate}: promoted in ${r.steps?.promote ?? "?"} ms at ${r.applied || "-"}${pause}`);
+    return done(`reported by ${p.candidate}: promoted${r.steps?.promote !== undefined ? ` in ${r.steps.promote} ms` : ""} at ${r.applied || "-"}${pause}`);
   },
 
   switchPortal(p, c) {
