@@ -30,6 +30,8 @@ export interface DbFacts {
   fenced?: string | null;
   /** a MySQL replica's receiver thread is on (running or connecting); a detach stops it alone */
   receiving?: boolean;
+  /** a replica whose data differs from the primary's at the last data check (mysql-verify.ts) */
+  diverged?: string | null;
 }
 
 /** The local portal (nginx): its routes, and whether it answers its health check. */
@@ -194,6 +196,14 @@ export class LocalManager {
     }
     // another node holds it: this one must be its replica
     if (d.writable || d.role === "primary") return { res: svc, do: "demote", why: `${holder} holds ${svc} (epoch ${cfg.epoch})` };
+    // Its data differs from the primary's (a data check): it stops replicating and stays held
+    // out until it is re-cloned; nothing it holds may ever be promoted or mixed in again.
+    if (d.diverged) {
+      const why = `data differs from ${holder}'s: ${d.diverged}; held out, needs re-cloning`;
+      if (this.heldOut.get(svc) !== why) this.note("held-out", `${svc} on ${this.self} ${why}`);
+      this.heldOut.set(svc, why);
+      return d.source !== null && d.receiving !== false && svc === "mysql" ? { res: svc, do: "detach", why } : null;
+    }
     if (!f.alive(holder)) {
       // A source that is being fenced may come back with transactions the next primary will
       // not have: stop pulling from it (the IO thread only: what was received is still applied);

@@ -351,7 +351,8 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
     if (gone) return { done: false, fail: gone };
     if (r?.stuck) return { done: false, fail: `${p.candidate} cannot promote: ${r.stuck}` };
     if (!r || !(r.role === "primary" && r.writable)) { if (r?.downMs !== undefined) p.note = `${p.candidate}'s ${p.svc} does not answer`; return WAIT; }
-    return done(`reported by ${p.candidate}${p.svc === "redis" ? `: master at offset ${r.applied}` : r.steps?.drain !== undefined ? `: drained in ${r.steps.drain} ms` : ": relay log applied"}`);
+    const dropped = r.discarded ? `; discarded the incomplete transaction ${r.discarded} at the end of its relay log (it never arrived whole: never acknowledged)` : "";
+    return done(`reported by ${p.candidate}${p.svc === "redis" ? `: master at offset ${r.applied}` : r.steps?.drain !== undefined ? `: drained in ${r.steps.drain} ms` : ": relay log applied"}${dropped}`);
   },
 
   promote(p, c) {

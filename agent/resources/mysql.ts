@@ -9,6 +9,7 @@ import mysql from "mysql2/promise";
 import type { Logger } from "../env/env.ts";
 import { formatGtid, parseGtid, subsetOf, union, withoutGtid } from "./gtid.ts";
 import { relayTail, type RelayEvent } from "./relay.ts";
+import { CREATE, DIFFERENCES, LIST_TABLES, checksumSql, parseDifferences, parseTables, type Difference } from "./mysql-verify.ts";
 import type { Flavour, Sql } from "./mysql-flavour.ts";
 import { DriverError, type MysqlStatus } from "./types.ts";
 
@@ -300,6 +301,57 @@ export class MysqlDriver {
       await this.pointAt(c, host, port, this.f.prepareRejoin());
     });
     this.log.info("rejoined as replica", { server: this.where, source: `${host}:${port}` });
+  }
+
+  /**
+   * The primary's half of a data check (mysql-verify.ts): each application table's checksum in
+   * statement format (every replica recomputes it at the same point of the stream), then the
+   * primary's own results as values. On its own connection: a check of large tables must not
+   * hold up a demote. Tables larger than `maxBytes` are left out (said in the result).
+   */
+  async verify(run: number, maxBytes: number): Promise<{ tables: number; skipped: number; ms: number }> {
+    const t0 = performance.now();
+    const o = this.opts;
+    const c = await mysql.createConnection({
+      ...(o.socketPath ? { socketPath: o.socketPath } : { host: o.host ?? "127.0.0.1", port: o.port ?? 3306 }),
+      user: o.user, password: o.password, connectTimeout: o.connectTimeoutMs ?? 1000, supportBigNumbers: true, bigNumberStrings: true, maxPreparedStatements: 1,
+    });
+    try {
+      for (const q of CREATE) await c.query(q);
+      const [all] = await c.query(LIST_TABLES, [Number.MAX_SAFE_INTEGER]);
+      const [small] = await c.query(LIST_TABLES, [maxBytes]);
+      const tables = parseTables(small as Record<string, unknown>[]);
+      for (const t of tables) {
+        // Both in statement format: the checksum so that each replica computes its own, and the
+        // primary's values too, as a statement that sets only master_*: a row event carries the
+        // whole row and would overwrite the replica's own cnt and crc with the primary's.
+        await c.query("SET SESSION binlog_format = 'STATEMENT'");
+        await c.query(checksumSql(t, run));
+        const [rows] = await c.query("SELECT cnt, crc FROM bollard.checksums WHERE db = ? AND tbl = ? AND run = ?", [t.db, t.tbl, run]);
+        const r = (rows as { cnt?: unknown; crc?: unknown }[])[0];
+        if (r) await c.query("UPDATE bollard.checksums SET master_cnt = ?, master_crc = ? WHERE db = ? AND tbl = ? AND run = ?", [String(r.cnt), String(r.crc), t.db, t.tbl, run]);
+        await c.query("SET SESSION binlog_format = 'ROW'");
+      }
+      // keep a few runs: enough to read the latest on every replica
+      await c.query("DELETE FROM bollard.checksums WHERE run < ?", [run - 4]);
+      return { tables: tables.length, skipped: (all as unknown[]).length - tables.length, ms: Math.round(performance.now() - t0) };
+    } catch (e) {
+      throw new DriverError("mysql", `${this.where}: data check ${run}: ${this.redact(e)}`, codeOf(e));
+    } finally {
+      c.destroy();
+    }
+  }
+
+  /** A replica's half: the tables of the latest check whose data differs from the primary's. */
+  async differences(): Promise<Difference[]> {
+    return this.call("compare checksums", this.reads, async (c) => {
+      try {
+        return parseDifferences(await this.rows(c, { sql: DIFFERENCES, params: [] }));
+      } catch (e) {
+        if ((e as { errno?: number }).errno === 1146 || (e as { errno?: number }).errno === 1049) return []; // no check yet
+        throw e;
+      }
+    });
   }
 
   async close(): Promise<void> {

@@ -86,6 +86,8 @@ export class LocalReader {
   private readonly recv: Partial<Record<Svc, { mark: string; at: number }>> = {};
   /** the proof that this agent fenced the server, until it answers again */
   readonly fenced: Partial<Record<Svc, string>> = {};
+  /** the server's data differs from the primary's (ha-verify.ts): sticky until re-cloned */
+  readonly diverged: Partial<Record<Svc, string>> = {};
 
   constructor(
     private readonly dr: LocalDrivers,
@@ -149,6 +151,7 @@ export class LocalReader {
       ...(f.up || !last ? {} : { received: last.received, applied: last.applied }),
       downMs: this.answered[svc].downMs(now),
       fenced: this.fenced[svc] ?? null,
+      ...(this.diverged[svc] ? { diverged: this.diverged[svc] } : {}),
       ...(recvAgoMs !== undefined ? { recvAgoMs } : {}),
     };
   }

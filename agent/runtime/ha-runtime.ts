@@ -5,6 +5,7 @@
 // that keeps failing is tried a bounded number of times, then again only after a back-off,
 // and reported as stuck so that the leader passes the node over (issue 20 item 3).
 import { readFileSync } from "node:fs";
+import type { WritesDownInput } from "../alarms/types.ts";
 import type { ClusterConfig, DbReport, Message, ResReport } from "../bus/messages.ts";
 import { PROTOCOL_VERSION } from "../bus/messages.ts";
 import type { ClusterNode } from "../cluster/node.ts";
@@ -26,6 +27,7 @@ import { VipDriver } from "../resources/vip.ts";
 import { LocalActions } from "./ha-actions.ts";
 import { LocalReader, dbReport, type LocalDrivers } from "./ha-facts.ts";
 import { LeaderIo } from "./ha-leader.ts";
+import { DataCheck } from "./ha-verify.ts";
 
 export { dbReport, mysqlFacts } from "./ha-facts.ts";
 
@@ -55,11 +57,13 @@ export class HaRuntime {
   private reader!: LocalReader;
   private actions!: LocalActions;
   private readonly leader: LeaderIo;
+  private check: DataCheck | null = null;
   private readonly busy = new Set<string>();
   private readonly reports = new Map<string, Report>();
   private readonly local: LocalManager;
   private readonly mgr: HaManager;
   private readonly steps: Record<string, number> = {};
+  private readonly promoted: { discarded: string | null } = { discarded: null };
   /** consecutive failures of the last action per resource */
   private readonly failures = new Map<string, { do: string; n: number; at: number; error: string }>();
   private leading = false;
@@ -102,12 +106,13 @@ export class HaRuntime {
         callTimeoutMs: 1000,
       });
     }
+    if (dr.mysql) this.check = new DataCheck(dr.mysql, mysql!, this.self, this.d.event, this.log, (what) => { this.reader.diverged.mysql = what; });
     if (redis) {
       dr.redis = new RedisDriver({ host: me.address, port: redis.port, password: redis.password_file ? readSecret(redis.password_file) : undefined, announceIp: me.address, log: this.log, minReplicasMaxLagS: redis.min_replicas_max_lag_s });
     }
     if (ha.vip) dr.vip = new VipDriver({ address: ha.vip.address, iface: ha.vip.iface, log: this.log });
     this.reader = new LocalReader(dr, this.c, this.self, this.log, (hp) => this.nodeOf(hp), performance.now());
-    this.actions = new LocalActions({ c: this.c, self: this.self, drivers: dr, reader: this.reader, event: this.d.event, steps: this.steps, portalDesired: (m, r, f) => this.portalDesired(m, r, f) });
+    this.actions = new LocalActions({ c: this.c, self: this.self, drivers: dr, reader: this.reader, event: this.d.event, steps: this.steps, promoted: this.promoted, portalDesired: (m, r, f) => this.portalDesired(m, r, f) });
     if (portal) {
       dr.portal = new PortalDriver({ prefix: portal.prefix, log: this.log });
       const services = portal.services.map((s) => ({ name: s.name, listen: s.listen, backends: s.backends, health: { path: s.health.path, intervalMs: s.health.interval_ms, rise: s.health.rise, fall: s.health.fall, timeoutMs: s.health.timeout_ms } }));
@@ -146,8 +151,11 @@ export class HaRuntime {
   step(): void {
     if (this.stopped) return;
     const view = this.d.node.view();
-    const f = this.reader.facts;
     const now = performance.now();
+    if (this.check) {
+      this.check.step(now, this.reader.facts.mysql, [...this.reports].filter(([n, x]) => n !== this.self && x.r.mysql?.source === this.self && x.r.mysql.role === "replica").map(([n]) => n));
+    }
+    const f = this.reader.facts;
     const plan = this.local.plan({
       now, view, mysql: f.mysql, redis: f.redis, portal: f.portal, vip: f.vip,
       alive: (n) => n === this.self || view.peers.some((p) => p.name === n && p.alive),
@@ -179,8 +187,9 @@ export class HaRuntime {
     return this.leading ? this.mgr.writesDown() : [];
   }
 
-  leads(): boolean {
-    return this.leading;
+  /** What the alarm rules judge of it (alarms/types.ts WritesDownInput). */
+  writesInput(): WritesDownInput {
+    return { leading: this.leading, services: [...(this.c.mysql ? ["mysql"] : []), ...(this.c.redis ? ["redis"] : [])], down: this.writesDown() };
   }
 
   private cmp(svc: Svc, a: string, b: string): number | null {
@@ -280,7 +289,8 @@ export class HaRuntime {
     if (!f) return null;
     const fail = this.failures.get(svc);
     const stuck = fail && fail.n >= STUCK_AFTER ? `${fail.do}: ${fail.error}` : null;
-    return dbReport(f, this.local.heldOut.get(svc) ?? null, svc === "mysql" ? { ...this.steps } : undefined, stuck);
+    const r = dbReport(f, this.local.heldOut.get(svc) ?? null, svc === "mysql" ? { ...this.steps } : undefined, stuck);
+    return svc === "mysql" && this.promoted.discarded ? { ...r, discarded: this.promoted.discarded } : r;
   }
 
   private resReport(selfFenced: boolean): ResReport {
