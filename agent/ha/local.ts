@@ -32,6 +32,8 @@ export interface DbFacts {
   receiving?: boolean;
   /** a replica whose data differs from the primary's at the last data check (mysql-verify.ts) */
   diverged?: string | null;
+  /** the last read was refused: nothing listens on the server's port (it is dead, not slow) */
+  refused?: boolean;
 }
 
 /** The local portal (nginx): its routes, and whether it answers its health check. */
@@ -91,6 +93,8 @@ export type LocalAction =
 const SUSPECT_MS = 2000;
 /** a replica stops pulling from a holder it does not hear once nothing has come from it for this long */
 export const DETACH_IDLE_MS = 1000;
+/** a server whose port refuses connections (dead, not slow) is failed after this, not service_fail_ms */
+export const REFUSED_FAIL_MS = 500;
 /** how long a VIP that moves to a live peer is kept until that peer reports holding it */
 export const VIP_HANDOVER_MS = 1500;
 
@@ -167,7 +171,9 @@ export class LocalManager {
   private down(svc: Svc, d: DbFacts, holder: string | undefined): LocalAction | null {
     const downMs = d.downMs ?? 0;
     if (!d.fenced) {
-      return downMs >= this.t.serviceFailMs ? { res: svc, do: "kill", why: `${svc} has not answered for ${Math.round(downMs)} ms` } : null;
+      // a hung server may be slow only: it gets service_fail_ms; a refused connection is a dead one
+      const limit = d.refused ? Math.min(this.t.serviceFailMs, REFUSED_FAIL_MS) : this.t.serviceFailMs;
+      return downMs >= limit ? { res: svc, do: "kill", why: `${svc} has not answered for ${Math.round(downMs)} ms${d.refused ? " (connection refused: nothing listens)" : ""}` } : null;
     }
     if (holder !== this.self) return { res: svc, do: "start", why: `${svc} was fenced here (${d.fenced}); ${holder ?? "nobody"} holds it now` };
     if (downMs >= this.t.serviceFailMs + this.t.restartHolderAfterMs) return { res: svc, do: "start", why: `${svc} was fenced here ${Math.round(downMs / 1000)} s ago and is still assigned here: started read-only, for the leader to compare` };
@@ -220,6 +226,7 @@ export class LocalManager {
       this.heldOut.delete(svc);
       return null;
     }
+    if (fenceHeld(cfg.flags, holder)) return null; // being fenced: going down, not to be followed
     if (!f.view.current) return null; // attach only on a config known to be the latest
     // ... and to a primary that is one: a holder whose server restarted waits read-only for the
     // leader to compare positions, and a replica that has more than it is a candidate, not a

@@ -21,10 +21,12 @@ export type StepName =
  *   its report) or, when it could not, the node is fenced
  * - restart: the holder's server restarted (another incarnation) and is read-only: the most
  *   advanced of it and the replicas becomes the primary; no fence, the restarted one cannot write
+ * - stuck: the holder is read-only and cannot be made writable (its promotion keeps failing):
+ *   another replica as advanced takes it over; no fence, it never was writable
  * - operator: `bollard failover SVC --to NODE`, fenced like a lost node
  * - planned: a switchover (maintenance, operator)
  */
-export type Cause = "lost" | "service" | "restart" | "operator" | "planned";
+export type Cause = "lost" | "service" | "restart" | "stuck" | "operator" | "planned";
 
 export interface Proc {
   svc: Svc;
@@ -52,6 +54,8 @@ export interface Proc {
   fenceIssued?: boolean;
   /** confirmLost said once that it waits for a silent node whose data path answers */
   waiting?: boolean;
+  /** confirmFence said once that the node was heard while its fence was in flight */
+  heardDuringFence?: boolean;
   /** while it waits on something only an operator can settle: the command (writes-down alarm) */
   command?: string;
 }
@@ -223,6 +227,10 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
     }
     const f = c.fence(p.from);
     if (f && (f.state === "running" || f.state === "done")) p.fenceIssued = true;
+    if (p.fenceIssued && c.alive(p.from) && !p.heardDuringFence && p.cause === "lost") {
+      p.heardDuringFence = true;
+      c.event("fence", `${p.from} is heard again, but its fence was issued: it is going down whatever it says; the failover goes on`);
+    }
     if (!f || f.state === "running") return WAIT;
     if (f.state === "failed") return { done: false, fail: `could not fence ${p.from}: ${proofText(f.proofs)}` };
     const ok = f.proofs.find((x) => x.ok);
@@ -239,7 +247,9 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
       // Compare with every member, or wait for an operator ('bollard failover SVC --to NODE'
       // accepts NODE as it is). A lost holder needs no such wait: with it gone, a majority is
       // every other member.
-      const missing = c.inp.view.committed.members.map((m) => m.name).filter((n) => n !== p.from && (!c.alive(n) || !c.report(n, p.svc)));
+      // (a fenced node is an old primary failed over from: what it had acknowledged is on the replicas)
+      const flags = c.inp.view.committed.flags;
+      const missing = c.inp.view.committed.members.map((m) => m.name).filter((n) => n !== p.from && !fenceHeld(flags, n) && (!c.alive(n) || !c.report(n, p.svc)));
       if (missing.length) {
         p.note = `waiting for ${missing.join(",")}: a replica not heard may hold acknowledged writes the others lack`;
         const alt = p.kind === "recover" ? p.from : c.inp.view.committed.members.map((m) => m.name).find((n) => n !== p.from && c.alive(n) && !ineligible(p.svc, n, c.report(n, p.svc), c.inp.view.committed.flags));
@@ -264,7 +274,7 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
     const r = c.report(pick, p.svc)!;
     if (p.kind === "recover") {
       const rest = others(p, c).filter((n) => c.report(n, p.svc)?.up).map((n) => `${n} ${c.report(n, p.svc)!.received || "-"}`);
-      p.proof = `${p.from}'s ${p.svc} restarted (incarnation ${c.report(p.from, p.svc)?.inst ?? "?"}) and is read-only`;
+      p.proof = p.cause === "stuck" ? `${p.from}'s ${p.svc} is read-only and was never made writable` : `${p.from}'s ${p.svc} restarted (incarnation ${c.report(p.from, p.svc)?.inst ?? "?"}) and is read-only`;
       return done(pick === p.from
         ? `${p.from} itself: its ${p.svc} restarted at ${r.received || "-"}, and no replica has more (${rest.join(", ") || "none"})`
         : `${pick} (received ${r.received || "-"}): ${p.from}'s restarted ${p.svc} has ${c.report(p.from, p.svc)?.received || "-"}, which lacks what ${pick} has; ${p.from} rejoins as a replica`);

@@ -46,6 +46,8 @@ const CALM_REPORT_EVERY_MS = 2000;
 /** an action that failed this many times in a row is stuck: reported, and tried again only after STUCK_RETRY_MS */
 const STUCK_AFTER = 3;
 const STUCK_RETRY_MS = 30_000;
+/** a server the agent started is given this long to answer before it is started again */
+const START_SETTLE_MS = 5000;
 const readSecret = (f: string) => readFileSync(f, "utf8").trim();
 
 export class HaRuntime {
@@ -64,6 +66,8 @@ export class HaRuntime {
   private readonly mgr: HaManager;
   private readonly steps: Record<string, number> = {};
   private readonly promoted: { discarded: string | null } = { discarded: null };
+  /** the last action done per resource, and when */
+  private readonly lastDone = new Map<string, { do: string; at: number }>();
   /** consecutive failures of the last action per resource */
   private readonly failures = new Map<string, { do: string; n: number; at: number; error: string }>();
   private leading = false;
@@ -237,7 +241,10 @@ export class HaRuntime {
   /** An action that is stuck waits out its back-off; a different action of the resource does not. */
   private backingOff(a: LocalAction, now: number): boolean {
     const f = this.failures.get(a.res);
-    return !!f && f.do === a.do && f.n >= STUCK_AFTER && now - f.at < STUCK_RETRY_MS;
+    if (f && f.do === a.do && f.n >= STUCK_AFTER && now - f.at < STUCK_RETRY_MS) return true;
+    // a server just started takes a moment to answer: not started again meanwhile
+    const d = this.lastDone.get(a.res);
+    return a.do === "start" && d?.do === "start" && now - d.at < START_SETTLE_MS;
   }
 
   private async act(a: LocalAction, cfg: ClusterConfig): Promise<void> {
@@ -246,6 +253,7 @@ export class HaRuntime {
     try {
       const detail = await this.actions.run(a, cfg);
       this.failures.delete(a.res);
+      this.lastDone.set(a.res, { do: a.do, at: performance.now() });
       const ms = Math.round(performance.now() - t0);
       this.d.event("lrm", `${a.res} ${a.do}${"from" in a ? ` from ${a.from}` : ""} done in ${ms} ms: ${detail || a.why} (${a.why})`, { res: a.res, do: a.do, ms });
     } catch (e) {

@@ -7,7 +7,7 @@ const st0 = await status(h0.leader);
 if (st0 && await ackLastFailover(h0.leader, st0)) { await new Promise((r) => setTimeout(r, 1000)); const s1 = await status(h0.leader); if (s1) await ackLastFailover(h0.leader, s1); }
 console.log("start: leader", h0.leader, "mysql", h0.holder);
 const w = new Writer();
-w.start({ mysql: true, redis: true });
+w.start({ mysql: true, redis: true, redisWait: !!process.env.RWAIT });
 await until("writes", 30000, async () => w.acked("mysql").length > 20 && w.acked("redis").length > 20);
 const t0 = new Date(Date.now() - 50).toISOString();
 const at = Date.now();
@@ -25,4 +25,4 @@ if (after) {
   console.log("after: mysql", after.m.holder, "redis", after.r.holder, "leader", after.m.leader);
   console.log("lost mysql", (await lostMysql(w, after.m.holder)).length, "lost redis", (await lostRedis(w, after.r.holder, dataIp(after.r.holder))).length);
 }
-for (const n of NODES) for (const e of events(n).filter((e) => e.ts >= t0 && !/^(commit|propose)$/.test(e.kind))) console.log(n, e.ts.slice(11, 23), e.kind, e.detail.slice(0, 260));
+for (const n of NODES) for (const e of events(n).filter((e) => e.ts >= t0 && !/^(commit|propose)$/.test(e.kind))) console.log(n, e.ts.slice(11, 23), `+${Date.parse(e.ts) - at}`, e.kind, e.detail.slice(0, 200));
