@@ -88,6 +88,8 @@ const done = (detail?: string): Result => ({ done: true, detail });
 
 /** How long pickCandidate waits for every live replica's post-fence report before choosing. */
 const REPORT_WAIT_MS = 1000;
+/** confirmLost waits at most this long for a first probe result of a silent holder */
+const PROBE_WAIT_MS = 1000;
 /** The leader's probe counts as "the data path answers" for this long after it answered. */
 export const DATA_PATH_FRESH_MS = 800;
 /** repointOthers waits this long for the other replicas; then the failover is done without them. */
@@ -196,9 +198,12 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
    */
   confirmLost(p, c) {
     if (c.alive(p.from)) return { done: false, fail: `${p.from} is heard again before it was fenced: no failover` };
-    const okAt = c.inp.probes?.get(p.from)?.okAt ?? null;
+    const probe = c.inp.probes?.get(p.from);
+    const okAt = probe?.okAt ?? null;
     const silent = c.silence(p.from);
     const bound = c.t.watchdogMs + c.t.fenceMarginMs;
+    // no probe has answered or failed yet (a new leader starts with none): wait for one, briefly
+    if (c.inp.probes && okAt === null && (probe?.failAt ?? null) === null && c.inp.now - p.stepAt < PROBE_WAIT_MS) { p.note = `waiting for a first probe of ${p.from}'s data path`; return WAIT; }
     if (okAt !== null && c.inp.now - okAt < DATA_PATH_FRESH_MS && silent < bound) {
       p.note = `${p.from} silent for ${Math.round(silent)} ms, but its ${p.svc} answered ${Math.round(c.inp.now - okAt)} ms ago: a stalled agent, not a dead node; waiting up to ${bound} ms (watchdog + margin)`;
       if (!p.waiting) { c.event("failover", p.note); p.waiting = true; }

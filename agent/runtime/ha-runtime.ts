@@ -173,8 +173,8 @@ export class HaRuntime {
     this.rate.step(now, { view, busy: this.busy.size, procedures: this.mgr.busy().length, planned: plan.length, query: this.querySeq !== 0 });
     if (!this.polling && this.rate.due(now)) void this.poll();
     const lead = view.role === "leader" && view.acting;
+    this.leader.probe(view, now);
     if (lead) {
-      this.leader.probe(view, now);
       // as of when its facts were read, like a peer's answer to a query: pickCandidate wants
       // positions read after the fence
       this.reports.set(this.self, { r: this.resReport(view.selfFenced), at: this.factsAt });

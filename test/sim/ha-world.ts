@@ -200,12 +200,12 @@ export class HaSim implements App {
     for (const a of h.local.plan(facts, h.busy)) if (!(h.failures.do === a.do && h.failures.n >= 3 && this.w.now - h.failures.at < 30_000)) this.act(n, h, a);
     this.report(n, false);
     const lead = view.role === "leader" && view.acting;
+    this.probe(n, h, view); // every node probes, so that a leader elected meanwhile has the answers
     if (lead) {
-      this.probe(n, h, view);
       h.reports.set(n.name, { r: this.resOf(n, h), at: this.w.local(n) });
       const acts = h.mgr.tick({ now: this.w.local(n), wall: 1.7e12 + this.w.now, view, reports: h.reports, cmp: cmpPos, probes: h.probes });
       for (const a of acts) this.leaderAct(n, h, a);
-    } else if (h.leading) { h.mgr.reset("no longer the acting leader"); h.fencing.clear(); h.probes.clear(); }
+    } else if (h.leading) { h.mgr.reset("no longer the acting leader"); h.fencing.clear(); }
     if (lead && !h.leading) h.leadSince = this.w.now;
     h.leading = lead;
   }
@@ -219,8 +219,8 @@ export class HaSim implements App {
       const tn = this.w.nodes.get(t);
       // the primary's server answers and is writable (a restarted one is read-only: not the primary any more)
       const ok = !!x && !!tn?.up && x.db.up && x.db.writable && !this.w.blocked.has(`${n.name}>${t}`) && !this.w.blocked.has(`${t}>${n.name}`) && !this.portsDown.has(t);
-      const prev = h.probes.get(t) ?? { okAt: null };
-      h.probes.set(t, ok ? { okAt: this.w.local(n) } : prev);
+      const prev = h.probes.get(t) ?? { okAt: null, failAt: null };
+      h.probes.set(t, ok ? { ...prev, okAt: this.w.local(n) } : { ...prev, failAt: this.w.local(n) });
     }
   }
 
