@@ -123,7 +123,9 @@ export class MysqlDriver {
           source: r?.source ?? null, ioRunning: r?.ioRunning ?? false, sqlRunning: r?.sqlRunning ?? false,
           lagSeconds: r?.lagSeconds ?? null, lastError: r?.lastError ?? null,
           semiSyncSource: on(names.semiSyncSource), semiSyncReplica: on(names.semiSyncReplica),
-          gtidReceived: r ? this.received(r.gtidReceived, vars.get(names.gtidExecuted) ?? "") : null,
+          // a replica stopped whole: its relay log goes at the next START (GTID mode), so what it
+          // has is what it executed
+          gtidReceived: r ? (!r.receiverOn && !r.sqlRunning ? vars.get(names.gtidExecuted) ?? "" : this.received(r.gtidReceived, vars.get(names.gtidExecuted) ?? "")) : null,
         } satisfies MysqlDriverStatus;
       });
     } catch (e) {
@@ -164,41 +166,55 @@ export class MysqlDriver {
    */
   async promote(noProgressMs = 5000): Promise<PromoteResult> {
     const t0 = performance.now();
-    const res = await this.call("promote", this.main, async (c) => {
+    // Three calls, each bounded on its own (a hung server fails the promotion within a call's
+    // timeout, and a call that timed out sends nothing more): stop receiving and find what is
+    // complete; apply it, a second at a time, as long as the applier makes progress; become writable.
+    const first = await this.call("promote: stop receiving", this.main, async (c) => {
       await this.installSemiSync(c);
+      // An applier stopped alone is started while the receiver still runs: with GTID, MariaDB
+      // discards the relay log when a START finds both threads stopped (the relay log of a
+      // replica stopped whole is lost: issue 20's promotion waited for it for ever).
+      const pre = (await this.rows(c, this.f.showReplicaStatus()))[0];
+      const p0 = pre ? this.f.parseReplicaStatus(pre) : null;
+      if (p0 && !p0.sqlRunning && p0.receiverOn && !p0.lastError) await this.run(c, [this.f.startReplicaSql()]);
       await this.run(c, this.stopping(this.f.stopReplicaIo()));
       const rep = (await this.rows(c, this.f.showReplicaStatus()))[0];
       const r = rep ? this.f.parseReplicaStatus(rep) : null;
-      if (r && !r.sqlRunning && !r.lastError) await this.run(c, [this.f.startReplicaSql()]);
-      const incomplete = r ? await this.incompleteGroup(c, r.relayFile, r.relayPos) : null;
-      const target = r ? withoutGtid(this.f.gtidKind, r.gtidReceived, incomplete) : "";
-      const d0 = performance.now();
-      let executed = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
-      let progressAt = performance.now();
-      for (;;) {
-        const behind = target === "" ? null : subsetOf(this.f.gtidKind, target, executed);
-        if (!behind || (behind.ok && behind.value.subset)) break;
-        // the relay log holds transactions not applied yet: some may be acknowledged writes
+      const executed = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+      if (!r || (!r.sqlRunning && !(p0?.receiverOn ?? false))) return { incomplete: null, target: executed, executed };
+      const incomplete = await this.incompleteGroup(c, r.relayFile, r.relayPos);
+      return { incomplete, target: withoutGtid(this.f.gtidKind, r.gtidReceived, incomplete), executed };
+    }, 1000); // STOP may wait a second for a source that is gone (beforeStopReplica)
+    const d0 = performance.now();
+    let { executed } = first;
+    const { target, incomplete } = first;
+    let progressAt = performance.now();
+    for (;;) {
+      const behind = target === "" ? null : subsetOf(this.f.gtidKind, target, executed);
+      if (!behind || (behind.ok && behind.value.subset)) break;
+      // the relay log holds transactions not applied yet: some may be acknowledged writes
+      const step = await this.call("promote: apply the relay log", this.main, async (c) => {
         const w = this.f.waitResult((await this.rows(c, this.f.waitForGtid(target, 1000)))[0]?.r);
-        if (w === "reached") break;
-        if (w === "error") throw new Error(`waiting for the relay log up to ${target} failed`);
-        const now = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
-        if (now !== executed) { executed = now; progressAt = performance.now(); }
-        else if (performance.now() - progressAt > noProgressMs) {
-          const st = (await this.rows(c, this.f.showReplicaStatus()))[0];
-          const x = st ? this.f.parseReplicaStatus(st) : null;
-          throw new Error(`relay log not applied up to ${target}: no progress for ${noProgressMs} ms at ${executed || "-"} (applier ${x?.sqlRunning ? "running" : "stopped"}${x?.lastError ? `: ${x.lastError}` : ""})`);
-        }
+        return { w, now: String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "") };
+      }, 1000);
+      if (step.w === "reached") break;
+      if (step.w === "error") throw new DriverError("mysql", `${this.where}: promote: waiting for the relay log up to ${target} failed`);
+      if (step.now !== executed) { executed = step.now; progressAt = performance.now(); }
+      else if (performance.now() - progressAt > noProgressMs) {
+        const st = await this.status();
+        throw new DriverError("mysql", `${this.where}: promote: relay log not applied up to ${target}: no progress for ${noProgressMs} ms at ${executed || "-"} (applier ${st.sqlRunning ? "running" : "stopped"}${st.lastError ? `: ${st.lastError}` : ""})`);
       }
-      const drainMs = Math.round(performance.now() - d0);
+    }
+    const drainMs = Math.round(performance.now() - d0);
+    const gtid = await this.call("promote: become writable", this.main, async (c) => {
       await this.run(c, [this.f.stopReplica(), this.f.resetReplicaAll()]);
       // semi-sync before writable: no commit is acknowledged without a replica's ACK
       await this.run(c, this.f.semiSyncPrimary(this.opts.semiSyncTimeoutMs ?? 10000));
       await this.run(c, this.f.readOnly(false));
-      return { gtid: String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? ""), drainMs, discarded: incomplete };
-    }, 60_000);
-    this.log.info("promoted", { server: this.where, gtid: res.gtid, drainMs: res.drainMs, discarded: res.discarded, ms: Math.round(performance.now() - t0) });
-    return res;
+      return String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+    });
+    this.log.info("promoted", { server: this.where, gtid, drainMs, discarded: incomplete, ms: Math.round(performance.now() - t0) });
+    return { gtid, drainMs, discarded: incomplete };
   }
 
   /** The GTID of an event group left open at the end of the relay log (relay.ts), following the
