@@ -6,7 +6,7 @@ NODE_DEPS := node_modules/.installed
 # What the lab and the tests run for real (LAB-NOTES.md): installed only where missing.
 APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libnginx-mod-stream \
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
-	qemu-system-x86 perl python3
+	qemu-system-x86 perl python3 fdisk dosfstools mtools
 
 .PHONY: test-coldstart test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
 
