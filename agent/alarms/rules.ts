@@ -6,6 +6,7 @@
 import type { RuleConfig } from "./config.ts";
 import { Collector, levelUp } from "./collector.ts";
 import { bmcRules, bondRules, switchRules } from "./rules-hw.ts";
+import { siteRules } from "./rules-site.ts";
 import {
   alarmId,
   idPart,
@@ -30,6 +31,7 @@ export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<strin
   if (r.mysql) mysqlRules(out, r.node, r.mysql);
   if (r.redis) redisRules(out, r.node, r.redis);
   if (r.writes) writesDownRules(out, r.node, r.writes);
+  if (r.sites) siteRules(out, r.node, r.sites);
   for (const e of r.events ?? []) eventRules(out, e);
   return { conditions: out.conditions, scopes: [...out.scopes], resolved: out.resolved };
 }

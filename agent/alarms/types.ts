@@ -32,6 +32,10 @@ export const RULES = [
   "failover-done",
   "writes-down",
   "data-diverged",
+  "site-lag",
+  "site-down",
+  "site-promoted",
+  "site-diverged",
 ] as const;
 export type RuleName = (typeof RULES)[number];
 
@@ -154,6 +158,11 @@ export interface WritesDownInput {
   down: readonly { svc: string; since: number; forMs: number; why: string; command: string | null }[];
 }
 
+/** The remote sites as this node judges them (ha/site.ts): alarms only on the acting leader. */
+export interface SitesInput {
+  sites: readonly { site: string; alarms: readonly { rule: "site-lag" | "site-down" | "site-promoted" | "site-diverged"; severity: Severity; text: string; detail: string }[] }[];
+}
+
 /** One-shot happenings: they raise an alarm that is held after the input is gone. */
 export type EventInput =
   | { kind: "fence-failed"; target: string; detail: string }
@@ -171,6 +180,8 @@ export interface Readings {
   mysql?: MysqlInput | null;
   redis?: RedisInput | null;
   writes?: WritesDownInput;
+  /** the remote sites (issue 18) */
+  sites?: SitesInput;
   /** events since the last evaluation */
   events?: EventInput[];
 }
