@@ -2,6 +2,7 @@
 // re-pointed, when it is held, what a promote says it would lose.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { parseConfig } from "../../agent/config/load.ts";
 import { judgeSite, lagTransactions, promotePlan, promotedSites, type RemoteFacts, type SiteInput } from "../../agent/ha/site.ts";
 
 const facts = (o: Partial<RemoteFacts> = {}): RemoteFacts => ({
@@ -124,3 +125,37 @@ Plan("in step: no transaction known lost", () => {
   assert.is(p.lostTrx, 0);
 });
 Plan.run();
+
+const Cfg = suite("site: the sites: section");
+const BASE = `
+cluster:
+  name: port-fms
+  node: node1
+  members:
+    - { name: node1, address: "198.18.1.1:1883" }
+bus:
+  password: s3cret
+ha:
+  nodes:
+    node1: { address: 198.18.0.11 }
+mysql:
+  user: bollard
+  password_file: /etc/bollard/mysql.pass
+  repl_password_file: /etc/bollard/repl.pass
+`;
+Cfg("defaults; a site without mysql, duplicate names and bad values are errors that name the path", () => {
+  const r = parseConfig(`${BASE}sites:\n  - name: site2\n    mysql: { host: 198.19.2.10 }\n`, "t.yaml");
+  assert.ok(r.ok, r.ok ? "" : r.errors.join("\n"));
+  if (r.ok) assert.equal(r.config.sites, [{ name: "site2", host: "198.19.2.10", port: 3306, user: null, passwordFile: null, lagAlarmS: 30, lagAlarmTrx: 10_000, contactWaitMs: 5000, pollMs: 1000 }]);
+  const noMysql = parseConfig(`${BASE.replace(/mysql:[\s\S]*$/, "")}sites:\n  - name: site2\n    mysql: { host: 198.19.2.10 }\n`, "t.yaml");
+  assert.ok(!noMysql.ok && noMysql.errors.some((e) => /^sites: expected a mysql section/.test(e)), JSON.stringify(noMysql));
+  const dup = parseConfig(`${BASE}sites:\n  - { name: a, mysql: { host: 1.2.3.4 } }\n  - { name: a, mysql: { host: 1.2.3.5 } }\n`, "t.yaml");
+  assert.ok(!dup.ok && dup.errors.some((e) => /unique names/.test(e)));
+  const bad = parseConfig(`${BASE}sites:\n  - { name: site2, mysql: { host: nowhere }, lag_alarm_s: 0, extra: 1 }\n`, "t.yaml");
+  assert.ok(!bad.ok);
+  if (!bad.ok) {
+    assert.ok(bad.errors.some((e) => e.startsWith("sites[0].mysql.host")), bad.errors.join("\n"));
+    assert.ok(bad.errors.some((e) => e.startsWith("sites[0].lag_alarm_s")), bad.errors.join("\n"));
+  }
+});
+Cfg.run();
