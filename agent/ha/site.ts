@@ -122,7 +122,7 @@ export function judgeSite(inp: SiteInput, leading: boolean): SiteJudgement {
   const { site, facts: f, flags } = inp;
   const j: SiteJudgement = { site, state: "unknown", lagS: null, lagTrx: null, missing: "", why: "", actions: [], alarms: [], hold: null };
   const flagged = promotedFlag(site) in flags;
-  if (flagged) j.hold = `${site} was promoted (${flags[promotedFlag(site)]}): this room's MySQL stays read-only until it is re-cloned from ${site}`;
+  if (flagged) j.hold = `${site} was promoted (${flags[promotedFlag(site)]}): this room's MySQL stays read-only until it is re-cloned from ${site}, then 'bollard site clear ${site}'`;
   if (!f) return { ...j, why: "not read yet" };
   if (!f.up) {
     j.state = "unreachable";
@@ -135,7 +135,7 @@ export function judgeSite(inp: SiteInput, leading: boolean): SiteJudgement {
     j.state = "promoted";
     const when = f.promoted ? `${new Date(f.promoted.at).toISOString()} by ${f.promoted.by}` : "by hand (writable, replicating from nothing)";
     j.why = `promoted ${when}`;
-    j.hold = `${site} was promoted ${when}: this room's MySQL stays read-only until it is re-cloned from ${site}`;
+    j.hold = `${site} was promoted ${when}: this room's MySQL stays read-only until it is re-cloned from ${site}, then 'bollard site clear ${site}'`;
     if (leading && !flagged) j.actions.push({ do: "flag-promoted", why: j.why });
     if (leading) j.alarms.push({ rule: "site-promoted", severity: "critical", text: `remote site ${site} was promoted: this room is read-only`, detail: `${j.why}${f.promoted?.lost ? `; it stated it would lose ${f.promoted.lost}` : ""}; re-clone this room's MySQL from ${site} (docs/site.md)` });
     return j;
