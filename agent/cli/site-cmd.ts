@@ -105,7 +105,7 @@ async function statusOrPromote(args: string[], ctx: CommandContext, promote: boo
     out.push("the primary room's servers, asked now:");
     for (const x of room) {
       const lag = x.up && x.gtid !== undefined ? lagTransactions(kind, x.gtid, f.received) : null;
-      out.push(`  ${x.node}: ${x.up ? `${x.writable ? "WRITABLE primary" : "read-only"} at ${x.gtid || "nothing"}${lag && "count" in lag ? ` (${lag.count} transactions this replica lacks)` : ""}` : `no answer (${x.error})`}`);
+      out.push(`  ${x.node}: ${x.up ? `${x.writable ? "WRITABLE primary" : "read-only"} at ${x.gtid || "nothing"}${lag ? ` (${lag.count} transactions this replica lacks)` : ""}` : `no answer (${x.error})`}`);
     }
     if (!room.length) out.push("  (none configured or readable here)");
     if (ctx.json || p.values.json) ctx.io.out(JSON.stringify({ site: site.name, facts: f, lost: plan.lost, lostTrx: plan.lostTrx, room }));

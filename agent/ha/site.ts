@@ -9,7 +9,7 @@
 //                          promote` at the other room): this room's MySQL stays read-only and needs
 //                          re-cloning from the remote; cleared only by an operator (docs/site.md)
 import type { ClusterConfig } from "../bus/messages.ts";
-import { parseGtid, subtract, weight, type GtidKind, type GtidSet } from "../resources/gtid.ts";
+import { parseGtid, subsetOf, subtract, weight, type GtidKind, type GtidSet } from "../resources/gtid.ts";
 
 type Flags = ClusterConfig["flags"];
 
@@ -85,36 +85,45 @@ export function promotedSites(f: Flags): string[] {
   return Object.keys(f).filter((k) => k.startsWith("site-promoted:")).map((k) => k.slice("site-promoted:".length));
 }
 
-/** Transactions `primary` has that `remote` lacks: a count and a printable list, or null if unreadable or diverged. */
-export function lagTransactions(kind: GtidKind, primary: string, remote: string): { count: number; text: string } | { diverged: string } | null {
+/**
+ * Transactions `primary` has that `remote` lacks: a count and a printable list, or null if
+ * unreadable. MariaDB: per domain, the primary's highest seq_no minus the remote's (one
+ * increasing sequence per domain under gtid_strict_mode, across changes of primary); a remote
+ * ahead of the primary's (reported, so slightly old) position counts 0. MySQL: the set difference.
+ */
+export function lagTransactions(kind: GtidKind, primary: string, remote: string): { count: number; text: string } | null {
   const p = parseGtid(kind, primary), r = parseGtid(kind, remote);
   if (!p.ok || !r.ok) return null;
   if (p.value.kind === "mariadb" && r.value.kind === "mariadb") {
-    // one increasing seq_no per domain (gtid_strict_mode=1, docs/mysql.md): the heads decide
-    const heads = (s: GtidSet) => { const m = new Map<number, { seq: bigint; server: number }>(); if (s.kind === "mariadb") for (const g of s.gtids) if ((m.get(g.domain)?.seq ?? -1n) < g.seq) m.set(g.domain, g); return m; };
+    const heads = (s: GtidSet) => { const m = new Map<number, bigint>(); if (s.kind === "mariadb") for (const g of s.gtids) if ((m.get(g.domain) ?? -1n) < g.seq) m.set(g.domain, g.seq); return m; };
     const hp = heads(p.value), hr = heads(r.value);
     let n = 0n;
     const parts: string[] = [];
-    for (const [d, rh] of hr) {
-      const ph = hp.get(d);
-      if (!ph || ph.seq < rh.seq) return { diverged: `${d}-${rh.server}-${rh.seq} (the primary has ${ph ? `${d}-${ph.server}-${ph.seq}` : `nothing in domain ${d}`})` };
-      if (ph.seq === rh.seq && ph.server !== rh.server) return { diverged: `${d}-${rh.server}-${rh.seq} (the primary has ${d}-${ph.server}-${ph.seq})` };
-    }
-    for (const [d, ph] of hp) {
-      const have = hr.get(d)?.seq ?? 0n;
-      if (ph.seq <= have) continue;
-      n += ph.seq - have;
-      parts.push(ph.seq === have + 1n ? `domain ${d}: ${ph.seq}` : `domain ${d}: ${have + 1n}..${ph.seq}`);
+    for (const [d, seq] of hp) {
+      const have = hr.get(d) ?? 0n;
+      if (seq <= have) continue;
+      n += seq - have;
+      parts.push(seq === have + 1n ? `domain ${d}: ${seq}` : `domain ${d}: ${have + 1n}..${seq}`);
     }
     return { count: Number(n), text: parts.join(", ") };
   }
   if (p.value.kind === "mysql" && r.value.kind === "mysql") {
-    const extra = subtract(r.value, p.value);
-    if (extra.sources.length) return { diverged: extra.sources.map((x) => x.source).join(",") };
     const d = subtract(p.value, r.value);
     return { count: Number(weight(d)), text: d.sources.map((x) => `${x.source}:${x.intervals.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(":")}`).join(",") };
   }
   return null;
+}
+
+/**
+ * What the remote has that `primary` (a gtid_binlog_state: every server's last GTID) lacks,
+ * printable, or null when it has nothing more (docs/mysql.md "GTID rules"). Asked only before the
+ * remote is pointed at a new primary: one that replicates from the holder only has what the
+ * holder had, even when it is ahead of the holder's last report.
+ */
+export function remoteExtra(kind: GtidKind, remote: string, primary: string): string | null {
+  const r = subsetOf(kind, remote, primary);
+  if (!r.ok) return null;
+  return r.value.subset ? null : r.value.extra;
 }
 
 /** One judgement of a remote site. `leading`: this node is the acting leader (only it acts and alarms). */
@@ -140,15 +149,16 @@ export function judgeSite(inp: SiteInput, leading: boolean): SiteJudgement {
     if (leading) j.alarms.push({ rule: "site-promoted", severity: "critical", text: `remote site ${site} was promoted: this room is read-only`, detail: `${j.why}${f.promoted?.lost ? `; it stated it would lose ${f.promoted.lost}` : ""}; re-clone this room's MySQL from ${site} (docs/site.md)` });
     return j;
   }
-  const lag = inp.primaryGtid !== null ? lagTransactions(inp.kind, inp.primaryGtid, f.executed) : null;
-  if (lag && "diverged" in lag) {
+  const pointed = inp.holderAddr !== null && f.source === inp.holderAddr;
+  const extra = !pointed && inp.primaryGtid !== null && inp.holderWritable ? remoteExtra(inp.kind, f.executed, inp.primaryGtid) : null;
+  if (extra) {
     j.state = "diverged";
-    j.why = `the remote has ${lag.diverged}, which the primary ${inp.holder} lacks: needs re-cloning, not re-pointed`;
+    j.why = `the remote has ${extra}, which the primary ${inp.holder} lacks: needs re-cloning, not re-pointed`;
     if (leading) j.alarms.push({ rule: "site-diverged", severity: "critical", text: `remote site ${site}: data diverged from the primary`, detail: j.why });
     return j;
   }
+  const lag = inp.primaryGtid !== null ? lagTransactions(inp.kind, inp.primaryGtid, f.executed) : null;
   if (lag) { j.lagTrx = lag.count; j.missing = lag.text; }
-  const pointed = inp.holderAddr !== null && f.source === inp.holderAddr;
   j.lagS = pointed && f.ioRunning && f.sqlRunning ? f.lagSeconds : null;
   if (flagged) { j.state = "waiting"; j.why = j.hold!; return j; }
   if (!inp.holder || !inp.holderAddr || !inp.holderWritable) {
@@ -190,10 +200,6 @@ export function promotePlan(kind: GtidKind, f: RemoteFacts, wallNow: number): { 
   if (!lag) {
     lines.push(`the primary (${f.seen.holder}) was last seen at ${at} at ${f.seen.gtid}; the positions cannot be compared`);
     return { lines, lostTrx: null, lost: "an unknown number of transactions" };
-  }
-  if ("diverged" in lag) {
-    lines.push(`the primary (${f.seen.holder}) was last seen at ${at} at ${f.seen.gtid}; this replica has ${lag.diverged} it lacks`);
-    return { lines, lostTrx: null, lost: "an unknown number of transactions (diverged)" };
   }
   const lost = lag.count ? `${lag.count} transaction${lag.count === 1 ? "" : "s"} (${lag.text})` : "no transaction";
   lines.push(`the primary (${f.seen.holder}) was last seen at ${at} at ${f.seen.gtid}: this replica lacks ${lost}`);

@@ -56,7 +56,9 @@ export class SiteMysqlDriver {
         const received = r && r.gtidReceived ? this.union(r.gtidReceived, executed) : executed;
         return {
           up: true, readOnly: Number(v.ro) === 1, source: configured ? r!.source : null,
-          ioRunning: !!r?.ioRunning, sqlRunning: !!r?.sqlRunning, lagSeconds: r?.lagSeconds ?? null, lastError: r?.lastError ?? null,
+          // "Connecting" counts as running: it retries by itself (MASTER_CONNECT_RETRY); re-pointing
+          // it to the same source would only start it again
+          ioRunning: !!r?.receiverOn, sqlRunning: !!r?.sqlRunning, lagSeconds: r?.lagSeconds ?? null, lastError: r?.lastError ?? null,
           executed, received, promoted: await this.promotedMark(c), seen: await this.seenMark(c),
         } satisfies RemoteFacts;
       });

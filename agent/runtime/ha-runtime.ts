@@ -215,7 +215,9 @@ export class HaRuntime {
   private sitePrimary(view: ReturnType<ClusterNode["view"]>): SitePrimary {
     const holder = view.committed.assignments.mysql ?? null;
     const r = !holder ? null : holder === this.self ? this.db("mysql") : this.reports.get(holder)?.r.mysql ?? null;
-    return { holder, writable: !!r && r.up && r.writable && r.role === "primary", gtid: r?.up ? r.applied : null };
+    // a holder not heard is not a primary to point the remote at, whatever its last report said
+    const heard = holder === this.self || view.peers.some((p) => p.name === holder && p.alive);
+    return { holder, writable: heard && !!r && r.up && r.writable && r.role === "primary", gtid: r?.up ? r.applied : null };
   }
 
   /** The remote sites' alarms, as the acting leader judges them (empty elsewhere). */

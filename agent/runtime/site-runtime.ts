@@ -42,6 +42,8 @@ interface SiteState {
   j: SiteJudgement | null;
   busy: boolean;
   repointAt: number;
+  /** where the last re-point went: a new target is not made to wait for the back-off */
+  repointTo: string;
   recordAt: number;
   flagSent: boolean;
   lastState: string;
@@ -62,7 +64,7 @@ export class SiteRuntime {
     const secret = (f: string) => readFileSync(f, "utf8").trim();
     const repl = secret(m.repl_password_file);
     this.sites = (d.config.sites ?? []).map((c) => ({
-      c, facts: null, readAt: -Infinity, reading: false, okOnce: false, j: null, busy: false, repointAt: -Infinity, recordAt: -Infinity, flagSent: false, lastState: "", actSeq: 0,
+      c, facts: null, readAt: -Infinity, reading: false, okOnce: false, j: null, busy: false, repointAt: -Infinity, repointTo: "", recordAt: -Infinity, flagSent: false, lastState: "", actSeq: 0,
       driver: new SiteMysqlDriver({ flavour, host: c.host, port: c.port, user: c.user ?? m.user, password: secret(c.passwordFile ?? m.password_file), replUser: m.repl_user, replPassword: repl, callTimeoutMs: 2000 }),
     }));
   }
@@ -147,8 +149,9 @@ export class SiteRuntime {
         .finally(() => { s.busy = false; });
       return;
     }
-    if (now - s.repointAt < REPOINT_RETRY_MS) return;
+    if (now - s.repointAt < REPOINT_RETRY_MS && s.repointTo === a.to) return;
     s.repointAt = now;
+    s.repointTo = a.to;
     s.busy = true;
     const [host, port] = [a.to.replace(/:\d+$/, ""), Number(a.to.replace(/^.*:/, ""))];
     const t0 = performance.now();
