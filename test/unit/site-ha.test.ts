@@ -77,3 +77,15 @@ Alarms("metrics: lag in seconds and transactions, state, up", async () => {
   assert.match(text, /bollard_site_up\{site="site2"\} 1/);
 });
 Alarms.run();
+
+const View = suite("site: the services screen's lines");
+View("state, lag in seconds and transactions, source; the why when not replicating; nothing without sites", async () => {
+  const { siteLines } = await import("../../agent/console/screens-services.ts");
+  assert.equal(siteLines([]), []);
+  const base = { site: "site2", address: "198.19.2.10:3306", executed: "0-1-5", readOnly: true, readAgoMs: 100, lagAlarmS: 30, lagAlarmTrx: 100, missing: "" };
+  const l = siteLines([{ ...base, state: "replicating", why: "from node1", lagS: 0, lagTrx: 3, source: "198.18.0.11:3306" }, { ...base, site: "site3", state: "promoted", why: "promoted at T by x", lagS: null, lagTrx: null, source: null }]);
+  assert.match(l[2], /^site2\s+replicating\s+0\s+3\s+198\.18\.0\.11:3306$/);
+  assert.match(l[3], /^site3\s+promoted\s+-\s+-\s+-$/);
+  assert.is(l[4], "  promoted at T by x");
+});
+View.run();
