@@ -16,6 +16,7 @@ import type { Route } from "./runtime/control.ts";
 import { HaComponent } from "./runtime/ha-component.ts";
 import { MainLoop } from "./runtime/loop-component.ts";
 import { WatchComponent } from "./runtime/watch-component.ts";
+import { WebComponent } from "./runtime/web-component.ts";
 
 export interface AgentOptions {
   version: string;
@@ -47,7 +48,8 @@ export class Agent {
     const routes: Record<string, Route> = {};
     const cluster = (this.cluster = new ClusterComponents(ctx));
     const ha = new HaComponent(ctx, cluster);
-    const watch = new WatchComponent(ctx, cluster, ha, routes);
+    const web = new WebComponent(ctx, cluster, ha, routes);
+    const watch = new WatchComponent(ctx, cluster, ha, routes, (h, wall) => web.onHost(h, wall));
     const control = new ControlComponent(ctx, cluster, ha, watch, routes);
     const loop = new MainLoop(ctx, this.notifier, cluster, ha, control);
     const c = cluster.steps;
@@ -62,6 +64,7 @@ export class Agent {
       ha, //             the data path: MySQL, Redis, the portal, the VIP
       watch, //          hardware, host and cluster readings -> alarms, metrics
       loop, //           the tick, the status file, the GC
+      web, //            the web console (web.enabled): HTTPS on the listen addresses
       loop.ready, //     READY=1 to systemd
     ];
   }
