@@ -9,7 +9,7 @@ import type { Request } from "../console/source.ts";
 import { requests } from "../ha/requests.ts";
 import type { AuditLog, AuditRecord } from "./audit.ts";
 import { DUMMY_HASH, ROLES, hashPassword, passwordProblem, verifyPassword, type Role, type Session } from "./auth.ts";
-import { USER_RE, USER_TEXT, lastAdmin, removeUserCommand, setUserCommand, type User } from "./users.ts";
+import { USER_RE, USER_TEXT, lastAdmin, redactText, removeUserCommand, setUserCommand, type User } from "./users.ts";
 
 export interface Caller {
   user: User;
@@ -87,7 +87,9 @@ export class Api {
     const p = passQuery(q, allowed);
     if (typeof p === "string") return bad(p);
     const s = p.toString();
-    return this.control("GET", s ? `${path}?${s}` : path);
+    const r = await this.control("GET", s ? `${path}?${s}` : path);
+    // log lines and events spell out config changes, users' hashes included
+    return { ...r, body: JSON.parse(redactText(JSON.stringify(r.body))) as unknown };
   }
 
   logs = (q: URLSearchParams) => this.pass("/logs", q, { node: NODE_Q, level: /^(debug|info|warn|error)$/, since: /^[0-9TZ:.+-]{10,40}$/, n: N_Q });
@@ -107,7 +109,7 @@ export class Api {
         errors.push(`${n}: ${(r.body as { error?: string }).error ?? `HTTP ${r.code}`}`);
         continue;
       }
-      for (const e of evs.filter((x) => x.kind === "audit")) rows.push({ ts: e.ts, node: e.node, ...(e.fields ?? {}), detail: e.detail });
+      for (const e of evs.filter((x) => x.kind === "audit")) rows.push({ ts: e.ts, node: e.node, ...(e.fields ?? {}), detail: redactText(e.detail) });
     }
     rows.sort((a, b) => (String(a.ts) < String(b.ts) ? 1 : -1));
     return { code: 200, body: { status: "ok", records: rows.slice(0, 1000), errors, stats } };

@@ -13,7 +13,7 @@ import type { ServerResponse } from "node:http";
 import type { Model } from "../console/model.ts";
 import type { DataSource, Wants } from "../console/source.ts";
 import type { StatusBody } from "../runtime/status.ts";
-import { redactFlags } from "./users.ts";
+import { redactFlags, redactText } from "./users.ts";
 
 export const TICK_MS = 250;
 /** the ticking figures (heard ago, uptime) are sent at least this often even when nothing else changed */
@@ -120,7 +120,7 @@ export class LiveHub {
     }
     this.send(c, "alarms", JSON.stringify(m.alarms));
     const ev = m.events.lines;
-    this.send(c, "events", JSON.stringify({ lines: ev.slice(-EVENTS_SENT), errors: m.events.errors }), `${ev.length} ${ev.at(-1)?.ts} ${m.events.errors.join()}`);
+    this.send(c, "events", redactText(JSON.stringify({ lines: ev.slice(-EVENTS_SENT), errors: m.events.errors })), `${ev.length} ${ev.at(-1)?.ts} ${m.events.errors.join()}`);
     if (c.hw) this.send(c, "hw", JSON.stringify(m.hw));
     if (now - c.lastWrite >= KEEPALIVE_MS) {
       c.res.write(": keepalive\n\n");

@@ -32,6 +32,10 @@ export function usersOf(flags: Record<string, string>): { users: Map<string, Use
   return { users, bad };
 }
 
+/** A text with every password hash in it replaced: the leader's "proposing" and "commit"
+ *  events and log lines spell the flags out, hashes included. */
+export const redactText = (t: string) => t.replace(/\$scrypt\$ln=\d+,r=\d+,p=\d+\$[A-Za-z0-9+/]*\$?[A-Za-z0-9+/]*/g, "(hash hidden)");
+
 /** The flags with every user's hash replaced: what is shown to anyone (the web's status). */
 export function redactFlags(flags: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};

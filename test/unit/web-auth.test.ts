@@ -6,7 +6,7 @@ import * as assert from "uvu/assert";
 import {
   COOKIE, DUMMY_HASH, Lockout, Sessions, allows, cookieToken, fingerprint, hashPassword, isPasswordHash, passwordProblem, sessionCookie, sessionKey, verifyPassword,
 } from "../../agent/web/auth.ts";
-import { lastAdmin, redactFlags, removeUserCommand, setUserCommand, usersOf } from "../../agent/web/users.ts";
+import { lastAdmin, redactFlags, redactText, removeUserCommand, setUserCommand, usersOf } from "../../agent/web/users.ts";
 import { Command } from "../../agent/bus/messages.ts";
 
 const FAST = { ln: 10, r: 8, p: 1 };
@@ -167,6 +167,15 @@ Users("the commands are valid bus commands, and the last admin is noticed", () =
   assert.ok(lastAdmin(u, "alice", "viewer"));
   assert.not.ok(lastAdmin(u, "alice", "admin"));
   assert.not.ok(lastAdmin(u, "bob", null));
+});
+
+Users("a hash in an event's or a log line's text is hidden (the leader's proposing/commit lines spell flags out)", async () => {
+  const h = await hashPassword("some password!", FAST);
+  const line = `proposing epoch 6: user viewer added (by root): user:viewer=viewer ${h}, ha=armed`;
+  const out = redactText(line);
+  assert.not.ok(out.includes(h.split("$").at(-1)!), out);
+  assert.is(out, "proposing epoch 6: user viewer added (by root): user:viewer=viewer (hash hidden), ha=armed");
+  assert.is(redactText(JSON.stringify({ d: line })), JSON.stringify({ d: out }));
 });
 
 Users("roles: admin > operator > viewer", () => {
