@@ -8,7 +8,7 @@ APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libngi
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
 	qemu-system-x86 perl python3 chromium
 
-.PHONY: test-web test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
+.PHONY: bench-web test-web test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
 
 all: build
 
@@ -48,6 +48,11 @@ test-failover: $(NODE_DEPS) apt build
 # under 3 minutes): playwright-core drives Debian's chromium; screenshots in test-artifacts/web/.
 test-web: $(NODE_DEPS) apt build
 	node --import tsx test/lab/web.test.ts
+
+# What the web console costs an idle agent with nobody watching: one node measured with it
+# on, then booted with it off (test/lab/bench-web.ts; about 5 minutes).
+bench-web: $(NODE_DEPS) apt build
+	SECONDS_IDLE=$(SECONDS_IDLE) node --import tsx test/lab/bench-web.ts
 
 # The faults smaller than a node in the lab alone (test/lab/faults.test.ts, also run by make
 # test; about 3 minutes): agent stalls, server kills and hangs, power blips.

@@ -11,6 +11,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { historyDir } from "../alarms/history.ts";
 import { emptyHardware, type Model } from "../console/model.ts";
 import { DataSource, type Request } from "../console/source.ts";
 import type { HostReading } from "../hw/host.ts";
@@ -66,7 +67,7 @@ export class WebComponent implements Component {
     const lockout = new Lockout(web.lockout);
     const users = (): Map<string, User> => usersOf(this.cluster.node?.view().committed.flags ?? {}).users;
     const members = () => this.cluster.node?.view().committed.members.map((m) => m.name) ?? config.cluster.members.map((m) => m.name);
-    const audit = new AuditLog(join(config.stateDir, "history"), config.cluster.node, (e) => this.cluster.events.record(e), wlog);
+    const audit = new AuditLog(historyDir(config.stateDir), config.cluster.node, (e) => this.cluster.events.record(e), wlog);
     const api = new Api({ request, users, audit, self: config.cluster.node, cluster: config.cluster.name, wall: Date.now });
     const nodes = config.ha?.ha.nodes ?? {};
     const model: Model = {

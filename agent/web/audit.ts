@@ -1,6 +1,6 @@
 // The web console's audit log (issue 24 item 2): every login, logout and action, who, what,
 // from which address, when and with what result. Kept with the alarm history
-// (<state_dir>/history/audit.jsonl, rotated at 5 MB to audit.jsonl.1) and recorded as an
+// (<state_dir>/alarms/audit.jsonl, rotated at 5 MB to audit.jsonl.1) and recorded as an
 // event of kind "audit" too, so that every node's audit reaches any node through the events
 // fetch of the bus (the web's audit page, `bollard events --node all`).
 import { appendFileSync, existsSync, readFileSync, renameSync, statSync } from "node:fs";

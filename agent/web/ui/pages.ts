@@ -146,13 +146,13 @@ function Alarms({ ctx }: { ctx: Ctx }) {
   const [sev, setSev] = useState("");
   const [text, setText] = useState("");
   const [hist, setHist] = useState<AlarmRow[] | null>(null);
-  useEffect(() => void api("/api/alarms?all=1", ctx.me).then((r) => setHist(((r.body.recent ?? r.body.history ?? []) as AlarmRow[]))), []);
+  useEffect(() => void api("/api/alarms?all=1", ctx.me).then((r) => setHist((r.body.cleared ?? []) as AlarmRow[])), []);
   const keep = (x: AlarmRow) => (!sev || x.severity === sev) && (!text || `${x.text} ${x.node}`.toLowerCase().includes(text.toLowerCase()));
   return html`<section><h2>Alarms</h2>
     <p><label>severity <select onChange=${(e: Event) => setSev((e.target as HTMLSelectElement).value)}><option value="">all</option>${["critical", "major", "minor", "warning"].map((s) => html`<option>${s}</option>`)}</select></label>
       <label> text <input onInput=${(e: Event) => setText((e.target as HTMLInputElement).value)} /></label></p>
     <h3>Active</h3><${AlarmTable} ctx=${ctx} rows=${ctx.m.alarms.active.filter(keep)} />
-    <h3>History</h3><${AlarmTable} ctx=${ctx} rows=${(hist ?? []).filter((x) => x.state === "cleared").filter(keep)} />
+    <h3>Cleared, most recent first</h3><${AlarmTable} ctx=${ctx} rows=${(hist ?? []).filter(keep)} />
   </section>`;
 }
 
