@@ -45,7 +45,8 @@ test-failover: $(NODE_DEPS) apt build
 	node --import tsx test/lab/failover.test.ts
 
 # The web console in a browser in the lab alone (test/lab/web.test.ts, also run by make test;
-# under 3 minutes): playwright-core drives Debian's chromium; screenshots in test-artifacts/web/.
+# 32-64 s of tests after lab up): playwright-core drives Debian's chromium; screenshots in
+# test-artifacts/web/.
 test-web: $(NODE_DEPS) apt build
 	flock -o /run/lock/bollard-lab.lock node --import tsx test/lab/web.test.ts
 
