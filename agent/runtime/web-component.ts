@@ -12,7 +12,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { historyDir } from "../alarms/history.ts";
-import { emptyHardware, type Model } from "../console/model.ts";
+import { HwPoller } from "../console/hw.ts";
+import { emptyHardware, type Hardware, type Model } from "../console/model.ts";
 import { DataSource, type Request } from "../console/source.ts";
 import type { HostReading } from "../hw/host.ts";
 import { Api } from "../web/api.ts";
@@ -31,6 +32,7 @@ import type { HaComponent } from "./ha-component.ts";
 export class WebComponent implements Component {
   readonly name = "web";
   server: WebServer | null = null;
+  private hw: LazyHw | null = null;
   readonly samples = new Samples();
 
   constructor(
@@ -76,7 +78,11 @@ export class WebComponent implements Component {
       status: { live: false, body: null, wall: null, why: "not read yet" },
       alarms: { available: null, active: [], error: null }, logs: { node: "", lines: [], error: null }, events: { lines: [], errors: [] }, hw: emptyHardware(),
     };
-    const src = new DataSource(model, request, config.stateDir, null, () => undefined);
+    // the BMCs and switches are read only while a nodes page is open (live.ts `hw`); the
+    // poller (the serial console's, console/hw.ts) is made then, not before
+    const hw = new LazyHw(() => new HwPoller(config, config.stateDir, model.hw));
+    this.hw = hw;
+    const src = new DataSource(model, request, config.stateDir, hw as unknown as HwPoller, () => undefined);
     const hub = new LiveHub(src, () => ({ node: config.cluster.node, cluster: config.cluster.name, members: members(), vip: model.vip, addresses: model.addresses }), {
       every: (ms, fn) => {
         const t = setInterval(fn, ms);
@@ -103,6 +109,29 @@ export class WebComponent implements Component {
     this.cluster.fetcher?.provide("samples", null);
     await this.server?.stop();
     this.server = null;
+    this.hw?.close();
+    this.hw = null;
+  }
+}
+
+/** The part of HwPoller the data source uses, made at its first use. */
+class LazyHw {
+  private p: HwPoller | null = null;
+  constructor(private readonly make: () => HwPoller) {}
+  private get poller(): HwPoller {
+    return (this.p ??= this.make());
+  }
+  get hw(): Hardware {
+    return this.poller.hw;
+  }
+  readLocal(): void {
+    this.poller.readLocal();
+  }
+  readRemote(wall: () => number): Promise<void> {
+    return this.poller.readRemote(wall);
+  }
+  close(): void {
+    this.p?.close();
   }
 }
 
