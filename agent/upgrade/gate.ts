@@ -3,6 +3,7 @@
 // must pass after its agent restarted on the new bundle (docs/upgrade.md). The CLI's driver
 // (rollout.ts) and the unit tests feed them facts.
 import type { DbReport } from "../bus/messages.ts";
+import { subsetOf, type GtidKind } from "../resources/gtid.ts";
 
 /** What a node's retained state says of it (runtime/upgrade-component.ts), and whether it is heard. */
 export interface NodeFacts {
@@ -63,6 +64,8 @@ export interface GateInput {
   holders: Holders;
   /** the target's own reports of its MySQL and Redis (null: none configured there) */
   replicas: { mysql: DbReport | null; redis: DbReport | null };
+  /** what the holders report having applied now (MySQL: GTID set; Redis: offset), to measure the lag */
+  holderPos: { mysql?: string | null; redis?: string | null };
   /** cluster-wide active alarms now, and the ids active before the node was taken out */
   alarms: AlarmFact[];
   baseline: Set<string>;
@@ -75,23 +78,46 @@ export interface GateOptions {
   settleMs: number;
   /** a replica whose source was last heard longer ago than this is not in sync */
   maxRecvAgoMs: number;
+  /** in sync: the replica has applied all its holder had applied this long ago */
+  maxLagMs: number;
 }
 
 export type Verdict = { verdict: "pass"; why: string } | { verdict: "wait"; unmet: string[] } | { verdict: "fail"; why: string };
 
-/** A replica's report is "in sync": replicating from the holder, fresh, nothing left unapplied. */
-export function inSync(svc: "mysql" | "redis", r: DbReport | null, holder: string | undefined, maxRecvAgoMs: number): string | null {
+/** MySQL's GTID sets are `uuid:1-5`, MariaDB's `domain-server-seq`. */
+export const gtidKind = (pos: string): GtidKind => (/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:/i.test(pos) ? "mysql" : "mariadb");
+
+/** Whether position `a` is contained in `b` (MySQL/MariaDB: GTID subset; Redis: offset a <= b); null: not comparable. */
+export function contained(svc: "mysql" | "redis", a: string, b: string): boolean | null {
+  if (svc === "redis") {
+    if (!/^\d+$/.test(a) || !/^\d+$/.test(b)) return null;
+    return BigInt(a) <= BigInt(b);
+  }
+  const r = subsetOf(gtidKind(a || b), a, b);
+  return r.ok ? r.value.subset : null;
+}
+
+/**
+ * A replica's report is "in sync" with its holder: up, not held out, replicating from the
+ * holder, heard from it recently (MySQL: recvAgoMs), and it has applied everything the holder
+ * had applied `lag` ago (`then`: the holder's position sampled at least maxLagMs before; null
+ * while the gate has not watched that long). Returns what is not, or null when in sync.
+ */
+export function inSync(svc: "mysql" | "redis", r: DbReport | null, holder: string | undefined, then: string | null, maxRecvAgoMs: number): string | null {
   if (!r || !holder) return null;
   if (!r.up) return `its ${svc} is down`;
   if (r.heldOut) return `its ${svc} holds itself out: ${r.heldOut}`;
   if (r.role !== "replica" || r.source !== holder) return `its ${svc} is ${r.role}${r.source ? ` of ${r.source}` : ""}, not a replica of ${holder}`;
-  if (r.recvAgoMs === null || r.recvAgoMs === undefined || r.recvAgoMs > maxRecvAgoMs) return `its ${svc} has not heard from ${holder} for ${r.recvAgoMs == null ? "ever" : `${Math.round(r.recvAgoMs)} ms`}`;
-  if (svc === "mysql" && r.applied !== r.received) return `its mysql has received transactions it has not applied yet`;
+  if (svc === "mysql" && (r.recvAgoMs == null || r.recvAgoMs > maxRecvAgoMs)) return `its mysql has not heard from ${holder} for ${r.recvAgoMs == null ? "ever" : `${Math.round(r.recvAgoMs)} ms`}`;
+  if (then === null) return `its ${svc} lag is not measured yet`;
+  const c = contained(svc, then, r.applied);
+  if (c === null) return `its ${svc} position ${JSON.stringify(r.applied.slice(0, 60))} cannot be compared with ${holder}'s`;
+  if (!c) return `its ${svc} lags behind ${holder}`;
   return null;
 }
 
-/** What is not yet true of the gate's conditions (empty: all hold). */
-export function unmet(i: GateInput, maxRecvAgoMs: number): string[] {
+/** What is not yet true of the gate's conditions (empty: all hold). `then`: the holders' positions maxLagMs ago. */
+export function unmet(i: GateInput, maxRecvAgoMs: number, then: { mysql: string | null; redis: string | null } = { mysql: null, redis: null }): string[] {
   const out: string[] = [];
   const t = i.target;
   if (!t.heard) out.push(`${t.node} is not heard`);
@@ -99,7 +125,7 @@ export function unmet(i: GateInput, maxRecvAgoMs: number): string[] {
   else if (!t.quorum || !t.leader) out.push(`${t.node} has ${t.quorum ? "no leader" : "no quorum"}`);
   for (const svc of ["mysql", "redis"] as const) {
     if (i.holders[svc] === t.node) continue; // drained, so not expected; a replica's check only
-    const why = inSync(svc, i.replicas[svc], i.holders[svc], maxRecvAgoMs);
+    const why = inSync(svc, i.replicas[svc], i.holders[svc], then[svc], maxRecvAgoMs);
     if (why) out.push(`${t.node}: ${why}`);
   }
   const fresh = i.alarms.filter((a) => a.severity !== "info" && !i.baseline.has(a.id));
@@ -111,13 +137,25 @@ export function unmet(i: GateInput, maxRecvAgoMs: number): string[] {
 export class Gate {
   private metSince: number | null = null;
   private last: string[] = [];
+  /** the holders' positions as the gate saw them: [when, holder, position], oldest first */
+  private readonly seen = { mysql: [] as [number, string, string][], redis: [] as [number, string, string][] };
 
   constructor(private readonly o: GateOptions) {}
+
+  /** The newest position of `svc`'s current holder seen at least maxLagMs before `now`. */
+  private then(svc: "mysql" | "redis", i: GateInput): string | null {
+    const h = i.holders[svc], pos = i.holderPos[svc];
+    const s = this.seen[svc];
+    if (h && pos != null) s.push([i.now, h, pos]);
+    while (s.length > 1 && s[1]![0] <= i.now - this.o.maxLagMs) s.shift();
+    const x = s[0];
+    return x && x[0] <= i.now - this.o.maxLagMs && x[1] === h ? x[2] : null;
+  }
 
   step(i: GateInput): Verdict {
     const u = i.target.upgrade;
     if (u?.step === "rolled-back" && u.sha === i.sha) return { verdict: "fail", why: `${i.target.node} rolled its trial back: ${u.why ?? "no reason given"}` };
-    const now = unmet(i, this.o.maxRecvAgoMs);
+    const now = unmet(i, this.o.maxRecvAgoMs, { mysql: this.then("mysql", i), redis: this.then("redis", i) });
     if (now.length === 0) {
       this.metSince ??= i.now;
       if (i.now - this.metSince >= this.o.settleMs) return { verdict: "pass", why: `held for ${Math.round(i.now - this.metSince)} ms` };

@@ -165,7 +165,7 @@ export async function rollout(api: Api, o: RolloutOptions): Promise<RolloutResul
     const deadline = api.now() + o.deadlineMs;
 
     // ---- gate
-    const gate = new Gate({ deadline, settleMs: o.settleMs, maxRecvAgoMs: 3000 });
+    const gate = new Gate({ deadline, settleMs: o.settleMs, maxRecvAgoMs: 3000, maxLagMs: 2000 });
     let lastUnmet = "";
     const verdict = await timed("gate", async () => {
       for (;;) {
@@ -173,8 +173,9 @@ export async function rollout(api: Api, o: RolloutOptions): Promise<RolloutResul
         try {
           const [i, alarms] = await Promise.all([api.info(), api.alarms()]);
           const target = i.nodes.find((n) => n.node === node);
+          const holders = { mysql: i.assignments.mysql, redis: i.assignments.redis };
           v = target
-            ? gate.step({ now: api.now(), target, sha, holders: { mysql: i.assignments.mysql, redis: i.assignments.redis }, replicas: i.replicas[node] ?? { mysql: null, redis: null }, alarms, baseline })
+            ? gate.step({ now: api.now(), target, sha, holders, replicas: i.replicas[node] ?? { mysql: null, redis: null }, holderPos: holderPos(i, holders), alarms, baseline })
             : gate.noFacts(api.now(), `${node} is not a member`);
         } catch (e) {
           v = gate.noFacts(api.now(), `the local agent does not answer: ${(e as Error).message}`);
@@ -202,6 +203,16 @@ export async function rollout(api: Api, o: RolloutOptions): Promise<RolloutResul
   await progress(null, "done", { state: "done" });
   await retry(api, 30_000, () => api.report({ event: { detail: `rolling upgrade to ${tag} done: ${res.upgraded.join(", ")} in ${(res.totalMs / 1000).toFixed(1)} s`, fields: { rollout: "done", sha, version: offer.version, ms: res.totalMs } } })).catch(() => undefined);
   return res;
+}
+
+/** What each holder reports having applied (the gate measures the replicas' lag against it). */
+export function holderPos(i: Pick<Info, "replicas">, holders: { mysql?: string; redis?: string }): { mysql: string | null; redis: string | null } {
+  const at = (svc: "mysql" | "redis") => {
+    const h = holders[svc];
+    const r = h ? i.replicas[h]?.[svc] : null;
+    return r && r.up && r.role === "primary" ? r.applied : null;
+  };
+  return { mysql: at("mysql"), redis: at("redis") };
 }
 
 /** Until `node` is heard running its old bundle again (or not); says which. */
