@@ -55,6 +55,17 @@ async function cli(node: string, bundle: string, args: string[], timeoutMs = 300
   }
 }
 
+/** Every pause over `ms` between two acknowledged writes after `since`: "HH:MM:SS.mmm +N ms" (to set beside the rollout's log). */
+function pauses(w: Writer, svc: "mysql" | "redis", since: number, ms = 200): string[] {
+  const out: string[] = [];
+  let prev = since;
+  for (const x of w.acked(svc).filter((a) => a.at >= since)) {
+    if (x.at - prev > ms) out.push(`${new Date(prev).toISOString().slice(11, 23)} +${x.at - prev} ms`);
+    prev = x.at;
+  }
+  return out;
+}
+
 interface UpNode { node: string; heard: boolean; version: string | null; bundle: string | null; upgrade?: { step: string; why?: string } }
 const upgradeInfo = async (node: string, bundle: string) => {
   const r = await cli(node, bundle, ["upgrade", "status", "--json"], 30_000);
@@ -154,6 +165,7 @@ s("rolling upgrade of the three agents under a writer through the VIP", async ()
   figures.push(`rolling upgrade 0.1.0 -> 0.1.1-test of ${order.join(", ")} (from ${from}, leader ${leader}): total ${(totalMs / 1000).toFixed(1)} s; ` +
     `longest write pause mysql ${pm.ms} ms, redis ${pr.ms} ms; ${w.acked("mysql").length} + ${w.acked("redis").length} acked, ${lost.length} + ${lostR.length} lost`);
   for (const line of r.out.split("\n").filter((l) => /upgraded to/.test(l))) figures.push(`  ${line.replace(/^\S+ /, "")}`);
+  figures.push(`  write pauses over 200 ms: mysql ${pauses(w, "mysql", t0).join(", ") || "none"}; redis ${pauses(w, "redis", t0).join(", ") || "none"}`);
   assert.equal(lost, [], "no acknowledged MySQL write lost");
   assert.equal(lostR.map((x) => x.id), [], "no acknowledged (WAIT 1) Redis write lost");
   assert.equal(w.twoWritable(), [], "never two writable primaries");
