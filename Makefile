@@ -6,9 +6,9 @@ NODE_DEPS := node_modules/.installed
 # What the lab and the tests run for real (LAB-NOTES.md): installed only where missing.
 APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libnginx-mod-stream \
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
-	qemu-system-x86 perl python3
+	qemu-system-x86 perl python3 fdisk dosfstools mtools
 
-.PHONY: test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
+.PHONY: test-coldstart test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
 
 all: build
 
@@ -48,6 +48,11 @@ test-failover: $(NODE_DEPS) apt build
 # test; about 3 minutes): agent stalls, server kills and hangs, power blips.
 test-faults: $(NODE_DEPS) apt build
 	node --import tsx test/lab/faults.test.ts
+
+# The whole room's power cut in the lab alone (test/lab/coldstart.test.ts, also run by make test;
+# about 1 minute): all three nodes off and on; off and two on, the third returning later.
+test-coldstart: $(NODE_DEPS) apt build
+	flock /run/lock/bollard-lab.lock node --import tsx test/lab/coldstart.test.ts
 
 # The fault campaign (test/lab/nemesis.ts): RUNS random schedules from SEED, one or two faults at
 # once, each checked for lost writes, two writable primaries, health and equal data after healing.

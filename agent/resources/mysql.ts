@@ -8,7 +8,9 @@
 import mysql from "mysql2/promise";
 import type { Logger } from "../env/env.ts";
 import { formatGtid, parseGtid, subsetOf, union, withoutGtid } from "./gtid.ts";
+import { isAbsolute, join } from "node:path";
 import { relayTail, type RelayEvent } from "./relay.ts";
+import { readIndex, relayFilesFrom, replayRelayLog, type ReplayTools } from "./relay-replay.ts";
 import { CREATE, DIFFERENCES, LIST_TABLES, checksumSql, parseDifferences, parseTables, type Difference } from "./mysql-verify.ts";
 import type { Flavour, Sql } from "./mysql-flavour.ts";
 import { DriverError, type MysqlStatus } from "./types.ts";
@@ -33,6 +35,8 @@ export interface MysqlDriverOptions {
   /** rpl_semi_sync_*_timeout on the primary: how long a commit waits for a replica's ACK
    *  before the server falls back to asynchronous replication; default 10000 ms */
   semiSyncTimeoutMs?: number;
+  /** the tools that replay a relay log (relay-replay.ts); MariaDB's by default */
+  relayReplay?: ReplayTools;
 }
 
 export interface MysqlDriverStatus extends MysqlStatus {
@@ -56,6 +60,15 @@ export interface PromoteResult {
   drainMs: number;
   /** an event group at the end of the relay log that never arrived whole, dropped: its GTID */
   discarded: string | null;
+}
+
+export interface RelayReplay {
+  /** executed GTID position before and after the replay */
+  before: string;
+  after: string;
+  /** relay log files read */
+  files: string[];
+  ms: number;
 }
 
 export type RejoinCheck = { ok: true } | { ok: false; extra: string };
@@ -94,6 +107,11 @@ export class MysqlDriver {
   private readonly token = Math.random().toString(36).slice(2, 8);
   /** the local binlog state a successful checkCanRejoin saw; rejoin requires it unchanged */
   private checkedState: string | null = null;
+  /** the incarnation whose relay log was replayed (status) */
+  private relayReplayedFor: string | null = null;
+  /** relay log replays done, and failed (metrics, tests) */
+  readonly relayReplays: RelayReplay[] = [];
+  relayReplayFailures = 0;
 
   constructor(private readonly opts: MysqlDriverOptions) {
     this.f = opts.flavour;
@@ -102,8 +120,59 @@ export class MysqlDriver {
     this.callTimeoutMs = opts.callTimeoutMs ?? 2000;
   }
 
-  /** Never throws: an unreachable server is `up: false` with the reason in lastError. */
+  /** Never throws: an unreachable server is `up: false` with the reason in lastError. A MariaDB
+   *  replica found stopped whole (a mysqld restarted with skip-slave-start) first gets what its
+   *  relay log still holds replayed (relay-replay.ts), once per incarnation, before its position
+   *  is reported: the next START would discard it, and it may hold acknowledged writes. Until that
+   *  replay succeeds the server reports down, with the reason. */
   async status(): Promise<MysqlDriverStatus> {
+    const s = await this.readStatus();
+    if (!s.up || s.role !== "replica" || s.receiverOn || s.sqlRunning || this.f.gtidKind !== "mariadb" || this.relayReplayedFor === s.incarnation) return s;
+    try {
+      const r = await this.replayRelayLog();
+      if (!r) return await this.readStatus(); // started meanwhile (an action of ours)
+      this.relayReplayedFor = s.incarnation;
+      this.relayReplays.push(r);
+      if (r.before !== r.after) this.log.warn("relay log of a replica stopped whole replayed", { server: this.where, ...r });
+      return r.before !== r.after ? await this.readStatus() : s;
+    } catch (e) {
+      this.relayReplayFailures++;
+      this.log.error("relay log of a replica stopped whole not replayed: the server stays out until it is", { server: this.where, err: e as Error });
+      return { ...s, up: false, lastError: `relay log not replayed: ${(e as Error).message}` };
+    }
+  }
+
+  /** Replays the relay log of a replica stopped whole (relay-replay.ts). Returns the executed
+   *  position before and after, and the files read; null when the replica is not stopped whole
+   *  (any more: an action may have started it since it was seen so). */
+  async replayRelayLog(): Promise<RelayReplay | null> {
+    const t0 = performance.now();
+    // one call on the actions' connection, so that no action (a START would purge the relay log
+    // being read) runs during the replay
+    const timeoutMs = this.opts.relayReplay?.timeoutMs ?? 60_000;
+    return this.call("relay log replay", this.main, async (c) => {
+      const rep = (await this.rows(c, this.f.showReplicaStatus()))[0];
+      const r = rep ? this.f.parseReplicaStatus(rep) : null;
+      if (!r || r.receiverOn || r.sqlRunning) return null;
+      const v = (await this.rows(c, { sql: "SELECT @@GLOBAL.datadir AS d, @@GLOBAL.relay_log_index AS i", params: [] }))[0] ?? {};
+      // relay_log_index is NULL unless set: the index is then the relay log's name + .index
+      const datadir = String(v.d ?? ""), index = v.i ? String(v.i) : `${r.relayFile.replace(/\.\d+$/, "")}.index`;
+      const before = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+      const binlogBefore = String((await this.rows(c, { sql: "SELECT @@GLOBAL.gtid_binlog_pos AS gtid", params: [] }))[0]?.gtid ?? "");
+      const files = relayFilesFrom(await readIndex(isAbsolute(index) ? index : join(datadir, index)), datadir, r.relayFile);
+      await replayRelayLog(files, before, { host: this.opts.host, port: this.opts.port, socketPath: this.opts.socketPath, user: this.opts.user, password: this.opts.password }, { ...this.opts.relayReplay, timeoutMs });
+      // the replayed transactions went to the binlog with their GTIDs, but gtid_slave_pos (what
+      // a START asks the source for, and the executed position of a replica) moves only with the
+      // applier: it is set to what the binlog now holds, so nothing is fetched or applied twice
+      const binlogPos = { sql: "SELECT @@GLOBAL.gtid_binlog_pos AS gtid", params: [] };
+      const binlog = String((await this.rows(c, binlogPos))[0]?.gtid ?? "");
+      if (binlog !== binlogBefore) await this.rows(c, { sql: "SET GLOBAL gtid_slave_pos = ?", params: [binlog] });
+      const after = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+      return { before, after, files: files.map((f) => f.slice(f.lastIndexOf("/") + 1)), ms: Math.round(performance.now() - t0) };
+    }, timeoutMs + 1000);
+  }
+
+  private async readStatus(): Promise<MysqlDriverStatus> {
     try {
       return await this.call("status", this.reads, async (c) => {
         const { sql, names } = this.f.statusVariables();

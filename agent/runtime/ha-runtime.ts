@@ -23,6 +23,7 @@ import { MysqlDriver } from "../resources/mysql.ts";
 import type { PortalDesired } from "../resources/portal-render.ts";
 import { PortalDriver } from "../resources/portal.ts";
 import { RedisDriver } from "../resources/redis.ts";
+import { STAMP_EVERY_MS, cmpRedisPositions } from "../resources/redis-aof.ts";
 import { VipDriver } from "../resources/vip.ts";
 import { LocalActions } from "./ha-actions.ts";
 import { LocalReader, dbReport, type LocalDrivers } from "./ha-facts.ts";
@@ -81,6 +82,8 @@ export class HaRuntime {
   /** a leader's res-query waits for a fresh read (its number), 0 when none does */
   private querySeq = 0;
   private stopped = false;
+  /** the Redis stamps: when the last was sent, the offset after it, its number */
+  private readonly stamps: { at: number; offset: number; n: number; busy: boolean; inst?: string } = { at: -Infinity, offset: -1, n: 0, busy: false };
 
   constructor(private readonly d: HaRuntimeDeps) {
     this.c = d.config.ha!;
@@ -169,6 +172,7 @@ export class HaRuntime {
       extra: (svc, mine, theirs) => this.extra(svc, mine, theirs),
     }, this.busy);
     for (const a of plan) if (!this.backingOff(a, now)) void this.act(a, view.committed);
+    this.stamp(now, view.committed.assignments.redis === this.self);
     this.report(false);
     this.rate.step(now, { view, busy: this.busy.size, procedures: this.mgr.busy().length, planned: plan.length, query: this.querySeq !== 0 });
     if (!this.polling && this.rate.due(now)) void this.poll();
@@ -186,6 +190,22 @@ export class HaRuntime {
     this.leading = lead;
   }
 
+  /**
+   * On the Redis primary: INCR bollard:stamp when writes went by since the last stamp, at most
+   * every STAMP_EVERY_MS (redis-aof.ts): what orders the servers after a whole-room power cut.
+   * A refused stamp (fenced, no replica in sync) is tried again at the next step.
+   */
+  private stamp(now: number, holder: boolean): void {
+    const f = this.reader.facts.redis;
+    const s = this.stamps;
+    if (f && f.inst !== s.inst) Object.assign(s, { inst: f.inst, offset: -1 }); // a restarted server's offsets start again
+    if (!holder || !f?.writable || s.busy || now - s.at < STAMP_EVERY_MS || Number(f.applied) <= s.offset) return;
+    s.busy = true;
+    s.at = now;
+    this.drivers.redis!.stamp().then((r) => { s.offset = r.offset; s.n = r.stamp; }, (e: Error) => this.log.debug("redis stamp refused", { error: e.message }))
+      .finally(() => { s.busy = false; });
+  }
+
   /** Services without a writable primary clients can reach, as the leader sees them (the alarm). */
   writesDown(): WritesDown[] {
     return this.leading ? this.mgr.writesDown() : [];
@@ -197,7 +217,7 @@ export class HaRuntime {
   }
 
   private cmp(svc: Svc, a: string, b: string): number | null {
-    if (svc === "redis") return Math.sign(Number(a) - Number(b));
+    if (svc === "redis") return cmpRedisPositions(a, b);
     return cmpGtid(this.c.mysql?.flavour === "mysql8" ? "mysql" : "mariadb", a, b);
   }
 

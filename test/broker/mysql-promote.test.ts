@@ -11,7 +11,7 @@ import { mariadb } from "../../agent/resources/mysql-flavour.ts";
 import { MysqlDriver } from "../../agent/resources/mysql.ts";
 import { MariadbTemplate, startMariadb, type MariadbHarness } from "./mariadb-harness.ts";
 
-const quiet = (): Logger => ({ debug: () => undefined, info: () => undefined, warn: () => undefined, error: (m, f) => console.log(JSON.stringify({ m, ...f })), child: () => quiet() });
+const quiet = (): Logger => ({ debug: () => undefined, info: () => undefined, warn: () => undefined, error: (m, f) => console.log(m, f), child: () => quiet() });
 
 interface Ctx {
   h: MariadbHarness;
@@ -114,20 +114,86 @@ P("an applier stopped alone: the promotion starts it and applies the relay log f
   assert.is((await h.sql(3, "SELECT COUNT(*) FROM d.t WHERE v = 'waiting'")).trim(), "1");
 });
 
-P("a replica stopped whole (the detach of issue 20): it counts only what it executed; its promotion does not wait for the rest", async ({ h, d }) => {
+P("a replica stopped whole (the detach of issue 20): its relay log is replayed before its position is reported, and its promotion has it", async ({ h, d }) => {
   await h.sql(3, "STOP SLAVE SQL_THREAD");
   await h.sql(1, "INSERT INTO d.t (v) VALUES ('in the relay log')");
   const full = (await d[0]!.status()).gtidExecuted;
   await until(async () => { const s = await d[2]!.status(); return s.gtidReceived === full; });
-  await h.sql(3, "STOP SLAVE"); // both threads, as the detach of e30cda5 did
+  await h.sql(3, "STOP SLAVE"); // both threads, as the detach of e30cda5 did: the next START would purge the relay log
   const s = await d[2]!.status();
-  console.log(`  stopped whole: Gtid_IO_Pos says ${full}; the driver reports received ${s.gtidReceived}, executed ${s.gtidExecuted}`);
-  assert.is(s.gtidReceived, s.gtidExecuted, "received is what it executed: MariaDB discards the relay log at the next START (GTID)");
-  assert.is.not(s.gtidReceived, full);
-  const t0 = performance.now();
+  console.log(`  stopped whole with ${full} in its relay log: the driver replayed ${JSON.stringify(d[2]!.relayReplays)}; reports executed ${s.gtidExecuted}`);
+  assert.is(s.gtidExecuted, full, "what the relay log held is applied");
+  assert.is(s.gtidReceived, full);
+  assert.is(d[2]!.relayReplays.length, 1);
+  assert.is((await h.sql(3, "SELECT COUNT(*) FROM d.t WHERE v = 'in the relay log'")).trim(), "1");
+  const again = await d[2]!.status();
+  assert.is(d[2]!.relayReplays.length, 1, "once per incarnation of the server");
+  assert.is(again.up, true);
   const r = await d[2]!.promote(2000);
-  console.log(`  promoted at ${r.gtid} in ${Math.round(performance.now() - t0)} ms (e30cda5 waited for ${full} until its timeout, for ever)`);
-  assert.is(r.gtid, s.gtidExecuted);
+  assert.is(r.gtid, full);
+});
+
+P("the room loses power: the primary and a replica with unapplied acknowledged writes die at once; the replica, restarted alone, keeps them and the cluster agrees", async ({ h, d }) => {
+  await h.sql(3, "STOP SLAVE SQL_THREAD");
+  await h.sql(1, "INSERT INTO d.t (v) VALUES ('acked 1'); INSERT INTO d.t (v) VALUES ('acked 2')"); // ACKed by server 3's receiver (semi-sync)
+  const full = (await d[0]!.status()).gtidExecuted;
+  await until(async () => (await d[2]!.status()).gtidReceived === full && (await d[1]!.status()).gtidExecuted === full);
+  const before = await d[2]!.status();
+  await Promise.all([h.kill9(1), h.kill9(3)]);
+  await h.restart(3, ["--skip-slave-start"]); // as the appliance's mariadbd starts
+  const after = await d[2]!.status();
+  console.log(`  server 3 had executed ${before.gtidExecuted}, received ${before.gtidReceived}; restarted alone: ${after.gtidExecuted} after a replay of ${JSON.stringify(d[2]!.relayReplays)}`);
+  assert.is(after.up, true);
+  assert.is(after.gtidExecuted, full, "the acknowledged writes in its relay log are applied, not purged by the next START");
+  assert.is((await h.sql(3, "SELECT COUNT(*) FROM d.t WHERE v LIKE 'acked %'")).trim(), "2");
+  // the primary never comes back: server 3 is promoted, server 2 replicates from it, same data
+  await d[2]!.promote(2000);
+  assert.equal(await d[1]!.checkCanRejoin(await d[2]!.gtidBinlogState()), { ok: true }, "server 2 has nothing server 3 lacks");
+  await d[1]!.replicateFrom(h.server(3).host, h.server(3).port);
+  await h.sql(3, "INSERT INTO d.t (v) VALUES ('after')");
+  const end = (await d[2]!.status()).gtidExecuted;
+  await until(async () => (await d[1]!.status()).gtidExecuted === end);
+  assert.is(await h.sql(2, "SELECT GROUP_CONCAT(v ORDER BY id) FROM d.t"), await h.sql(3, "SELECT GROUP_CONCAT(v ORDER BY id) FROM d.t"), "every node holds the same rows");
+});
+
+P("a replica killed with a group cut before its Xid at the end of its relay log: the replay drops it (never acknowledged), keeps the rest", async ({ h, d, proxy }) => {
+  await h.sql(2, "STOP SLAVE SQL_THREAD");
+  await h.sql(1, "INSERT INTO d.t (v) VALUES ('whole')");
+  const whole = (await d[0]!.status()).gtidExecuted;
+  await until(async () => (await d[1]!.status()).gtidReceived === whole);
+  proxy.mode = "cut-before-xid";
+  await h.sql(1, "INSERT INTO d.t (v) VALUES ('cut')");
+  await new Promise((r) => setTimeout(r, 200)); // the group's events before its Xid reach server 2's relay log
+  await h.kill9(2);
+  await h.restart(2, ["--skip-slave-start"]);
+  const s = await d[1]!.status();
+  console.log(`  restarted: executed ${s.gtidExecuted} after ${JSON.stringify(d[1]!.relayReplays)}`);
+  assert.is(s.up, true);
+  assert.is(s.gtidExecuted, whole, "the whole group applied, the cut one not");
+  assert.is((await h.sql(2, "SELECT GROUP_CONCAT(v ORDER BY id) FROM d.t")).trim(), "a,b,whole");
+  // it replicates again from the primary, which is still up: it fetches from after what it replayed
+  await d[1]!.replicateFrom(h.server(1).host, h.server(1).port);
+  await h.sql(1, "INSERT INTO d.t (v) VALUES ('later')");
+  const end = (await d[0]!.status()).gtidExecuted;
+  await until(async () => (await d[1]!.status()).gtidExecuted === end);
+  const st = await d[1]!.status();
+  assert.is(st.lastError, null, "nothing applied twice");
+  assert.is(await h.sql(2, "SELECT GROUP_CONCAT(v ORDER BY id) FROM d.t"), await h.sql(1, "SELECT GROUP_CONCAT(v ORDER BY id) FROM d.t"), "the same rows as the primary");
+});
+
+P("a replay that fails: the server is reported down with the reason, counted, and tried again", async ({ h, d }) => {
+  const broken = new MysqlDriver({ flavour: mariadb, host: h.server(3).host, port: h.server(3).port, user: h.admin.user, password: h.admin.password, replUser: "repl", replPassword: "pw", replHost: "127.%", log: quiet(), relayReplay: { binlog: "/bin/false" } });
+  try {
+    await h.sql(3, "STOP SLAVE");
+    const s = await broken.status();
+    assert.is(s.up, false);
+    assert.match(s.lastError ?? "", /relay log not replayed: .*relay log replay failed: mariadb-binlog 1/);
+    assert.is(broken.relayReplayFailures, 1);
+    await broken.status();
+    assert.is(broken.relayReplayFailures, 2, "tried again at the next read");
+  } finally {
+    await broken.close();
+  }
 });
 
 P("a data check: each replica recomputes the primary's checksums, and one with other data says so", async ({ h, d }) => {

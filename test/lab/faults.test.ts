@@ -9,7 +9,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
-  NODES, REPO, S, Writer, caughtUp, dataIp, events, faultAt, healthy, lab, lostMysql, lostRedis, restore, sameData, sh, sqlLocal, status, until,
+  NODES, REPO, S, type Run, awaitOr, checkAfter, events, faultAt, healthy, lab, restore, sh, sqlLocal, startWriters, status, timeline, until,
 } from "./ha-lab.ts";
 import { existsSync } from "node:fs";
 import { execFileSync } from "node:child_process";
@@ -35,65 +35,8 @@ s.after(async () => {
   console.log(`figures:\n  ${figures.join("\n  ")}`);
 });
 
-interface Run {
-  holder: string;
-  leader: string;
-  w: Writer;
-  t0: string;
-  at: number;
-}
-
-/** Healthy cluster, writers and sampler running, writes flowing. */
-async function begin(): Promise<Run> {
-  const { holder, leader } = await restore(figures);
-  const w = new Writer();
-  w.start({ mysql: true, redis: true, redisWait: true, sample: true });
-  await until("writes flowing", 30_000, async () => w.acked("mysql").length > 20 && w.acked("redis").length > 20);
-  return { holder, leader, w, t0: new Date(Date.now() - 50).toISOString(), at: Date.now() };
-}
-
-/**
- * After the fault: the service back on three nodes, writers stopped, and the checks every case
- * makes. Returns the pauses (ms) for the figures.
- */
-async function end(name: string, r: Run, o: { nodes?: string[]; heal?: () => Promise<void> } = {}): Promise<{ mysqlMs: number; redisMs: number; holder: string }> {
-  const nodes = o.nodes ?? NODES;
-  const m = await until("MySQL healthy again", 90_000, () => healthy("mysql", nodes), 300);
-  await until("Redis healthy again", 60_000, () => healthy("redis", nodes), 300);
-  await until("MySQL writes through the VIP again", 30_000, async () => r.w.acked("mysql").some((x) => x.at > Date.now() - 1000));
-  await until("Redis writes through the VIP again", 30_000, async () => r.w.acked("redis").some((x) => x.at > Date.now() - 1000));
-  await pause(500);
-  await r.w.stop();
-  const lostM = await lostMysql(r.w, m.holder);
-  const rh = (await healthy("redis", nodes))!.holder;
-  const lostR = await lostRedis(r.w, rh, dataIp(rh));
-  const pm = r.w.longestPause("mysql", r.at), pr = r.w.longestPause("redis", r.at);
-  figures.push(`${name}: mysql ${r.holder} -> ${m.holder}, writes paused ${pm.ms} ms (${r.w.acked("mysql").length} acked, ${lostM.length} lost); redis -> ${rh}, paused ${pr.ms} ms (${r.w.acked("redis").length} acked, ${lostR.length} lost); ${r.w.samples()} samples`);
-  assert.equal(lostM, [], `${name}: no acknowledged MySQL write is lost`);
-  assert.equal(lostR.map((x) => x.id), [], `${name}: no Redis write a replica confirmed (WAIT 1) is lost`);
-  assert.ok(r.w.samples() > 20, `${name}: the sampler ran`);
-  assert.equal(r.w.twoWritable(), [], `${name}: never two writable primaries at once`);
-  await o.heal?.();
-  await caughtUp(m.holder, nodes);
-  const same = await until("the same data on every node", 30_000, async () => { const d = await sameData(nodes); return d.same ? d : null; }, 500)
-    .catch(async () => sameData(nodes));
-  assert.ok(same.same, `${name}: every node holds the same data: ${same.detail}`);
-  return { mysqlMs: pm.ms, redisMs: pr.ms, holder: m.holder };
-}
-
-/** `until`, whose timeout error carries every node's events since `t0` (what went wrong). */
-async function awaitOr<T>(t0: string, what: string, ms: number, f: () => Promise<T | null | undefined | false>): Promise<T> {
-  try {
-    return await until(what, ms, f, 300);
-  } catch (e) {
-    throw new Error(`${(e as Error).message}\n${timeline(t0).filter((l) => !/ (commit|propose) /.test(l)).join("\n")}`);
-  }
-}
-
-/** The leader's (or every node's) events since `t0`, as "node kind detail" lines. */
-function timeline(t0: string, nodes = NODES): string[] {
-  return nodes.flatMap((n) => events(n).filter((e) => e.ts >= t0).map((e) => `${e.ts.slice(11, 23)} ${n} ${e.kind} ${e.detail}`)).sort();
-}
+const begin = () => startWriters();
+const end = (name: string, r: Run, o: { nodes?: string[]; heal?: () => Promise<void> } = {}) => checkAfter(figures, name, r, o);
 
 s("a stalled agent is not a dead node: the primary's agent stopped for 1 s, then 2 s", async () => {
   if (!root) return console.log("skipped: the lab needs root");

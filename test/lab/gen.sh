@@ -161,7 +161,11 @@ dir $d
 pidfile $d/redis.pid
 logfile $d/redis.log
 save ""
-appendonly no
+# Every write in the append-only file before it is acknowledged, on every node: what a whole-room
+# power cut leaves is what the cold start compares (agent/resources/redis-aof.ts).
+appendonly yes
+appendfsync always
+aof-use-rdb-preamble yes
 repl-diskless-sync yes
 repl-diskless-sync-delay 0
 replica-announce-ip $(data_ip "$n")

@@ -6,6 +6,7 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import * as assert from "uvu/assert";
 
 const run = promisify(execFile);
 export const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
@@ -325,4 +326,66 @@ export async function caughtUp(holder: string, nodes = NODES): Promise<void> {
     const got = await Promise.all(nodes.map((n) => sqlLocal(n, "SELECT @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_binlog_pos").then((x) => x.trim())));
     return got.every((g) => g.split(/\s+/).includes(want)) || null;
   }, 300);
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface Run {
+  holder: string;
+  leader: string;
+  w: Writer;
+  t0: string;
+  at: number;
+}
+
+/** Healthy cluster, writers and sampler running, writes flowing. */
+export async function startWriters(figures: string[] = []): Promise<Run> {
+  const { holder, leader } = await restore(figures);
+  const w = new Writer();
+  w.start({ mysql: true, redis: true, redisWait: true, sample: true });
+  await until("writes flowing", 30_000, async () => w.acked("mysql").length > 20 && w.acked("redis").length > 20);
+  return { holder, leader, w, t0: new Date(Date.now() - 50).toISOString(), at: Date.now() };
+}
+
+/**
+ * After the fault: the service back on three nodes, writers stopped, and the checks every case
+ * makes. Returns the pauses (ms) for the figures.
+ */
+export async function checkAfter(figures: string[], name: string, r: Run, o: { nodes?: string[]; heal?: () => Promise<void> } = {}): Promise<{ mysqlMs: number; redisMs: number; holder: string }> {
+  const nodes = o.nodes ?? NODES;
+  const m = await until("MySQL healthy again", 90_000, () => healthy("mysql", nodes), 300);
+  await until("Redis healthy again", 60_000, () => healthy("redis", nodes), 300);
+  await until("MySQL writes through the VIP again", 30_000, async () => r.w.acked("mysql").some((x) => x.at > Date.now() - 1000));
+  await until("Redis writes through the VIP again", 30_000, async () => r.w.acked("redis").some((x) => x.at > Date.now() - 1000));
+  await pause(500);
+  await r.w.stop();
+  const lostM = await lostMysql(r.w, m.holder);
+  const rh = (await healthy("redis", nodes))!.holder;
+  const lostR = await lostRedis(r.w, rh, dataIp(rh));
+  const pm = r.w.longestPause("mysql", r.at), pr = r.w.longestPause("redis", r.at);
+  figures.push(`${name}: mysql ${r.holder} -> ${m.holder}, writes paused ${pm.ms} ms (${r.w.acked("mysql").length} acked, ${lostM.length} lost); redis -> ${rh}, paused ${pr.ms} ms (${r.w.acked("redis").length} acked, ${lostR.length} lost); ${r.w.samples()} samples`);
+  assert.equal(lostM, [], `${name}: no acknowledged MySQL write is lost`);
+  assert.equal(lostR.map((x) => x.id), [], `${name}: no Redis write a replica confirmed (WAIT 1) is lost`);
+  assert.ok(r.w.samples() > 20, `${name}: the sampler ran`);
+  assert.equal(r.w.twoWritable(), [], `${name}: never two writable primaries at once`);
+  await o.heal?.();
+  await caughtUp(m.holder, nodes);
+  const same = await until("the same data on every node", 30_000, async () => { const d = await sameData(nodes); return d.same ? d : null; }, 500)
+    .catch(async () => sameData(nodes));
+  assert.ok(same.same, `${name}: every node holds the same data: ${same.detail}`);
+  return { mysqlMs: pm.ms, redisMs: pr.ms, holder: m.holder };
+}
+
+/** `until`, whose timeout error carries every node's events since `t0` (what went wrong). */
+export async function awaitOr<T>(t0: string, what: string, ms: number, f: () => Promise<T | null | undefined | false>): Promise<T> {
+  try {
+    return await until(what, ms, f, 300);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${timeline(t0).filter((l) => !/ (commit|propose) /.test(l)).join("\n")}`);
+  }
+}
+
+/** The leader's (or every node's) events since `t0`, as "node kind detail" lines. */
+export function timeline(t0: string, nodes = NODES): string[] {
+  return nodes.flatMap((n) => events(n).filter((e) => e.ts >= t0).map((e) => `${e.ts.slice(11, 23)} ${n} ${e.kind} ${e.detail}`)).sort();
 }
