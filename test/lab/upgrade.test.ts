@@ -1,8 +1,8 @@
 // The rolling upgrade of the agent bundle in the lab (issue 15 items 1; docs/upgrade.md), with
 // the real agents, MariaDB, Redis, Mosquitto, nginx and BMCs. Each node runs its agent through
 // agent-exec (as the unit does) from a bundle of its own, so that nodes can differ:
-//   - mixed versions side by side: node1 and node2 on the bundle of the commit this branch
-//     started from (no upgrade support), node3 on this one: one cluster, a MySQL switchover
+//   - mixed versions side by side: node1 and node2 on the bundle of the last commit without
+//     rolling upgrades (no upgrade support), node3 on this one: one cluster, a MySQL switchover
 //     to node3 and back under a writer, `upgrade status`, and `bollard upgrade` refused;
 //   - a rolling upgrade of the three agents (0.1.0 -> 0.1.1-test) under a writer through the
 //     VIP: no acknowledged write lost, never two writable primaries; the pauses are figures;
@@ -75,8 +75,10 @@ const upgradeInfo = async (node: string, bundle: string) => {
 s.before(async () => {
   if (!root) return;
   const t0 = Date.now();
-  // the commit this branch started from: its agent knows nothing of upgrades
-  const base = execFileSync("git", ["merge-base", "HEAD", "main"], { cwd: REPO, encoding: "utf8" }).trim();
+  // the last commit without rolling upgrades (the parent of the one that added agent/upgrade/):
+  // its agent knows nothing of them, and speaks the same wire protocol (docs/bus.md "Versions")
+  const added = execFileSync("git", ["log", "--diff-filter=A", "--format=%H", "--", "agent/upgrade/gate.ts"], { cwd: REPO, encoding: "utf8" }).trim().split("\n").pop()!;
+  const base = execFileSync("git", ["rev-parse", `${added}^`], { cwd: REPO, encoding: "utf8" }).trim();
   const src = join(T, "src");
   mkdirSync(src);
   execFileSync("bash", ["-c", `git -C ${REPO} archive ${base} | tar -x -C ${src}`]);
