@@ -18,6 +18,7 @@ import { join } from "node:path";
 import type { Message, UpgradeReq, UpgradeResp } from "../bus/messages.ts";
 import { PROTOCOL_VERSION } from "../bus/messages.ts";
 import { BundleStore, inspectBundle, sha256 } from "../upgrade/bundle.ts";
+import { dbReport } from "./ha-facts.ts";
 import { BundleTransfer } from "../upgrade/transfer.ts";
 import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";
@@ -280,11 +281,17 @@ export class UpgradeComponent implements Component {
     });
     const rollouts = [...this.peers].map(([n, p]) => ({ node: n, rollout: p.body.rollout })).filter((r) => r.rollout);
     if (this.rollout) rollouts.push({ node: this.self, rollout: this.rollout });
-    const reports = this.ha.runtime?.snapshot().peers ?? {};
+    const snap = this.ha.runtime?.snapshot();
+    const reports = snap?.peers ?? {};
+    // this node's own entry there is refreshed only while it leads: its fresh facts instead
+    const own = (svc: "mysql" | "redis") => {
+      const f = snap?.facts[svc];
+      return f ? dbReport(f, (snap?.heldOut as Record<string, string | undefined>)[svc] ?? null) : null;
+    };
+    const replicas = Object.fromEntries(members.map((n) => [n, n === this.self ? { mysql: own("mysql"), redis: own("redis") } : { mysql: reports[n]?.mysql ?? null, redis: reports[n]?.redis ?? null }]));
     return {
-      self: this.self, leader: view?.leader ?? null, members, nodes, rollouts,
-      replicas: Object.fromEntries(members.map((n) => [n, { mysql: reports[n]?.mysql ?? null, redis: reports[n]?.redis ?? null }])),
-      assignments: view?.committed.assignments ?? {}, procedures: this.ha.runtime?.snapshot().procedures ?? [],
+      self: this.self, leader: view?.leader ?? null, members, nodes, rollouts, replicas,
+      assignments: view?.committed.assignments ?? {}, procedures: snap?.procedures ?? [],
       transfer: this.transfer.counters, counters: this.counters, offers: [...this.offers.keys()],
     };
   }
