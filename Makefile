@@ -54,6 +54,11 @@ test-faults: $(NODE_DEPS) apt build
 test-coldstart: $(NODE_DEPS) apt build
 	flock /run/lock/bollard-lab.lock node --import tsx test/lab/coldstart.test.ts
 
+# The rolling upgrade of the agent bundle in the lab alone (test/lab/upgrade.test.ts, also run by
+# make test; about 2.5 minutes): mixed versions, a good rollout under a writer, a bad bundle rolled back.
+test-upgrade: $(NODE_DEPS) apt build
+	node --import tsx test/lab/upgrade.test.ts
+
 # The fault campaign (test/lab/nemesis.ts): RUNS random schedules from SEED, one or two faults at
 # once, each checked for lost writes, two writable primaries, health and equal data after healing.
 nemesis: $(NODE_DEPS) apt build
