@@ -52,7 +52,7 @@ test-faults: $(NODE_DEPS) apt build
 # The whole room's power cut in the lab alone (test/lab/coldstart.test.ts, also run by make test;
 # about 1 minute): all three nodes off and on; off and two on, the third returning later.
 test-coldstart: $(NODE_DEPS) apt build
-	flock /run/lock/bollard-lab.lock node --import tsx test/lab/coldstart.test.ts
+	flock -o /run/lock/bollard-lab.lock node --import tsx test/lab/coldstart.test.ts
 
 # The rolling upgrade of the agent bundle in the lab alone (test/lab/upgrade.test.ts, also run by
 # make test; about 2.5 minutes): mixed versions, a good rollout under a writer, a bad bundle rolled back.
