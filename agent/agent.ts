@@ -15,6 +15,7 @@ import { ControlComponent } from "./runtime/control-component.ts";
 import type { Route } from "./runtime/control.ts";
 import { HaComponent } from "./runtime/ha-component.ts";
 import { MainLoop } from "./runtime/loop-component.ts";
+import { UpgradeComponent } from "./runtime/upgrade-component.ts";
 import { WatchComponent } from "./runtime/watch-component.ts";
 import { WebComponent } from "./runtime/web-component.ts";
 
@@ -51,6 +52,7 @@ export class Agent {
     const web = new WebComponent(ctx, cluster, ha, routes);
     const watch = new WatchComponent(ctx, cluster, ha, routes, (h, wall) => web.onHost(h, wall));
     const control = new ControlComponent(ctx, cluster, ha, watch, routes);
+    const upgrade = new UpgradeComponent(ctx, cluster, ha, routes);
     const loop = new MainLoop(ctx, this.notifier, cluster, ha, control);
     const c = cluster.steps;
     this.components = [
@@ -63,6 +65,7 @@ export class Agent {
       c.bus, //          the bus connects to the brokers
       ha, //             the data path: MySQL, Redis, the portal, the VIP
       watch, //          hardware, host and cluster readings -> alarms, metrics
+      upgrade, //        bundles staged, on trial, blessed; the rollout's routes (upgrade/)
       loop, //           the tick, the status file, the GC
       web, //            the web console (web.enabled): HTTPS on the listen addresses
       loop.ready, //     READY=1 to systemd

@@ -170,5 +170,14 @@ export function eventRules(out: Collector, e: EventInput): void {
       out.add({ id, scope: id, rule: "failover-done", severity: "info", node: e.to, text, detail: `in ${(e.ms / 1000).toFixed(1)} s`, hold: out.cfg.eventHoldMs });
       return;
     }
+    case "upgrade-failed": {
+      // one per cluster: held until acknowledged, or until a later rollout completes
+      const id = alarmId("upgrade-failed");
+      out.add({ id, scope: id, rule: "upgrade-failed", severity: "major", node: e.target, text: `upgrade stopped: ${e.target} failed its health gate`, detail: e.detail, hold: "ack" });
+      return;
+    }
+    case "upgrade-done":
+      out.resolved.push(alarmId("upgrade-failed"));
+      return;
   }
 }

@@ -32,6 +32,7 @@ export const RULES = [
   "failover-done",
   "writes-down",
   "data-diverged",
+  "upgrade-failed",
 ] as const;
 export type RuleName = (typeof RULES)[number];
 
@@ -158,7 +159,10 @@ export interface WritesDownInput {
 export type EventInput =
   | { kind: "fence-failed"; target: string; detail: string }
   | { kind: "fence-done"; target: string }
-  | { kind: "failover-done"; service: string; from: string | null; to: string; ms: number };
+  | { kind: "failover-done"; service: string; from: string | null; to: string; ms: number }
+  /** a rollout stopped: a node's health gate failed and its old bundle was put back (upgrade/) */
+  | { kind: "upgrade-failed"; target: string; detail: string }
+  | { kind: "upgrade-done" };
 
 export interface Readings {
   /** the reporting node */
