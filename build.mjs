@@ -3,6 +3,7 @@
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { buildUi } from "./agent/web/ui/build-ui.mjs";
 import { dirname, join } from "node:path";
 
 const pkg = JSON.parse(readFileSync(new URL("./package.json", import.meta.url), "utf8"));
@@ -54,6 +55,22 @@ module.exports = f(${JSON.stringify(a.path)});`,
   },
 };
 
+// The web console's front end (agent/web/ui/), built by this same esbuild and embedded gzipped
+// as the virtual module agent/web/assets.ts imports. Its size is printed: the issue's bound is
+// 400 kB gzipped for all of it.
+const ui = await buildUi({ build }, process.cwd());
+const uiGz = Object.values(ui).reduce((n, a) => n + a.gz.length, 0);
+const webAssets = {
+  name: "web-assets",
+  setup(b) {
+    b.onResolve({ filter: /^bollard-web-assets$/ }, () => ({ path: "bollard-web-assets", namespace: "web-assets" }));
+    b.onLoad({ filter: /.*/, namespace: "web-assets" }, () => ({
+      loader: "js",
+      contents: `export const assets = ${JSON.stringify(Object.fromEntries(Object.entries(ui).map(([p, a]) => [p, { type: a.type, gz: a.gz.toString("base64"), etag: a.etag, immutable: a.immutable }])))};`,
+    }));
+  },
+};
+
 await build({
   entryPoints: ["agent/main.ts"],
   outfile,
@@ -78,11 +95,11 @@ await build({
   define: { __BOLLARD_VERSION__: JSON.stringify(version), __BOLLARD_REV__: JSON.stringify(rev) },
   // ssh2's optional native speed-ups; it falls back to pure JS without them.
   external: ["cpu-features", "*.node"],
-  plugins: [leftOut, protocol],
+  plugins: [leftOut, protocol, webAssets],
   logLevel: "warning",
 });
 chmodSync(outfile, 0o755);
 // The repository is ESM ("type": "module"); the bundle is CommonJS, as it is where it is
 // installed (/usr/lib/bollard, no package.json).
 writeFileSync(join(dirname(outfile), "package.json"), '{ "type": "commonjs" }\n');
-console.log(`built ${outfile} ${version} (${rev})${testProtocol ? `, wire protocol ${testProtocol} (a test bundle)` : ""}`);
+console.log(`built ${outfile} ${version} (${rev})${testProtocol ? `, wire protocol ${testProtocol} (a test bundle)` : ""}; web console ${(uiGz / 1024).toFixed(1)} kB gzipped`);

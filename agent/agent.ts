@@ -17,6 +17,7 @@ import { HaComponent } from "./runtime/ha-component.ts";
 import { MainLoop } from "./runtime/loop-component.ts";
 import { UpgradeComponent } from "./runtime/upgrade-component.ts";
 import { WatchComponent } from "./runtime/watch-component.ts";
+import { WebComponent } from "./runtime/web-component.ts";
 
 export interface AgentOptions {
   version: string;
@@ -48,7 +49,8 @@ export class Agent {
     const routes: Record<string, Route> = {};
     const cluster = (this.cluster = new ClusterComponents(ctx));
     const ha = new HaComponent(ctx, cluster);
-    const watch = new WatchComponent(ctx, cluster, ha, routes);
+    const web = new WebComponent(ctx, cluster, ha, routes);
+    const watch = new WatchComponent(ctx, cluster, ha, routes, (h, wall) => web.onHost(h, wall));
     const control = new ControlComponent(ctx, cluster, ha, watch, routes);
     const upgrade = new UpgradeComponent(ctx, cluster, ha, routes);
     const loop = new MainLoop(ctx, this.notifier, cluster, ha, control);
@@ -65,6 +67,7 @@ export class Agent {
       watch, //          hardware, host and cluster readings -> alarms, metrics
       upgrade, //        bundles staged, on trial, blessed; the rollout's routes (upgrade/)
       loop, //           the tick, the status file, the GC
+      web, //            the web console (web.enabled): HTTPS on the listen addresses
       loop.ready, //     READY=1 to systemd
     ];
   }

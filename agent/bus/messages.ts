@@ -193,7 +193,7 @@ export const ResQuery = z.object({ ...base, t: z.literal("res-query") }).strict(
 // An operator on one node reads another node's logs or events through the bus (bollard logs --node).
 export const FetchReq = z
   .object({
-    ...base, t: z.literal("fetch"), id: z.string().min(1).max(64), what: z.enum(["logs", "events"]),
+    ...base, t: z.literal("fetch"), id: z.string().min(1).max(64), what: z.enum(["logs", "events", "samples"]),
     n: z.number().int().min(1).max(2000), level: z.enum(["debug", "info", "warn", "error"]).optional(), since: z.string().max(40).optional(),
   })
   .strict();

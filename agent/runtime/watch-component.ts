@@ -6,6 +6,7 @@ import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";
 import type { Route } from "./control.ts";
 import type { HaComponent } from "./ha-component.ts";
+import type { HostReading } from "../hw/host.ts";
 import { Watch } from "./watch.ts";
 
 export class WatchComponent implements Component {
@@ -18,6 +19,8 @@ export class WatchComponent implements Component {
     private readonly ha: HaComponent,
     /** the control socket's extra routes, shared with the control component */
     private readonly routes: Record<string, Route>,
+    /** each host reading (the web console's chart samples) */
+    private readonly onHost?: (h: HostReading, wall: number) => void,
   ) {}
 
   async start(): Promise<void> {
@@ -27,6 +30,7 @@ export class WatchComponent implements Component {
       writes: () => this.ha.runtime?.writesInput() ?? null,
       onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
       uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
+      ...(this.onHost ? { onHost: this.onHost } : {}),
     });
     await watch.start();
     this.watch = watch;

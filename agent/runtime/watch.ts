@@ -71,6 +71,8 @@ export interface WatchDeps {
   poller?: HwPoller;
   readHost?(o: HostOptions): Promise<HostReading>;
   readBonds?(): HostReading["bonds"];
+  /** each host reading as it comes in (the web console's chart samples, web/samples.ts) */
+  onHost?(h: HostReading, wall: number): void;
 }
 
 export interface WatchSnapshot {
@@ -232,7 +234,10 @@ export class Watch {
       const again = this.host && now - this.lastTimeSyncAt < TIME_SYNC_EVERY_MS ? this.host.timeSync : undefined;
       if (!again) this.lastTimeSyncAt = now;
       const o: HostOptions = { ...this.d.config.hw.host, source: this.hostSource, timeSync: again };
-      this.read("host", () => (this.d.readHost ? this.d.readHost(o) : readHost(o)), (h) => (this.host = h));
+      this.read("host", () => (this.d.readHost ? this.d.readHost(o) : readHost(o)), (h) => {
+        this.host = h;
+        this.d.onHost?.(h, this.d.wall());
+      });
     }
     this.step();
   }
