@@ -5,6 +5,7 @@
 // formatter in load.ts can print `path: expected X, got Y` (docs/config.md lists them all).
 import { z } from "zod";
 import type { ClusterConfig } from "../bus/messages.ts";
+import type { TlsMaterial } from "../bus/tls.ts";
 import type { Level } from "../env/env.ts";
 import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
 import { HaSection, MysqlSection, PortalSection, RedisSection, checkHa, type HaConfig } from "./ha-schema.ts";
@@ -41,6 +42,15 @@ export interface BrokerFiles {
   pidFile: string;
 }
 
+/** The bus's TLS files (docs/bus.md "TLS and the trust model"); `material` is read by load.ts. */
+export interface BusTlsConfig {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** the three files' contents, checked (null when secrets were not read) */
+  material: TlsMaterial | null;
+}
+
 export interface Config {
   cluster: {
     name: string;
@@ -56,6 +66,8 @@ export interface Config {
     password: string;
     passwordFile: string | null;
     broker: BrokerFiles | null;
+    /** null: plain MQTT (tests and old configs only; the agent warns at start) */
+    tls: BusTlsConfig | null;
   };
   stateDir: string;
   log: { level: Level };
@@ -136,8 +148,16 @@ export const ConfigFile = section(
           },
           "password_file, acl_file, pid_file",
         ).optional(),
+        tls: section(
+          {
+            ca_file: absPath("the cluster CA's certificate, PEM"),
+            cert_file: absPath("this node's certificate, PEM, issued by that CA"),
+            key_file: absPath("this node's private key, PEM, 0600"),
+          },
+          "ca_file, cert_file, key_file",
+        ).optional(),
       },
-      "username, password or password_file, broker",
+      "username, password or password_file, broker, tls",
     ),
     state_dir: absPath("the state directory").default(DEFAULT_STATE_DIR),
     log: section(
@@ -208,6 +228,7 @@ export function toConfig(f: ConfigFile, password: string): Config {
       password,
       passwordFile: f.bus.password_file ?? null,
       broker: f.bus.broker ? { passwordFile: f.bus.broker.password_file, aclFile: f.bus.broker.acl_file, pidFile: f.bus.broker.pid_file } : null,
+      tls: f.bus.tls ? { caFile: f.bus.tls.ca_file, certFile: f.bus.tls.cert_file, keyFile: f.bus.tls.key_file, material: null } : null,
     },
     stateDir: f.state_dir,
     log: { level: f.log.level },

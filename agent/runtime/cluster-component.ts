@@ -68,6 +68,7 @@ export class ClusterComponents {
       name: "credentials",
       start: async (signal) => {
         const { config: c, log } = this.ctx;
+        if (!c.bus.tls) log.warn("the bus is not encrypted and brokers ask for no certificate: bus.tls is not set (docs/bus.md \"TLS and the trust model\")");
         this.id = await resolveBusIdentity(c, this.store, log.child("cluster"), signal);
         log.info(`bus login ${c.bus.username}: ${this.id.how}`);
         if (this.id.forming) this.brokerAuth?.apply(bootstrapConfig(c)); // the founders, before anyone logs in
@@ -82,17 +83,19 @@ export class ClusterComponents {
           node: c.cluster.node,
           username: c.bus.username,
           password: this.id.password,
+          tls: c.bus.tls?.material ?? null,
           brokers: bootstrapConfig(c).members,
           log, // the bus names its own namespace ("bus")
           now: () => performance.now(),
         });
         const env = realEnv({ send: (to, msg) => bus.send(to, msg), store: this.store, log: log.child("cluster"), events: this.events });
         this.bus = bus;
-        this.node = new ClusterNode(env, c.cluster.node, c.timing, bootstrapConfig(c), {
+        const node = new ClusterNode(env, c.cluster.node, c.timing, bootstrapConfig(c), {
           cluster: c.cluster.name,
           joinToken: c.cluster.join?.token ?? null,
           cautiousVotes: this.id.cautiousVotes,
         });
+        this.node = node;
       },
     },
     node: {
