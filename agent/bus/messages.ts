@@ -91,6 +91,9 @@ export const Command = z.discriminatedUnion("op", [
   z.object({ op: z.literal("remove"), node: name }).strict(),
   /** a member that lost its state joined again: new broker address and credentials */
   z.object({ op: z.literal("readmit"), member: Member }).strict(),
+  /** a member's new bus password (its hash), sent by that member only: a founder's
+   *  token-derived password rotated to a random one once the cluster has formed (bus/rotation.ts) */
+  z.object({ op: z.literal("rekey"), node: name, pass: passHash }).strict(),
   /** several assignments and flags changed in one epoch (a flag set to null is removed) */
   z
     .object({

@@ -10,6 +10,7 @@ import { Fetcher } from "../bus/fetch.ts";
 import { resolveBusIdentity, type BusIdentity } from "../bus/identity.ts";
 import type { Member } from "../bus/messages.ts";
 import { MqttBus } from "../bus/mqtt.ts";
+import { PasswordRotation } from "../bus/rotation.ts";
 import { ClusterNode } from "../cluster/node.ts";
 import { bootstrapConfig } from "../config/schema.ts";
 import { EventLog, realEnv } from "../env/real.ts";
@@ -32,6 +33,8 @@ export class ClusterComponents {
   /** from the node's start to its stop: ticks and control requests are served only then */
   running = false;
   private brokerAuth: BrokerAuth | null = null;
+  /** a founder's token-derived bus password, rotated once the cluster has formed */
+  private rotation: PasswordRotation | null = null;
   private id!: BusIdentity;
   private lastState = "";
   private lastStateAt = -Infinity;
@@ -96,6 +99,12 @@ export class ClusterComponents {
           cautiousVotes: this.id.cautiousVotes,
         });
         this.node = node;
+        if (c.cluster.join?.token) {
+          this.rotation = new PasswordRotation({
+            cluster: c.cluster.name, node: c.cluster.node, stateDir: c.stateDir, token: c.cluster.join.token, current: this.id.password,
+            log: log.child("bus"), command: (cmd, done) => node.command(cmd, done), setPasswords: (list) => bus.setPasswords(list), now: () => performance.now(),
+          });
+        }
       },
     },
     node: {
@@ -144,6 +153,7 @@ export class ClusterComponents {
       this.authEpoch = view.committed.epoch;
       this.brokerAuth.apply(view.committed);
     }
+    this.rotation?.step(view);
     return changed;
   }
 
