@@ -26,6 +26,7 @@ export const RULES = [
   "replica-broken",
   "repl-lag",
   "node-lost",
+  "not-ready",
   "quorum-lost",
   "clock-skew",
   "fence-failed",
@@ -141,6 +142,13 @@ export interface RedisInput {
   source?: string | null;
 }
 
+/** N+1 readiness as ha/readiness.ts judges it (its Readiness is assignable): per node, what
+ *  losing it would stop (verdict "no") or slow ("slower"); ok null: this node cannot tell. */
+export interface ReadyInput {
+  ok: boolean | null;
+  nodes: { node: string; verdict: "yes" | "slower" | "no" | "down"; blocks: { effect: string; why: string }[]; slows: { effect: string; why: string }[] }[];
+}
+
 /** One-shot happenings: they raise an alarm that is held after the input is gone. */
 export type EventInput =
   | { kind: "fence-failed"; target: string; detail: string }
@@ -159,6 +167,8 @@ export interface Readings {
   redis?: RedisInput | null;
   /** events since the last evaluation */
   events?: EventInput[];
+  /** could the cluster lose each node now (runtime/readiness.ts) */
+  readiness?: ReadyInput | null;
 }
 
 // ---- outputs of the rules -------------------------------------------------------------

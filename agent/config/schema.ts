@@ -83,6 +83,20 @@ export interface Config {
   metrics: MetricsConfig;
   /** the hardware watch: what to poll how often (the BMCs and switches are ha's) */
   hw: HwConfig;
+  /** N+1 readiness (docs/readiness.md) */
+  readiness: ReadinessConfig;
+}
+
+export interface ReadinessConfig {
+  enabled: boolean;
+  /** each other node's IPMI and switch-port fence paths are checked this often, spread out */
+  fenceCheckMs: number;
+  /** a check older than this proves nothing any more */
+  checkMaxAgeMs: number;
+  /** a MySQL replica that heard nothing from its primary for this long is not in sync */
+  recvStaleMs: number;
+  /** a Redis replica further behind than this is not in sync */
+  redisLagBytes: number;
 }
 
 export interface HwConfig {
@@ -195,6 +209,16 @@ export const ConfigFile = section(
       },
       "host, poll_ms, sel_every_ms, host_every_ms",
     ).prefault({}),
+    readiness: section(
+      {
+        enabled: z.boolean(expect("true or false")).default(true),
+        fence_check_ms: z.number(expect("a whole number of milliseconds, 5000 to 3600000")).int().min(5000).max(3_600_000).default(60_000),
+        check_max_age_ms: z.number(expect("a whole number of milliseconds, 5000 to 86400000")).int().min(5000).max(86_400_000).default(180_000),
+        recv_stale_ms: z.number(expect("a whole number of milliseconds, 500 to 600000")).int().min(500).max(600_000).default(5000),
+        redis_lag_bytes: z.number(expect("a whole number of bytes >= 0")).int().min(0).default(1 << 20),
+      },
+      "enabled, fence_check_ms, check_max_age_ms, recv_stale_ms, redis_lag_bytes",
+    ).prefault({}),
   },
   "the bollard config",
 );
@@ -249,6 +273,10 @@ export function toConfig(f: ConfigFile, password: string): Config {
     notify: toNotifyConfig(f.notify),
     metrics: toMetricsConfig(f.metrics),
     hw: { host: toHostOptions(f.hw.host), pollMs: f.hw.poll_ms, selEveryMs: f.hw.sel_every_ms, hostEveryMs: f.hw.host_every_ms },
+    readiness: {
+      enabled: f.readiness.enabled, fenceCheckMs: f.readiness.fence_check_ms, checkMaxAgeMs: f.readiness.check_max_age_ms,
+      recvStaleMs: f.readiness.recv_stale_ms, redisLagBytes: f.readiness.redis_lag_bytes,
+    },
   };
 }
 
@@ -293,6 +321,9 @@ export function checkRelations(f: ConfigFile): string[] {
   if (f.ha) errs.push(...checkHa({ ha: f.ha, mysql: null, redis: null, portal: null }, names));
   else if (f.mysql || f.redis || f.portal) errs.push("ha: expected an ha section (nodes' addresses and fencing) with mysql, redis or portal, got none");
   errs.push(...checkAlarmsRelations(f.alarms));
+  if (f.readiness.check_max_age_ms < f.readiness.fence_check_ms) {
+    errs.push(`readiness.check_max_age_ms: expected at least readiness.fence_check_ms (${f.readiness.fence_check_ms}): every check would be stale before the next, got ${f.readiness.check_max_age_ms}`);
+  }
   const timing = toConfig(f, "").timing;
   for (const msg of checkTiming(timing)) errs.push(`timing: ${msg} (got ${timingValues(msg, timing)})`);
   return errs;

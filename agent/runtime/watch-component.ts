@@ -6,6 +6,7 @@ import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";
 import type { Route } from "./control.ts";
 import type { HaComponent } from "./ha-component.ts";
+import type { ReadinessComponent } from "./readiness.ts";
 import { Watch } from "./watch.ts";
 
 export class WatchComponent implements Component {
@@ -18,6 +19,8 @@ export class WatchComponent implements Component {
     private readonly ha: HaComponent,
     /** the control socket's extra routes, shared with the control component */
     private readonly routes: Record<string, Route>,
+    /** N+1 readiness, judged by its own component: the not-ready alarms */
+    private readonly ready?: ReadinessComponent,
   ) {}
 
   async start(): Promise<void> {
@@ -26,6 +29,7 @@ export class WatchComponent implements Component {
       config, log, bus: this.cluster.bus!, view: () => this.cluster.node?.view() ?? null, facts: () => this.ha.runtime?.snapshot().facts ?? null,
       onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
       uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
+      readiness: () => this.ready?.snapshot() ?? null,
     });
     await watch.start();
     this.watch = watch;
