@@ -31,7 +31,7 @@ export function parseConfig(text: string, source: string, opts: LoadOptions = {}
   // uniqueKeys (the default) makes a repeated key an error rather than "last one wins".
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
-    return { ok: false, errors: doc.errors.map((e) => `${source}: YAML syntax: ${e.message.split("\n")[0]!.replace(/:$/, "")}`) };
+    return { ok: false, errors: doc.errors.map((e) => `${source}: YAML syntax: ${yamlError(e.message)}`) };
   }
   let raw: unknown;
   try {
@@ -98,6 +98,12 @@ function readTls(config: Config): string[] {
   });
   if (!errors.length) t.material = material;
   return errors;
+}
+
+/** A YAML parser message, its first line, a token it quotes cut short (a 5 KB scalar is not a message). */
+export function yamlError(message: string): string {
+  const first = message.split("\n")[0]!.replace(/:$/, "");
+  return first.length > 240 ? `${first.slice(0, 200)}... (${first.length} characters)` : first;
 }
 
 /** `path: expected X, got Y` for each issue; unknown keys also list the keys allowed there. */

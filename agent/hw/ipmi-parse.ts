@@ -265,14 +265,15 @@ export function parseFru(out: string): Result<FruDevice[]> {
     const head = /^FRU Device Description\s*:\s*(.*)$/.exec(line);
     if (head) {
       const id = /\(ID (\d+)\)/.exec(head[1]!);
-      cur = { id: id ? Number(id[1]) : null, description: head[1]!.trim(), present: true, fields: {} };
+      // a field may be named like one of Object's own ("constructor"): no prototype to find it on
+      cur = { id: id ? Number(id[1]) : null, description: head[1]!.trim(), present: true, fields: Object.create(null) as Record<string, string> };
       devices.push(cur);
       continue;
     }
     const kv = /^\s+([^:]+?)\s*:\s?(.*)$/.exec(line);
     if (cur && kv) {
       const [k, v] = [kv[1]!, kv[2]!.trim()];
-      cur.fields[k] = k in cur.fields ? `${cur.fields[k]}; ${v}` : v;
+      cur.fields[k] = Object.hasOwn(cur.fields, k) ? `${cur.fields[k]}; ${v}` : v;
       continue;
     }
     if (cur && /^\s+\S/.test(line)) {

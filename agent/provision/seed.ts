@@ -14,7 +14,7 @@ import { parseDocument } from "yaml";
 import { z } from "zod";
 import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
 import { NAME_RE, TIMING_KEYS, isHostPort } from "../config/schema.ts";
-import { pathText, show } from "../config/load.ts";
+import { pathText, show, yamlError } from "../config/load.ts";
 import { checkNodeTls, isPemCert, isPemKey } from "../bus/tls.ts";
 
 export const SEED_VERSION = 1;
@@ -137,7 +137,7 @@ export const hostOf = (hp: string) => hp.slice(0, hp.lastIndexOf(":")).replace(/
 /** Validates seed text; every error names its path, what was expected and what was found. */
 export function parseSeed(text: string, source: string): SeedResult {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length) return { ok: false, errors: doc.errors.map((e) => `${source}: YAML syntax: ${e.message.split("\n")[0]!.replace(/:$/, "")}`) };
+  if (doc.errors.length) return { ok: false, errors: doc.errors.map((e) => `${source}: YAML syntax: ${yamlError(e.message)}`) };
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: 100 });

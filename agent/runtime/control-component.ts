@@ -55,6 +55,7 @@ export class ControlComponent implements Component {
       ha: this.ha.runtime?.snapshot() ?? null,
       watch: this.watch.watch?.snapshot() ?? null,
       ready: this.ready?.snapshot() ?? null,
+      control: this.server?.stats() ?? null,
       wall: Date.now(),
     };
   }
