@@ -265,15 +265,17 @@ export function parseFru(out: string): Result<FruDevice[]> {
     const head = /^FRU Device Description\s*:\s*(.*)$/.exec(line);
     if (head) {
       const id = /\(ID (\d+)\)/.exec(head[1]!);
-      // a field may be named like one of Object's own ("constructor"): no prototype to find it on
-      cur = { id: id ? Number(id[1]) : null, description: head[1]!.trim(), present: true, fields: Object.create(null) as Record<string, string> };
+      cur = { id: id ? Number(id[1]) : null, description: head[1]!.trim(), present: true, fields: {} };
       devices.push(cur);
       continue;
     }
     const kv = /^\s+([^:]+?)\s*:\s?(.*)$/.exec(line);
     if (cur && kv) {
       const [k, v] = [kv[1]!, kv[2]!.trim()];
-      cur.fields[k] = Object.hasOwn(cur.fields, k) ? `${cur.fields[k]}; ${v}` : v;
+      // a field may be named like one of Object's own ("constructor", "__proto__"): an own
+      // property, defined rather than assigned (assigning "__proto__" would set the prototype)
+      const value = Object.hasOwn(cur.fields, k) ? `${cur.fields[k]}; ${v}` : v;
+      Object.defineProperty(cur.fields, k, { value, enumerable: true, writable: true, configurable: true });
       continue;
     }
     if (cur && /^\s+\S/.test(line)) {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { writeTls } from "./agent-procs.ts";
 import { pidAlive, startBrokers, type BrokerHarness } from "./harness.ts";
 
 const BUNDLE = new URL("../../dist/bollard.js", import.meta.url).pathname;
@@ -80,10 +81,7 @@ s.before(async (ctx) => {
     rmSync(d, { recursive: true, force: true });
     mkdirSync(d, { recursive: true });
     writeFileSync(join(d, "bus.password"), password, { mode: 0o600 });
-    writeFileSync(join(d, "ca.crt"), tls!.ca);
-    writeFileSync(join(d, "node.crt"), tls!.cert);
-    writeFileSync(join(d, "node.key"), tls!.key, { mode: 0o600 });
-    const tlsYaml = `  tls: { ca_file: ${join(d, "ca.crt")}, cert_file: ${join(d, "node.crt")}, key_file: ${join(d, "node.key")} }\n`;
+    const tlsYaml = `${writeTls(d, tls!)}\n`;
     // node1 does not judge node-lost: a lost node3 is then an alarm node2 alone raises
     const alarms = n === "node1" ? "alarms:\n  rules:\n    node-lost: { enabled: false }\n" : "";
     writeFileSync(join(d, "bollard.yaml"), `cluster:\n  name: real\n  node: ${n}\n  members:\n${members}\nbus:\n  username: ${username}\n  password_file: ${join(d, "bus.password")}\n${tlsYaml}state_dir: ${d}\nlog:\n  level: info\n${alarms}`);

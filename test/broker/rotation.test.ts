@@ -3,7 +3,7 @@
 // three real Mosquitto brokers whose users and ACL the agents own (bus.broker), TLS on. The
 // founders form the cluster with the token-derived passwords, then each commits a random one;
 // after that the token no longer logs anyone in, and a restarted agent uses its own.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,47 +11,24 @@ import mqtt from "mqtt";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { derivedPassword, hashMatches } from "../../agent/bus/credentials.ts";
-import { pidAlive, startBrokers, type BrokerHarness } from "./harness.ts";
+import { AgentProcs, BUNDLE, until, writeTls } from "./agent-procs.ts";
+import { startBrokers, type BrokerHarness } from "./harness.ts";
 
-const BUNDLE = new URL("../../dist/bollard.js", import.meta.url).pathname;
 const NODES = ["node1", "node2", "node3"];
 const CLUSTER = "rot";
 const TOKEN = Buffer.from("rotation-test-token-0123456789abcdef", "utf8");
 
-interface Ctx { h: BrokerHarness; dir: string; agents: Map<string, ChildProcess>; pids: number[] }
+interface Ctx { h: BrokerHarness; dir: string; procs: AgentProcs }
 const s = suite<Ctx>("rotation: founders' token-derived bus passwords become random ones");
 
 const cfgOf = (ctx: Ctx, n: string) => join(ctx.dir, n, "bollard.yaml");
 
-function startAgent(ctx: Ctx, node: string): void {
-  const p = spawn(process.execPath, [BUNDLE, "agent", "--config", cfgOf(ctx, node)], { stdio: ["ignore", "ignore", "pipe"] });
-  p.stderr!.on("data", (d) => process.stderr.write(`[${node}] ${d}`));
-  ctx.agents.set(node, p);
-  ctx.pids.push(p.pid!);
-}
-
-async function status(ctx: Ctx, node: string): Promise<any | null> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BUNDLE, "status", "--json", "--config", cfgOf(ctx, node)], { stdio: ["ignore", "pipe", "ignore"] });
-    let out = "";
-    p.stdout!.on("data", (d) => (out += d));
-    p.on("close", () => { try { const j = JSON.parse(out); resolve(j?.live ? j.status.view : null); } catch { resolve(null); } });
-  });
-}
-
-async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function views(ctx: Ctx): Promise<Record<string, any>> {
   const out: Record<string, any> = {};
-  for (const n of NODES) out[n] = await status(ctx, n);
+  for (const n of NODES) {
+    const j = await ctx.procs.status(n);
+    out[n] = j?.live ? j.status.view : null;
+  }
   return out;
 }
 
@@ -84,42 +61,35 @@ s.before(async (ctx) => {
   if (!existsSync(BUNDLE)) spawnSync(process.execPath, ["build.mjs"], { cwd: new URL("../..", import.meta.url).pathname, stdio: "inherit" });
   ctx.h = await startBrokers({ nodes: 3, cluster: CLUSTER, agentAuth: { token: TOKEN } });
   ctx.dir = mkdtempSync(join(tmpdir(), "bollard-rotation-"));
-  ctx.agents = new Map();
-  ctx.pids = [];
+  ctx.procs = new AgentProcs((n) => cfgOf(ctx, n));
   const members = ctx.h.members().map((m) => `    - { name: ${m.name}, address: "${m.bus}" }`).join("\n");
   for (const n of NODES) {
     const d = join(ctx.dir, n);
     mkdirSync(d, { recursive: true });
-    const tls = ctx.h.tlsOf(n)!;
     writeFileSync(join(d, "join.token"), TOKEN.toString("utf8"), { mode: 0o600 });
-    writeFileSync(join(d, "ca.crt"), tls.ca);
-    writeFileSync(join(d, "node.crt"), tls.cert);
-    writeFileSync(join(d, "node.key"), tls.key, { mode: 0o600 });
+    const tlsLine = writeTls(d, ctx.h.tlsOf(n)!);
     const a = ctx.h.broker(n).auth!;
     writeFileSync(cfgOf(ctx, n), [
       "cluster:", `  name: ${CLUSTER}`, `  node: ${n}`, "  members:", members,
       "  join:", `    token_file: ${join(d, "join.token")}`, "    timeout_ms: 1500",
       "bus:", `  username: ${n}`,
       `  broker: { password_file: ${a.passwordFile}, acl_file: ${a.aclFile}, pid_file: ${a.pidFile} }`,
-      `  tls: { ca_file: ${join(d, "ca.crt")}, cert_file: ${join(d, "node.crt")}, key_file: ${join(d, "node.key")} }`,
+      tlsLine,
       `state_dir: ${join(d, "state")}`, "log:", "  level: info", "",
     ].join("\n"));
-    startAgent(ctx, n);
+    ctx.procs.start(n);
   }
 });
 
 s.after(async (ctx) => {
-  for (const p of ctx.agents.values()) if (p.exitCode === null) p.kill("SIGTERM");
-  await new Promise((r) => setTimeout(r, 500));
-  for (const pid of ctx.pids) if (pidAlive(pid)) process.kill(pid, "SIGKILL");
+  await ctx.procs.stopAll();
   await ctx.h.stop();
   rmSync(ctx.dir, { recursive: true, force: true });
-  assert.equal(ctx.pids.filter(pidAlive), [], "no agent process is left");
 });
 
 s("the founders form the cluster, then each commits a random password of its own", async (ctx) => {
   const t0 = Date.now();
-  const r = await until("every member rotated, one leader, quorum everywhere", 40_000, () => rotatedEverywhere(ctx));
+  const r = await until("every member rotated, one leader, quorum everywhere", 40_000, () => rotatedEverywhere(ctx), 100);
   console.log(`  rotated everywhere ${Date.now() - t0} ms after start (leader ${r.leader}, config epoch ${r.epoch})`);
   for (const m of r.members) {
     const file = join(ctx.dir, m.name, "state", "bus.password");
@@ -149,11 +119,11 @@ s("the join token no longer logs anyone in; each node's own password does", asyn
 s("a restarted agent logs in with its own password and follows the leader; nothing is rotated again", async (ctx) => {
   const before = (await rotatedEverywhere(ctx))!;
   const victim = NODES.find((n) => n !== before.leader)!;
-  const p = ctx.agents.get(victim)!;
+  const p = ctx.procs.agents.get(victim)!;
   p.kill("SIGTERM");
   await until(`${victim} stopped`, 10_000, async () => p.exitCode !== null || p.signalCode !== null);
-  startAgent(ctx, victim);
-  const after = await until(`${victim} back`, 20_000, () => rotatedEverywhere(ctx));
+  ctx.procs.start(victim);
+  const after = await until(`${victim} back`, 20_000, () => rotatedEverywhere(ctx), 100);
   assert.is(after.leader, before.leader, "the same leader");
   assert.is(after.epoch, before.epoch, "no new commit: the restarted node did not rotate again");
 });
