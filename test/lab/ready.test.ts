@@ -12,7 +12,7 @@
 //   node --import tsx test/lab/ready.test.ts
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { NODES, ensureBundle, figure, figures, lab, labContext, labOk, skipReason, until, waitAgreed } from "./helpers.ts";
+import { NODES, ensureBundle, figure, figures, lab, labContext, labOk, run, skipReason, until, waitAgreed } from "./helpers.ts";
 
 const l = labContext();
 const skip = skipReason();
@@ -68,8 +68,13 @@ if (skip) {
     assert.match(text.out, /^can lose any one node: yes/);
     const n1 = got.value[0]!.ready!;
     assert.ok(n1.nodes.some((n) => n.notes.some((t) => /^MySQL: in-sync replica on node\d(, node\d)?$/.test(t))), "an in-sync MySQL replica is named");
-    const st = lab(l, "status").out;
-    assert.not.match(st, /SHUT|\boff\b/, `every node on, every port up:\n${st}`);
+    for (const n of NODES) {
+      assert.match(lab(l, "power", n, "status").out, /\bon\b/i, `${n} still powered on`);
+      for (const sw of ["switchA", "switchB"]) {
+        const link = run("ip", ["-n", sw, "-o", "link", "show", `swp${n.slice(-1)}`]).out;
+        assert.match(link, /<[^>]*\bUP\b[^>]*>/, `${sw} swp${n.slice(-1)} still up: ${link}`);
+      }
+    }
   });
 
   s("node3 powered off: losing either other node would stop the cluster; the not-ready alarm; back: yes", async () => {
