@@ -96,7 +96,12 @@ export class BrokerConn {
       const text = typeof err.code === "number" ? `${err.message} (reason code ${err.code})` : err.message;
       const refused = err.code === BAD_LOGIN || err.code === NOT_AUTHORIZED;
       // Being rotated, the other password may be the one this broker knows now: try it next.
-      if (refused && this.tryNextPassword(c)) return this.d.log.info(`broker "${this.ref.name}": ${text}; trying the other bus password`, { broker: this.ref.name });
+      if (refused && this.tryNextPassword(c)) {
+        // said once per distinct refusal: a broker that refuses both would otherwise fill the log
+        if (text !== this.lastError) this.d.log.info(`broker "${this.ref.name}": ${text}; trying the other bus password`, { broker: this.ref.name });
+        this.lastError = text;
+        return;
+      }
       // A refused CONNECT (MQTT5 CONNACK 134 bad user name or password, 135 not authorized)
       // and a certificate that does not verify (ours or the broker's) are configuration or
       // security faults: logged at error level, once per distinct error.

@@ -59,6 +59,8 @@ export class PasswordRotation {
   private fallbackUntil: number | null = null;
   private saidForeign = false;
   private saidFailure: string | null = null;
+  /** the committed hash last found to be the current password's */
+  private judged: string | null = null;
   private readonly pendingFile: string;
 
   constructor(private readonly d: RotationDeps) {
@@ -88,13 +90,17 @@ export class PasswordRotation {
     const me = v.committed.members.find((m) => m.name === this.d.node);
     if (!me) return;
     if (me.pass) {
+      // PBKDF2 on every tick would be a steady cost: a hash is judged once
+      if (me.pass === this.judged) return;
       if (this.pending && hashMatches(this.pending, me.pass)) return this.adopt(v.committed.epoch, now);
       if (hashMatches(this.current, me.pass)) {
+        this.judged = me.pass;
         if (this.pending) this.forgetPending(); // a rekey that was refused or superseded
         return;
       }
       if (!this.saidForeign) this.d.log.error(`the committed config (epoch ${v.committed.epoch}) holds a bus password for ${this.d.node} that is not this node's: another node joined with this name?`);
       this.saidForeign = true;
+      this.judged = me.pass;
       return;
     }
     // No hash in the register: the brokers know this founder by the token-derived password.
