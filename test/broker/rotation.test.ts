@@ -2,8 +2,9 @@
 // "Password rotation"): three agents (the built bundle) with a join token and no password,
 // three real Mosquitto brokers whose users and ACL the agents own (bus.broker), TLS on. The
 // founders form the cluster with the token-derived passwords, then each commits a random one;
-// after that the token no longer logs anyone in, and a restarted agent uses its own.
-import { spawnSync } from "node:child_process";
+// after that the token no longer logs anyone in, and a restarted agent uses its own. Last, with
+// these agents (no data path), N+1 readiness end to end: the bodies over the brokers, the CLI.
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -126,6 +127,31 @@ s("a restarted agent logs in with its own password and follows the leader; nothi
   const after = await until(`${victim} back`, 20_000, () => rotatedEverywhere(ctx), 100);
   assert.is(after.leader, before.leader, "the same leader");
   assert.is(after.epoch, before.epoch, "no new commit: the restarted node did not rotate again");
+});
+
+s("bollard ready: yes with three; with one agent gone, losing either other would stop the cluster", async (ctx) => {
+  const ready = (n: string) => new Promise<any>((resolve) => {
+    const p = spawn(process.execPath, [BUNDLE, "ready", "--json", "--config", cfgOf(ctx, n)], { stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    p.stdout!.on("data", (d) => (out += d));
+    p.on("close", () => { try { resolve(JSON.parse(out)); } catch { resolve(null); } });
+  });
+  const yes = await until("node1: can lose any one node", 15_000, async () => ((await ready("node1"))?.ready?.ok === true ? await ready("node1") : null), 200);
+  assert.match(yes.ready.line, /^can lose any one node: yes/);
+  // the bodies every node published reached node1 over the brokers (TLS): one per member
+  const st = await ctx.procs.status("node1");
+  assert.equal(st.status.ready.nodes.map((n: { node: string }) => n.node), ["node1", "node2", "node3"]);
+  const p = ctx.procs.agents.get("node3")!;
+  p.kill("SIGTERM");
+  const no = await until("node1: losing a node would stop the cluster", 15_000, async () => {
+    const r = await ready("node1");
+    return r?.ready?.ok === false ? r : null;
+  }, 200);
+  console.log(`  ${no.ready.line}`);
+  assert.match(no.ready.line, /^losing node[12] would stop the cluster: 1 of 3 members would be left, 2 needed for a quorum \(node3 already down\)/);
+  assert.equal(no.ready.nodes.map((n: { verdict: string }) => n.verdict), ["no", "no", "down"]);
+  ctx.procs.start("node3");
+  await until("node1: yes again", 20_000, async () => (await ready("node1"))?.ready?.ok === true || null, 200);
 });
 
 s.run();
