@@ -103,10 +103,12 @@ if (skip) {
         assert.is(read(`${l.S}/${n}/mosquitto/acl`), read(`${l.S}/secrets/mosquitto.acl`), `${n}'s broker acl is the lab's`);
         assert.ok(findLog(l, n, /^bus password rotated at config epoch \d+/), `${n} logs in with its own password`);
         // the token-derived password (the lab's bus.pass) no longer logs in anywhere, even with a certificate
-        const tls = ["--cafile", `${l.S}/${n}/tls/ca.crt`, "--cert", `${l.S}/${n}/tls/node.crt`, "--key", `${l.S}/${n}/tls/node.key`];
+        // (-p: with TLS options mosquitto_pub would otherwise dial 8883)
+        const tls = ["-p", "1883", "--cafile", `${l.S}/${n}/tls/ca.crt`, "--cert", `${l.S}/${n}/tls/node.crt`, "--key", `${l.S}/${n}/tls/node.key`];
         for (const b of NODES) {
           const r = run("ip", ["netns", "exec", n, "mosquitto_pub", "-h", DATA[b]!, ...tls, "-u", n, "-P", read(`${l.S}/${n}/bus.pass`).trim(), "-q", "1", "-t", `bollard/v1/lab/${n}/x`, "-m", "x"]);
           assert.is.not(r.code, 0, `${n}'s derived password refused by ${b}'s broker`);
+          assert.match(r.err, /not authori[sz]ed|bad user ?name or password/i, `refused by ${b}'s broker for the password (not unreachable): ${r.err}`);
         }
       }
     }
