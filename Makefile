@@ -8,7 +8,7 @@ APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libngi
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
 	qemu-system-x86 perl python3
 
-.PHONY: test-failover all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
+.PHONY: test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
 
 all: build
 
@@ -43,6 +43,16 @@ bench-sim: $(NODE_DEPS)
 # make test in the lab group; about 2-4 minutes).
 test-failover: $(NODE_DEPS) apt build
 	node --import tsx test/lab/failover.test.ts
+
+# The faults smaller than a node in the lab alone (test/lab/faults.test.ts, also run by make
+# test; about 3 minutes): agent stalls, server kills and hangs, power blips.
+test-faults: $(NODE_DEPS) apt build
+	node --import tsx test/lab/faults.test.ts
+
+# The fault campaign (test/lab/nemesis.ts): RUNS random schedules from SEED, one or two faults at
+# once, each checked for lost writes, two writable primaries, health and equal data after healing.
+nemesis: $(NODE_DEPS) apt build
+	node --import tsx test/lab/nemesis.ts --runs $(RUNS) $(if $(SEED),--seed $(SEED),)
 
 # RUNS power-off failovers and one switchover in the lab, under a writer through the VIP.
 bench-failover: $(NODE_DEPS) apt build

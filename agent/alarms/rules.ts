@@ -17,6 +17,7 @@ import {
   type MysqlInput,
   type Readings,
   type RedisInput,
+  type WritesDownInput,
 } from "./types.ts";
 
 /** Every condition true now in `r`, and the subjects judged. `active`: ids held now. */
@@ -29,6 +30,7 @@ export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<strin
   if (r.cluster) clusterRules(out, r.cluster);
   if (r.mysql) mysqlRules(out, r.node, r.mysql);
   if (r.redis) redisRules(out, r.node, r.redis);
+  if (r.writes) writesDownRules(out, r.node, r.writes);
   for (const e of r.events ?? []) eventRules(out, e);
   if (r.readiness) readinessRules(out, r.readiness);
   return { conditions: out.conditions, scopes: [...out.scopes], resolved: out.resolved };
@@ -99,6 +101,9 @@ export function mysqlRules(out: Collector, node: string, m: MysqlInput): void {
     out.add({ id: down, scope: down, rule: "service-down", severity: "major", node, text: `${node} mysql down`, detail: m.lastError ?? undefined });
     return;
   }
+  const diverged = alarmId("data-diverged", node, "mysql");
+  out.judged(diverged);
+  if (m.diverged) out.add({ id: diverged, scope: diverged, rule: "data-diverged", severity: "critical", node, text: `${node} mysql data differs from the primary's`, detail: `${m.diverged}; held out, needs re-cloning` });
   const broken = alarmId("replica-broken", node, "mysql");
   out.judged(broken);
   if (m.role === "replica" && (!m.ioRunning || !m.sqlRunning)) {
@@ -127,6 +132,27 @@ export function redisRules(out: Collector, node: string, r: RedisInput): void {
   // INFO replication master_link_status:down
   if (r.role === "replica" && !r.linkUp) {
     out.add({ id: broken, scope: broken, rule: "replica-broken", severity: "major", node, text: `${node} redis replication broken`, detail: `link to master${r.source ? ` ${r.source}` : ""} down` });
+  }
+}
+
+/**
+ * "Writes are down" (issue 17 item 2, issue 20 item 3): a service without a writable primary
+ * that clients can reach for longer than ha.writes_down_alarm_ms. CRITICAL: it names the
+ * service, why, since when, and the command that would let bollard act. Judged on every node
+ * (a node that does not lead clears its own); raised by the acting leader alone.
+ */
+export function writesDownRules(out: Collector, node: string, w: WritesDownInput): void {
+  for (const svc of w.services) {
+    const id = alarmId("writes-down", svc);
+    out.judged(id);
+    const d = w.leading ? w.down.find((x) => x.svc === svc) : undefined;
+    if (!d) continue;
+    const since = new Date(d.since).toISOString().slice(11, 19);
+    out.add({
+      id, scope: id, rule: "writes-down", severity: "critical", node,
+      text: `${svc}: writes are down`,
+      detail: `no writable primary clients can reach since ${since} UTC (${Math.round(d.forMs / 1000)} s): ${d.why}${d.command ? `; to let bollard act: ${d.command}` : "; bollard is acting on it"}`,
+    });
   }
 }
 

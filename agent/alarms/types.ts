@@ -31,6 +31,8 @@ export const RULES = [
   "clock-skew",
   "fence-failed",
   "failover-done",
+  "writes-down",
+  "data-diverged",
 ] as const;
 export type RuleName = (typeof RULES)[number];
 
@@ -132,6 +134,8 @@ export interface MysqlInput {
   sqlRunning: boolean;
   lagSeconds: number | null;
   lastError: string | null;
+  /** its data differs from the primary's at the last data check (resources/mysql-verify.ts) */
+  diverged?: string;
 }
 
 /** resources/types.ts RedisStatus is assignable. */
@@ -147,6 +151,15 @@ export interface RedisInput {
 export interface ReadyInput {
   ok: boolean | null;
   nodes: { node: string; verdict: "yes" | "slower" | "no" | "down"; blocks: { effect: string; why: string }[]; slows: { effect: string; why: string }[] }[];
+}
+
+/** The acting leader's word on a service without a writable primary clients can reach
+ *  (ha/manager.ts WritesDown): only a leader judges it; everyone else clears its own. */
+export interface WritesDownInput {
+  /** this node leads and acts: its list is the cluster's */
+  leading: boolean;
+  services: readonly string[];
+  down: readonly { svc: string; since: number; forMs: number; why: string; command: string | null }[];
 }
 
 /** One-shot happenings: they raise an alarm that is held after the input is gone. */
@@ -165,6 +178,7 @@ export interface Readings {
   cluster?: ClusterInput;
   mysql?: MysqlInput | null;
   redis?: RedisInput | null;
+  writes?: WritesDownInput;
   /** events since the last evaluation */
   events?: EventInput[];
   /** could the cluster lose each node now (runtime/readiness.ts) */

@@ -170,6 +170,8 @@ export const DbReport = z
     fenced: z.string().max(300).optional(),
     /** an action that keeps failing here ("promote: <error>"), after a bounded number of tries */
     stuck: z.string().max(300).optional(),
+    /** what the last promotion here dropped: an event group that never arrived whole (its GTID) */
+    discarded: z.string().max(300).optional(),
   })
   .strict();
 export type DbReport = z.infer<typeof DbReport>;

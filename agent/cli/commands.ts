@@ -12,7 +12,7 @@ import type { SubCommand } from "./types.ts";
 /** Registered commands' names, in help order. Add the name here and the module in loadCommands(). */
 export const COMMAND_NAMES = [
   "nodes", "services", "ready", "logs", "events", "alarms", "console", "diag",
-  "switchover", "maintenance", "ha", "rejoin", "seed", "flash",
+  "switchover", "failover", "maintenance", "ha", "rejoin", "seed", "flash",
 ] as const;
 
 /** The registered commands, in COMMAND_NAMES' order (a unit test checks the two agree). */
@@ -23,6 +23,6 @@ export async function loadCommands(): Promise<SubCommand[]> {
   ]);
   return [
     views.nodesCommand, views.servicesCommand, ready.readyCommand, views.logsCommand, views.eventsCommand, alarms.alarmsCommand, cons.consoleCommand,
-    diag.diagCommand, ha.switchoverCommand, ha.maintenanceCommand, ha.haCommand, ha.rejoinCommand, seed.seedCommand, flash.flashCommand,
+    diag.diagCommand, ha.switchoverCommand, ha.failoverCommand, ha.maintenanceCommand, ha.haCommand, ha.rejoinCommand, seed.seedCommand, flash.flashCommand,
   ];
 }

@@ -20,6 +20,8 @@ import type { PortalDriver } from "../resources/portal.ts";
 import type { RedisDriver } from "../resources/redis.ts";
 import type { VipDriver } from "../resources/vip.ts";
 
+/** a connection refused: nothing listens on the port (the process is gone), not a slow server */
+const REFUSED = /ECONNREFUSED/;
 /** A health check of the portal waits this long for nginx's answer. */
 const PORTAL_CHECK_MS = 500;
 
@@ -86,6 +88,8 @@ export class LocalReader {
   private readonly recv: Partial<Record<Svc, { mark: string; at: number }>> = {};
   /** the proof that this agent fenced the server, until it answers again */
   readonly fenced: Partial<Record<Svc, string>> = {};
+  /** the server's data differs from the primary's (ha-verify.ts): sticky until re-cloned */
+  readonly diverged: Partial<Record<Svc, string>> = {};
 
   constructor(
     private readonly dr: LocalDrivers,
@@ -101,12 +105,13 @@ export class LocalReader {
   /** Reads everything once; each resource is bounded by its driver (a hung server costs its timeout). */
   async read(now: () => number): Promise<void> {
     const { mysql, redis, portal, vip } = this.dr;
+    let redisError = "";
     const [m, r, p, v, h] = await Promise.all([
-      mysql?.status(), redis?.info().catch(() => null), portal?.status(), vip?.held().catch(() => null), portal ? this.portalAnswers() : null,
+      mysql?.status(), redis?.info().catch((e: Error) => { redisError = e.message; return null; }), portal?.status(), vip?.held().catch(() => null), portal ? this.portalAnswers() : null,
     ]);
     const t = now();
     if (m && mysql && m.up) this.binlogState = await mysql.gtidBinlogState("reads").catch(() => this.binlogState);
-    const mf = m ? this.track("mysql", mysqlFacts(m, this.binlogState, this.nodeOf), m.recvMark, t) : null;
+    const mf = m ? this.track("mysql", { ...mysqlFacts(m, this.binlogState, this.nodeOf), refused: !m.up && REFUSED.test(m.lastError ?? "") }, m.recvMark, t) : null;
     // A fenced master (min-replicas-to-write INT_MAX, the way Redis starts here) is no primary: it
     // takes no writes and should become a replica. A master that refuses writes only because no
     // replica is in sync yet is still the primary. A Redis that booted as a replica of nothing
@@ -116,7 +121,7 @@ export class LocalReader {
       up: true, role: r.role === "master" ? (r.fenced ? "none" : "primary") : "replica", writable: r.role === "master" && !r.fenced,
       received: String(r.offset), applied: String(r.offset), source: r.role === "replica" ? this.nodeOf(r.masterHost ? `${r.masterHost}:${r.masterPort}` : null) : null,
       inst: r.runId || undefined,
-    } : { up: false, role: "none", writable: false, received: "0", applied: "0", source: null }, null, t) : null;
+    } : { up: false, role: "none", writable: false, received: "0", applied: "0", source: null, refused: REFUSED.test(redisError) }, null, t) : null;
     this.answered.portal.saw(h === true, t);
     this.facts = {
       mysql: mf,
@@ -149,6 +154,7 @@ export class LocalReader {
       ...(f.up || !last ? {} : { received: last.received, applied: last.applied }),
       downMs: this.answered[svc].downMs(now),
       fenced: this.fenced[svc] ?? null,
+      ...(this.diverged[svc] ? { diverged: this.diverged[svc] } : {}),
       ...(recvAgoMs !== undefined ? { recvAgoMs } : {}),
     };
   }

@@ -27,6 +27,7 @@ export class WatchComponent implements Component {
     const { config, log, timers, build, startedMono } = this.ctx;
     const watch = new Watch({
       config, log, bus: this.cluster.bus!, view: () => this.cluster.node?.view() ?? null, facts: () => this.ha.runtime?.snapshot().facts ?? null,
+      writes: () => this.ha.runtime?.writesInput() ?? null,
       onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
       uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
       readiness: () => this.ready?.snapshot() ?? null,

@@ -95,9 +95,10 @@ export function portMetrics(sw: string, r: PortReading, map: PortMap): NonNullab
 export function mysqlInput(f: DbFacts | null | undefined): MysqlInput | null {
   if (!f) return null;
   // a replica's threads and lag, when the HA runtime read them (SHOW SLAVE STATUS)
-  if (f.repl && f.role === "replica") return { up: f.up, role: f.role, ...f.repl };
+  const diverged = f.diverged ? { diverged: f.diverged } : {};
+  if (f.repl && f.role === "replica") return { up: f.up, role: f.role, ...f.repl, ...diverged };
   const replicating = f.role !== "replica" || f.source !== null;
-  return { up: f.up, role: f.role, ioRunning: replicating, sqlRunning: replicating, lagSeconds: null, lastError: replicating ? null : "no replication source (IO and SQL threads stopped)" };
+  return { up: f.up, role: f.role, ioRunning: replicating, sqlRunning: replicating, lagSeconds: null, lastError: replicating ? null : "no replication source (IO and SQL threads stopped)", ...diverged };
 }
 
 export function redisInput(f: DbFacts | null | undefined): RedisInput | null {

@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { AlarmHistory, historyDir, mergeAlarms, type ClusterAlarm } from "../alarms/history.ts";
 import { RemoteAck } from "../alarms/remote-ack.ts";
 import { AlarmService } from "../alarms/service.ts";
-import type { Alarm, EventInput, Readings, ReadyInput, SwitchInput } from "../alarms/types.ts";
+import type { Alarm, EventInput, Readings, ReadyInput, SwitchInput, WritesDownInput } from "../alarms/types.ts";
 import type { Message } from "../bus/messages.ts";
 import type { AlarmCb, BusStats } from "../bus/mqtt.ts";
 import type { NodeView } from "../cluster/view.ts";
@@ -56,6 +56,8 @@ export interface WatchDeps {
   view(): NodeView | null;
   /** HaRuntime.snapshot().facts; null without HA */
   facts(): { mysql: DbFacts | null; redis: DbFacts | null } | null;
+  /** the leader's "writes are down" list (HaRuntime.writesInput()); null without HA */
+  writes?(): WritesDownInput | null;
   /** subscribes to the event log (env/real.ts EventLog.onRecord); returns the removal */
   onEvent(fn: (e: ClusterEvent) => void): () => void;
   build: { version: string; rev: string };
@@ -192,12 +194,21 @@ export class Watch {
       wall: this.d.wall,
       onTransitions: (ts) => this.service.emit(ts),
       forwardAck: this.remoteAck ? (id, who, reporters) => this.remoteAck!.forward(id, who, reporters) : undefined,
+      unreachableFor: (n) => this.unreachableFor(n),
     });
+  }
+
+  /** ms since `node` was last heard, when this node does not hear it now; null when it does (or is it). */
+  private unreachableFor(node: string): number | null {
+    if (node === this.self) return null;
+    const p = this.d.view()?.peers.find((x) => x.name === node);
+    if (!p || p.alive) return null;
+    return p.lastHeardMs ?? Infinity;
   }
 
   /** One row per alarm id, across every node. */
   clusterAlarms(): ClusterAlarm[] {
-    return mergeAlarms([...this.service.engine.active(), ...this.remoteAlarms()]);
+    return mergeAlarms([...this.service.engine.active(), ...this.remoteAlarms()], (n) => this.unreachableFor(n));
   }
 
   // ---- polling -----------------------------------------------------------------------
@@ -262,6 +273,8 @@ export class Watch {
     if (facts && this.d.config.ha?.redis) r.redis = redisInput(facts.redis);
     // like the cluster's: peers not yet heard are not "would be left without"
     if (this.d.readiness && t0 - this.startedAt >= 2 * t.peerDeadMs + 2000) r.readiness = this.d.readiness();
+    const writes = this.d.writes?.();
+    if (writes) r.writes = writes;
     try {
       this.service.step(this.d.wall(), r);
       this.stepFailures = 0;
