@@ -6,6 +6,7 @@
 import type { RuleConfig } from "./config.ts";
 import { Collector, levelUp } from "./collector.ts";
 import { bmcRules, bondRules, switchRules } from "./rules-hw.ts";
+import { readinessRules } from "./rules-ready.ts";
 import {
   alarmId,
   idPart,
@@ -31,6 +32,7 @@ export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<strin
   if (r.redis) redisRules(out, r.node, r.redis);
   if (r.writes) writesDownRules(out, r.node, r.writes);
   for (const e of r.events ?? []) eventRules(out, e);
+  if (r.readiness) readinessRules(out, r.readiness);
   return { conditions: out.conditions, scopes: [...out.scopes], resolved: out.resolved };
 }
 

@@ -26,6 +26,7 @@ export const RULES = [
   "replica-broken",
   "repl-lag",
   "node-lost",
+  "not-ready",
   "quorum-lost",
   "clock-skew",
   "fence-failed",
@@ -146,6 +147,13 @@ export interface RedisInput {
   source?: string | null;
 }
 
+/** N+1 readiness as ha/readiness.ts judges it (its Readiness is assignable): per node, what
+ *  losing it would stop (verdict "no") or slow ("slower"); ok null: this node cannot tell. */
+export interface ReadyInput {
+  ok: boolean | null;
+  nodes: { node: string; verdict: "yes" | "slower" | "no" | "down"; blocks: { effect: string; why: string }[]; slows: { effect: string; why: string }[] }[];
+}
+
 /** The acting leader's word on a service without a writable primary clients can reach
  *  (ha/manager.ts WritesDown): only a leader judges it; everyone else clears its own. */
 export interface WritesDownInput {
@@ -177,6 +185,8 @@ export interface Readings {
   writes?: WritesDownInput;
   /** events since the last evaluation */
   events?: EventInput[];
+  /** could the cluster lose each node now (runtime/readiness.ts) */
+  readiness?: ReadyInput | null;
 }
 
 // ---- outputs of the rules -------------------------------------------------------------

@@ -91,6 +91,9 @@ export const Command = z.discriminatedUnion("op", [
   z.object({ op: z.literal("remove"), node: name }).strict(),
   /** a member that lost its state joined again: new broker address and credentials */
   z.object({ op: z.literal("readmit"), member: Member }).strict(),
+  /** a member's new bus password (its hash), sent by that member only: a founder's
+   *  token-derived password rotated to a random one once the cluster has formed (bus/rotation.ts) */
+  z.object({ op: z.literal("rekey"), node: name, pass: passHash }).strict(),
   /** several assignments and flags changed in one epoch (a flag set to null is removed) */
   z
     .object({
@@ -243,6 +246,34 @@ export type UpgradeReq = z.infer<typeof UpgradeReq>;
 export type UpgradeResp = z.infer<typeof UpgradeResp>;
 export type BundleGet = z.infer<typeof BundleGet>;
 export type BundlePart = z.infer<typeof BundlePart>;
+// N+1 readiness (issue 17 item 3, docs/readiness.md): what each node measured, retained on
+// `<node>/ready` so every node judges from everyone's checks. Not a message: a retained body,
+// validated by its reader (runtime/readiness.ts).
+const check = z.object({ ok: z.boolean(), at: count, detail: z.string().max(400) }).strict();
+export const FenceCheck = check;
+export type FenceCheck = z.infer<typeof check>;
+export const Measured = z
+  .object({ at: count, totalMs: z.number().nonnegative(), steps: z.record(z.string().max(32), z.number().nonnegative()) })
+  .strict();
+export type Measured = z.infer<typeof Measured>;
+export const ReadyBody = z
+  .object({
+    v: z.literal(PROTOCOL_VERSION),
+    /** wall ms it was made */
+    at: count,
+    /** this node's checks of the other nodes' fence paths: IPMI power status, switch ports' SNMP write access */
+    fence: z.record(name, z.object({ ipmi: check.optional(), ports: check.optional() }).strict()),
+    /** MySQL's semi-sync master side on this node while it is the primary (Rpl_semi_sync_master_status, _clients) */
+    semiSync: z.object({ on: z.boolean(), clients: count, at: count }).strict().nullable(),
+    /** /proc/meminfo MemTotal and MemAvailable, bytes */
+    mem: z.object({ total: count, available: count }).strict().nullable(),
+    /** the last failover of each service this node led, step by step (its event log) */
+    measured: z.record(z.string().max(16), Measured),
+    /** the lease wait of the last election this node won ("lease usable in N ms") */
+    leaseWaitMs: z.number().nonnegative().max(600_000).nullable(),
+  })
+  .strict();
+export type ReadyBody = z.infer<typeof ReadyBody>;
 
 export const Message = z.discriminatedUnion("t", [
   Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult, ResReport, ResQuery, FetchReq, FetchResp,

@@ -7,6 +7,7 @@ import type { AgentContext, Component } from "./component.ts";
 import type { Route } from "./control.ts";
 import type { HaComponent } from "./ha-component.ts";
 import type { HostReading } from "../hw/host.ts";
+import type { ReadinessComponent } from "./readiness.ts";
 import { Watch } from "./watch.ts";
 
 export class WatchComponent implements Component {
@@ -19,6 +20,8 @@ export class WatchComponent implements Component {
     private readonly ha: HaComponent,
     /** the control socket's extra routes, shared with the control component */
     private readonly routes: Record<string, Route>,
+    /** N+1 readiness, judged by its own component: the not-ready alarms */
+    private readonly ready?: ReadinessComponent,
     /** each host reading (the web console's chart samples) */
     private readonly onHost?: (h: HostReading, wall: number) => void,
   ) {}
@@ -31,6 +34,7 @@ export class WatchComponent implements Component {
       onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
       uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
       ...(this.onHost ? { onHost: this.onHost } : {}),
+      readiness: () => this.ready?.snapshot() ?? null,
     });
     await watch.start();
     this.watch = watch;
