@@ -15,7 +15,10 @@ import { ControlComponent } from "./runtime/control-component.ts";
 import type { Route } from "./runtime/control.ts";
 import { HaComponent } from "./runtime/ha-component.ts";
 import { MainLoop } from "./runtime/loop-component.ts";
+import { UpgradeComponent } from "./runtime/upgrade-component.ts";
+import { ReadinessComponent } from "./runtime/readiness.ts";
 import { WatchComponent } from "./runtime/watch-component.ts";
+import { WebComponent } from "./runtime/web-component.ts";
 
 export interface AgentOptions {
   version: string;
@@ -47,8 +50,11 @@ export class Agent {
     const routes: Record<string, Route> = {};
     const cluster = (this.cluster = new ClusterComponents(ctx));
     const ha = new HaComponent(ctx, cluster);
-    const watch = new WatchComponent(ctx, cluster, ha, routes);
-    const control = new ControlComponent(ctx, cluster, ha, watch, routes);
+    const ready = new ReadinessComponent(ctx, cluster, ha, routes);
+    const web = new WebComponent(ctx, cluster, ha, routes);
+    const watch = new WatchComponent(ctx, cluster, ha, routes, ready, (h, wall) => web.onHost(h, wall));
+    const control = new ControlComponent(ctx, cluster, ha, watch, routes, ready);
+    const upgrade = new UpgradeComponent(ctx, cluster, ha, routes);
     const loop = new MainLoop(ctx, this.notifier, cluster, ha, control);
     const c = cluster.steps;
     this.components = [
@@ -60,8 +66,11 @@ export class Agent {
       c.node, //         the node loads its state and starts
       c.bus, //          the bus connects to the brokers
       ha, //             the data path: MySQL, Redis, the portal, the VIP
+      ready, //          N+1 readiness: could the cluster lose each node now (GET /ready)
       watch, //          hardware, host and cluster readings -> alarms, metrics
+      upgrade, //        bundles staged, on trial, blessed; the rollout's routes (upgrade/)
       loop, //           the tick, the status file, the GC
+      web, //            the web console (web.enabled): HTTPS on the listen addresses
       loop.ready, //     READY=1 to systemd
     ];
   }

@@ -34,7 +34,7 @@ function run(file, group) {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const node = [process.execPath, "--import", "tsx", file];
-    const argv = group === "lab" || group === "image" ? ["flock", LAB_LOCK, ...node] : node;
+    const argv = group === "lab" || group === "image" ? ["flock", "-o", LAB_LOCK, ...node] : node;
     const child = spawn(argv[0], argv.slice(1), {
       cwd: root, env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"],
     });

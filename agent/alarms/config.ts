@@ -87,6 +87,9 @@ const optMs = () => z.number(expect("a whole number of milliseconds >= 0")).int(
 const ratio = (d: number) => z.number(expect("a ratio in (0, 1]")).gt(0).max(1).default(d);
 const nullableNum = (what: string) => z.number(expect(what)).nullable().default(null);
 
+/** not-ready (N+1 readiness) is raised only when it has held this long, unless configured */
+export const NOT_READY_RAISE_AFTER_MS = 15_000;
+
 const RuleSettings = section(
   { enabled: z.boolean(expect("true or false")).default(true), raise_after_ms: optMs(), clear_after_ms: optMs() },
   "enabled, raise_after_ms, clear_after_ms",
@@ -174,6 +177,8 @@ export function toAlarmsConfig(f: AlarmsSection): AlarmsConfig {
     if (!s.enabled) disabled.push(rule);
     perRule[rule] = { raiseAfterMs: s.raise_after_ms, clearAfterMs: s.clear_after_ms };
   }
+  // a verdict that holds, not a replica re-pointing for a moment (docs/readiness.md)
+  perRule["not-ready"] = { ...perRule["not-ready"], raiseAfterMs: perRule["not-ready"]?.raiseAfterMs ?? NOT_READY_RAISE_AFTER_MS };
   return {
     damping: {
       raiseAfterMs: f.raise_after_ms,

@@ -6,6 +6,7 @@
 import type { RuleConfig } from "./config.ts";
 import { Collector, levelUp } from "./collector.ts";
 import { bmcRules, bondRules, switchRules } from "./rules-hw.ts";
+import { readinessRules } from "./rules-ready.ts";
 import { siteRules } from "./rules-site.ts";
 import {
   alarmId,
@@ -33,6 +34,7 @@ export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<strin
   if (r.writes) writesDownRules(out, r.node, r.writes);
   if (r.sites) siteRules(out, r.node, r.sites);
   for (const e of r.events ?? []) eventRules(out, e);
+  if (r.readiness) readinessRules(out, r.readiness);
   return { conditions: out.conditions, scopes: [...out.scopes], resolved: out.resolved };
 }
 
@@ -172,5 +174,14 @@ export function eventRules(out: Collector, e: EventInput): void {
       out.add({ id, scope: id, rule: "failover-done", severity: "info", node: e.to, text, detail: `in ${(e.ms / 1000).toFixed(1)} s`, hold: out.cfg.eventHoldMs });
       return;
     }
+    case "upgrade-failed": {
+      // one per cluster: held until acknowledged, or until a later rollout completes
+      const id = alarmId("upgrade-failed");
+      out.add({ id, scope: id, rule: "upgrade-failed", severity: "major", node: e.target, text: `upgrade stopped: ${e.target} failed its health gate`, detail: e.detail, hold: "ack" });
+      return;
+    }
+    case "upgrade-done":
+      out.resolved.push(alarmId("upgrade-failed"));
+      return;
   }
 }

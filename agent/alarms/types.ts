@@ -26,12 +26,14 @@ export const RULES = [
   "replica-broken",
   "repl-lag",
   "node-lost",
+  "not-ready",
   "quorum-lost",
   "clock-skew",
   "fence-failed",
   "failover-done",
   "writes-down",
   "data-diverged",
+  "upgrade-failed",
   "site-lag",
   "site-down",
   "site-promoted",
@@ -149,6 +151,13 @@ export interface RedisInput {
   source?: string | null;
 }
 
+/** N+1 readiness as ha/readiness.ts judges it (its Readiness is assignable): per node, what
+ *  losing it would stop (verdict "no") or slow ("slower"); ok null: this node cannot tell. */
+export interface ReadyInput {
+  ok: boolean | null;
+  nodes: { node: string; verdict: "yes" | "slower" | "no" | "down"; blocks: { effect: string; why: string }[]; slows: { effect: string; why: string }[] }[];
+}
+
 /** The acting leader's word on a service without a writable primary clients can reach
  *  (ha/manager.ts WritesDown): only a leader judges it; everyone else clears its own. */
 export interface WritesDownInput {
@@ -167,7 +176,10 @@ export interface SitesInput {
 export type EventInput =
   | { kind: "fence-failed"; target: string; detail: string }
   | { kind: "fence-done"; target: string }
-  | { kind: "failover-done"; service: string; from: string | null; to: string; ms: number };
+  | { kind: "failover-done"; service: string; from: string | null; to: string; ms: number }
+  /** a rollout stopped: a node's health gate failed and its old bundle was put back (upgrade/) */
+  | { kind: "upgrade-failed"; target: string; detail: string }
+  | { kind: "upgrade-done" };
 
 export interface Readings {
   /** the reporting node */
@@ -184,6 +196,8 @@ export interface Readings {
   sites?: SitesInput;
   /** events since the last evaluation */
   events?: EventInput[];
+  /** could the cluster lose each node now (runtime/readiness.ts) */
+  readiness?: ReadyInput | null;
 }
 
 // ---- outputs of the rules -------------------------------------------------------------

@@ -4,6 +4,7 @@
 // one per member and decides what is published and what is accepted.
 import type { IClientOptions, IClientPublishOptions, MqttClient } from "mqtt";
 import type { Logger } from "../env/env.ts";
+import { isTlsFault } from "./tls.ts";
 
 /** One member's broker: its node name and its address, host:port. */
 export interface BrokerRef {
@@ -32,10 +33,19 @@ export interface BrokerConnDeps {
   subscriptions: { topic: string; qos: 0 | 1; nl: boolean }[];
   onMessage: (topic: string, payload: Buffer) => void;
   onConnect: () => void;
+  /** TLS (mqtts://): clientOptions then carry the CA, key, certificate and the broker check */
+  secure?: boolean;
+  /** the passwords to log in with, preferred first; a refused CONNECT tries the next one (a
+   *  password being rotated: bus/rotation.ts). Default: clientOptions.password alone */
+  passwords?: () => string[];
 }
 
 /** First reconnect delay; it doubles per failed attempt up to reconnectMaxMs. */
 const RECONNECT_MIN_MS = 100;
+/** MQTT5 CONNACK reason codes (MQTT5 §3.2.2.2): 134 bad user name or password, 135 not authorized. */
+const BAD_LOGIN = 134;
+const NOT_AUTHORIZED = 135;
+
 
 /**
  * One connection to one broker: connect, subscribe on every CONNACK, bounded exponential
@@ -54,6 +64,8 @@ export class BrokerConn {
   private lastReconnectMs: number | null = null;
   private received = 0;
   private lastError: string | null = null;
+  /** which of passwords() the next CONNECT uses */
+  private pwIndex = 0;
 
   constructor(d: BrokerConnDeps) {
     this.d = d;
@@ -62,7 +74,7 @@ export class BrokerConn {
   }
 
   start(): void {
-    const url = brokerUrl(this.ref.bus);
+    const url = brokerUrl(this.ref.bus, this.d.secure ?? false);
     this.since = this.d.now();
     if (!url) {
       this.phase = "down";
@@ -82,9 +94,19 @@ export class BrokerConn {
     c.on("close", () => this.onClose());
     c.on("error", (err: Error & { code?: unknown }) => {
       const text = typeof err.code === "number" ? `${err.message} (reason code ${err.code})` : err.message;
+      const refused = err.code === BAD_LOGIN || err.code === NOT_AUTHORIZED;
+      // Being rotated, the other password may be the one this broker knows now: try it next.
+      if (refused && this.tryNextPassword(c)) {
+        // said once per distinct refusal: a broker that refuses both would otherwise fill the log
+        if (text !== this.lastError) this.d.log.info(`broker "${this.ref.name}": ${text}; trying the other bus password`, { broker: this.ref.name });
+        this.lastError = text;
+        return;
+      }
       // A refused CONNECT (MQTT5 CONNACK 134 bad user name or password, 135 not authorized)
-      // is a configuration fault: logged at error level, once per distinct error.
-      if (typeof err.code === "number" && text !== this.lastError) this.d.log.error(`broker "${this.ref.name}": ${text}`, { broker: this.ref.name });
+      // and a certificate that does not verify (ours or the broker's) are configuration or
+      // security faults: logged at error level, once per distinct error.
+      const loud = typeof err.code === "number" || isTlsFault(err.code);
+      if (loud && text !== this.lastError) this.d.log.error(`broker "${this.ref.name}": ${text}`, { broker: this.ref.name, code: err.code });
       else this.d.log.debug(`broker "${this.ref.name}": ${text}`, { broker: this.ref.name });
       this.lastError = text;
     });
@@ -111,6 +133,21 @@ export class BrokerConn {
         resolve();
       });
     });
+  }
+
+  /** The password list changed (a rotation): the next CONNECT uses the preferred one. */
+  passwordsChanged(): void {
+    this.pwIndex = 0;
+    const list = this.d.passwords?.() ?? [];
+    if (this.client && list.length) this.client.options.password = list[0];
+  }
+
+  private tryNextPassword(c: MqttClient): boolean {
+    const list = this.d.passwords?.() ?? [];
+    if (list.length < 2) return false;
+    this.pwIndex = (this.pwIndex + 1) % list.length;
+    c.options.password = list[this.pwIndex];
+    return this.pwIndex !== 0;
   }
 
   connected(): boolean {
@@ -180,11 +217,12 @@ export class BrokerConn {
   }
 }
 
-/** `host:port` or `[v6]:port` to an mqtt:// URL; null if it is not one. */
-export function brokerUrl(bus: string): string | null {
+/** `host:port` or `[v6]:port` to an mqtt:// (mqtts:// with TLS) URL; null if it is not one. */
+export function brokerUrl(bus: string, tls = false): string | null {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(bus);
   if (!m) return null;
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return null;
-  return m[1] ? `mqtt://[${m[1]}]:${port}` : `mqtt://${m[2]}:${port}`;
+  const scheme = tls ? "mqtts" : "mqtt";
+  return m[1] ? `${scheme}://[${m[1]}]:${port}` : `${scheme}://${m[2]}:${port}`;
 }

@@ -36,6 +36,17 @@ export function mosquittoHash(password: string, saltFrom?: string): string {
   return `$7$${ITERATIONS}$${salt.toString("base64")}$${hash.toString("base64")}`;
 }
 
+/** True if `hash` (a `$7$` line of mosquittoHash) is the hash of `password`. */
+export function hashMatches(password: string, hash: string): boolean {
+  const m = /^\$7\$(\d{1,7})\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)$/.exec(hash);
+  if (!m) return false;
+  const want = Buffer.from(m[3]!, "base64");
+  const iterations = Number(m[1]);
+  if (want.length === 0 || iterations < 1 || iterations > 1_000_000) return false;
+  const got = pbkdf2Sync(password, Buffer.from(m[2]!, "base64"), iterations, want.length, "sha512");
+  return timingSafeEqual(got, want);
+}
+
 export interface ProofInput {
   cluster: string;
   node: string;

@@ -37,6 +37,7 @@ export async function resolveBusIdentity(c: Config, store: Store, log: Logger, s
 
   const r = await joinCluster({
     cluster: c.cluster.name, node: c.cluster.node, address: j.address!, peers: j.peers, token: j.token, log, timeoutMs: j.timeoutMs,
+    tls: c.bus.tls?.material ?? null,
   });
   if (signal.aborted) throw new Error("start-up aborted during join");
   if (r.ok) {

@@ -9,7 +9,7 @@ import { DecodeStats, decode, decodeJson, type RejectReason } from "./codec.ts";
 import type { Message } from "./messages.ts";
 import { parseTopic } from "./topics.ts";
 
-export type RetainedKind = "state" | "config";
+export type RetainedKind = "state" | "config" | "ready";
 export type MessageCb = (from: string, msg: Message) => void;
 export type RetainedCb = (from: string, kind: RetainedKind, body: unknown) => void;
 
@@ -73,7 +73,7 @@ export class Inbox implements Delivery {
     if (t.node === node) {
       // Our own retained state/config from a previous run is expected; anything else under our
       // prefix was published by another connection with our name.
-      if (t.kind === "state" || t.kind === "config") return;
+      if (t.kind === "state" || t.kind === "config" || t.kind === "ready") return;
       return this.reject(from, "wrong-sender", topic, `topic: our own prefix, published by another client (duplicate node "${t.node}"?)`);
     }
     switch (t.kind) {
@@ -88,7 +88,8 @@ export class Inbox implements Delivery {
         return;
       }
       case "state":
-      case "config": {
+      case "config":
+      case "ready": {
         const kind = t.kind;
         let body: unknown = null; // an empty retained payload clears the topic [MQTT-3.3.1-6]
         if (payload.length > 0) {

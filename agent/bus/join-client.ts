@@ -9,6 +9,7 @@ import type { Logger } from "../env/env.ts";
 import { decode, encode } from "./codec.ts";
 import { JOIN_PASSWORD, JOIN_USER, mosquittoHash, newPassword } from "./credentials.ts";
 import { brokerUrl } from "./mqtt.ts";
+import { clientTls, isTlsFault, type TlsMaterial } from "./tls.ts";
 import { buildTopic, clusterRoot, parseTopic } from "./topics.ts";
 
 export interface JoinOptions {
@@ -21,6 +22,9 @@ export interface JoinOptions {
   log: Logger;
   timeoutMs: number;
   helloEveryMs?: number;
+  /** TLS: the seed's certificate gets the joiner onto the peers' brokers (require_certificate);
+   *  a peer's broker must show a certificate of the cluster CA for its address */
+  tls?: TlsMaterial | null;
 }
 
 export type JoinAttempt =
@@ -52,14 +56,22 @@ export function joinCluster(o: JoinOptions): Promise<JoinAttempt> {
       for (const c of clients) if (c.connected) c.publish(topic, payload, { qos: 1 });
     };
     for (const peer of o.peers) {
-      const url = brokerUrl(peer);
+      const url = brokerUrl(peer, !!o.tls);
       if (!url) { log.error(`peer ${JSON.stringify(peer)} is not host:port; skipped`); continue; }
-      const c = mqtt.connect(url, { username: JOIN_USER, password: JOIN_PASSWORD, protocolVersion: 5, reconnectPeriod: 1000, connectTimeout: 2000, clean: true, writeCache: false });
+      const c = mqtt.connect(url, { ...(o.tls ? clientTls(o.tls, null) : {}), username: JOIN_USER, password: JOIN_PASSWORD, protocolVersion: 5, reconnectPeriod: 1000, connectTimeout: 2000, clean: true, writeCache: false });
       clients.push(c);
       c.on("connect", () => {
         c.subscribe(answerFilter, { qos: 1 }, () => c.publish(proof ? proofTopic : helloTopic, proof ?? encode(joiner.hello()), { qos: 1 }));
       });
-      c.on("error", (e) => log.debug(`peer ${peer}: ${e.message}`));
+      let said = "";
+      c.on("error", (e: Error & { code?: unknown }) => {
+        // a certificate that does not verify, ours or the peer's: another cluster's CA, an
+        // expired one, the peer's address missing from its certificate. Said once per peer.
+        const tls = isTlsFault(e.code);
+        if (tls && e.message !== said) log.warn(`peer ${peer}: TLS: ${e.message}`);
+        else log.debug(`peer ${peer}: ${e.message}`);
+        if (tls) said = e.message;
+      });
       c.on("message", (topic, payload) => {
         const t = parseTopic(topic);
         if (!t || t.kind !== "join" || t.to !== o.node) return;

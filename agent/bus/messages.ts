@@ -91,6 +91,9 @@ export const Command = z.discriminatedUnion("op", [
   z.object({ op: z.literal("remove"), node: name }).strict(),
   /** a member that lost its state joined again: new broker address and credentials */
   z.object({ op: z.literal("readmit"), member: Member }).strict(),
+  /** a member's new bus password (its hash), sent by that member only: a founder's
+   *  token-derived password rotated to a random one once the cluster has formed (bus/rotation.ts) */
+  z.object({ op: z.literal("rekey"), node: name, pass: passHash }).strict(),
   /** several assignments and flags changed in one epoch (a flag set to null is removed) */
   z
     .object({
@@ -193,7 +196,7 @@ export const ResQuery = z.object({ ...base, t: z.literal("res-query") }).strict(
 // An operator on one node reads another node's logs or events through the bus (bollard logs --node).
 export const FetchReq = z
   .object({
-    ...base, t: z.literal("fetch"), id: z.string().min(1).max(64), what: z.enum(["logs", "events"]),
+    ...base, t: z.literal("fetch"), id: z.string().min(1).max(64), what: z.enum(["logs", "events", "samples"]),
     n: z.number().int().min(1).max(2000), level: z.enum(["debug", "info", "warn", "error"]).optional(), since: z.string().max(40).optional(),
   })
   .strict();
@@ -219,9 +222,62 @@ export const AlarmAckResp = z
 export type AlarmAckReq = z.infer<typeof AlarmAckReq>;
 export type AlarmAckResp = z.infer<typeof AlarmAckResp>;
 
+// The rolling upgrade of the agent bundle (agent/upgrade/, docs/upgrade.md). New message types
+// only (docs/bus.md "Versions"): an agent older than them drops them as schema rejects and
+// announces no `upgrade` in its retained state, and `bollard upgrade` refuses to start.
+const sha = z.string().regex(/^[0-9a-f]{64}$/, "a sha256, 64 hex digits");
+const rpcId = z.string().min(1).max(64);
+/** to the node to upgrade: stage a bundle (fetched from `from`), start its trial, bless it, roll it back */
+export const UpgradeReq = z
+  .object({
+    ...base, t: z.literal("upg"), id: rpcId, op: z.enum(["stage", "switch", "bless", "rollback"]), sha,
+    from: name.optional(), deadlineMs: z.number().int().min(1000).max(3_600_000).optional(), why: z.string().max(300).optional(),
+  })
+  .strict();
+export const UpgradeResp = z
+  .object({ ...base, t: z.literal("upg-result"), id: rpcId, status: z.enum(["ok", "error"]), detail: z.string().max(300).optional(), error: z.string().max(500).optional() })
+  .strict();
+/** one piece of a bundle: asked of the node that offers it, answered with base64 data */
+export const BundleGet = z.object({ ...base, t: z.literal("bundle-get"), id: rpcId, sha, offset: count }).strict();
+export const BundlePart = z
+  .object({ ...base, t: z.literal("bundle-part"), id: rpcId, sha, offset: count, total: count, data: z.string().max(56_000), error: z.string().max(300).optional() })
+  .strict();
+export type UpgradeReq = z.infer<typeof UpgradeReq>;
+export type UpgradeResp = z.infer<typeof UpgradeResp>;
+export type BundleGet = z.infer<typeof BundleGet>;
+export type BundlePart = z.infer<typeof BundlePart>;
+// N+1 readiness (issue 17 item 3, docs/readiness.md): what each node measured, retained on
+// `<node>/ready` so every node judges from everyone's checks. Not a message: a retained body,
+// validated by its reader (runtime/readiness.ts).
+const check = z.object({ ok: z.boolean(), at: count, detail: z.string().max(400) }).strict();
+export const FenceCheck = check;
+export type FenceCheck = z.infer<typeof check>;
+export const Measured = z
+  .object({ at: count, totalMs: z.number().nonnegative(), steps: z.record(z.string().max(32), z.number().nonnegative()) })
+  .strict();
+export type Measured = z.infer<typeof Measured>;
+export const ReadyBody = z
+  .object({
+    v: z.literal(PROTOCOL_VERSION),
+    /** wall ms it was made */
+    at: count,
+    /** this node's checks of the other nodes' fence paths: IPMI power status, switch ports' SNMP write access */
+    fence: z.record(name, z.object({ ipmi: check.optional(), ports: check.optional() }).strict()),
+    /** MySQL's semi-sync master side on this node while it is the primary (Rpl_semi_sync_master_status, _clients) */
+    semiSync: z.object({ on: z.boolean(), clients: count, at: count }).strict().nullable(),
+    /** /proc/meminfo MemTotal and MemAvailable, bytes */
+    mem: z.object({ total: count, available: count }).strict().nullable(),
+    /** the last failover of each service this node led, step by step (its event log) */
+    measured: z.record(z.string().max(16), Measured),
+    /** the lease wait of the last election this node won ("lease usable in N ms") */
+    leaseWaitMs: z.number().nonnegative().max(600_000).nullable(),
+  })
+  .strict();
+export type ReadyBody = z.infer<typeof ReadyBody>;
+
 export const Message = z.discriminatedUnion("t", [
   Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult, ResReport, ResQuery, FetchReq, FetchResp,
-  AlarmAckReq, AlarmAckResp,
+  AlarmAckReq, AlarmAckResp, UpgradeReq, UpgradeResp, BundleGet, BundlePart,
 ]);
 export type Message = z.infer<typeof Message>;
 export type Hb = z.infer<typeof Hb>;

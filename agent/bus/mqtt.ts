@@ -12,6 +12,7 @@ import { encode, type RejectReason } from "./codec.ts";
 import { Inbox, type MessageCb, type RetainedCb, type RetainedKind } from "./inbox.ts";
 import { MAX_PAYLOAD, type Message } from "./messages.ts";
 import { RetainedAlarms, type AlarmCb } from "./retained-alarms.ts";
+import { clientTls, type TlsMaterial } from "./tls.ts";
 import { buildTopic, isNodeName, subscriptionsFor } from "./topics.ts";
 
 export { brokerUrl, type BrokerRef, type BrokerStats } from "./broker-conn.ts";
@@ -23,6 +24,8 @@ export interface MqttBusOptions {
   node: string;
   username: string;
   password: string;
+  /** TLS to every broker: this node's key and certificate, the cluster CA (bus/tls.ts); null: plain MQTT */
+  tls?: TlsMaterial | null;
   /** every member's broker, this node's own included (the entry whose name is `node`) */
   brokers: BrokerRef[];
   log: Logger;
@@ -70,6 +73,8 @@ export class MqttBus {
   /** the last body published per retained kind: republished whenever the own broker (re)connects */
   private readonly retained = new Map<RetainedKind, Buffer>();
   private brokers: BrokerRef[];
+  /** the bus passwords, preferred first (more than one only while one is being rotated) */
+  private passwords: string[];
   private state: "new" | "started" | "stopped" = "new";
   private counters = { sent: 0, dropped: 0, refused: 0 };
   private refusalLog = { last: null as number | null, suppressed: 0 };
@@ -79,6 +84,7 @@ export class MqttBus {
     this.opts = opts;
     this.log = opts.log.child("bus");
     this.brokers = [...opts.brokers];
+    this.passwords = [opts.password];
     this.inbox = new Inbox({
       cluster, node, log: this.log, now: opts.now,
       alarm: (from, id, topic, payload) => this.alarms.ingest(from, id, topic, payload),
@@ -106,6 +112,18 @@ export class MqttBus {
     for (const c of this.conns.values()) this.closeConn(c);
     this.conns.clear();
     await Promise.all([...this.closing]);
+  }
+
+  /**
+   * The passwords to log in with from now on, preferred first: every connection's next CONNECT
+   * uses the first, and one a broker refuses tries the next (bus/rotation.ts). Open
+   * connections stay open: a broker that no longer accepts the old one drops them itself.
+   */
+  setPasswords(list: string[]): void {
+    const next = [...new Set(list.filter((p) => p.length > 0))];
+    if (!next.length || JSON.stringify(next) === JSON.stringify(this.passwords)) return;
+    this.passwords = next;
+    for (const c of this.conns.values()) c.passwordsChanged();
   }
 
   /** Adds and removes broker connections to match the member list. */
@@ -230,18 +248,22 @@ export class MqttBus {
   }
 
   private openConn(ref: BrokerRef): void {
-    const { cluster, node, username, password, now } = this.opts;
+    const { cluster, node, username, now, tls } = this.opts;
     const own = ref.name === node;
     const conn = new BrokerConn({
       ref,
       log: this.log,
       now,
       connect: (url, o) => mqtt.connect(url, o),
+      secure: !!tls,
+      passwords: () => this.passwords,
       clientOptions: {
+        // TLS: our certificate, the cluster CA only, and the broker must be member ref.name
+        ...(tls ? clientTls(tls, ref.name) : {}),
         protocolVersion: 5,
         clientId: `bollard-${cluster}-${node}`,
         username,
-        password,
+        password: this.passwords[0],
         clean: true,
         keepalive: this.opts.keepaliveSec ?? 5,
         connectTimeout: this.opts.connectTimeoutMs ?? 2000,

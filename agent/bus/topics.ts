@@ -8,9 +8,9 @@ import { Member } from "./messages.ts";
 
 export const TOPIC_ROOT = "bollard/v1";
 
-export type TopicKind = "hb" | "state" | "config" | "rpc" | "alarm" | "event" | "metrics" | "join" | "join-req";
+export type TopicKind = "hb" | "state" | "config" | "ready" | "rpc" | "alarm" | "event" | "metrics" | "join" | "join-req";
 /** Kinds that take no argument segment. */
-const PLAIN: ReadonlySet<string> = new Set(["hb", "state", "config", "event", "metrics"]);
+const PLAIN: ReadonlySet<string> = new Set(["hb", "state", "config", "ready", "event", "metrics"]);
 
 export interface Topic {
   cluster: string;
@@ -78,7 +78,7 @@ export function buildTopic(t: Topic): string {
       if (!isAlarmId(t.id)) throw new TypeError(`id: expected an alarm id ([A-Za-z0-9._:-], 1-128), got ${JSON.stringify(t.id)}`);
       return `${p}/alarm/${t.id}`;
     default:
-      if (!PLAIN.has(t.kind)) throw new TypeError(`kind: expected one of hb state config rpc alarm event metrics, got ${JSON.stringify(t.kind)}`);
+      if (!PLAIN.has(t.kind)) throw new TypeError(`kind: expected one of hb state config ready rpc alarm event metrics, got ${JSON.stringify(t.kind)}`);
       return `${p}/${t.kind}`;
   }
 }
@@ -116,6 +116,7 @@ export function subscriptionsFor(cluster: string, node: string): { topic: string
     { topic: `${root}/+/rpc/${node}`, qos: 1 },
     { topic: `${root}/+/state`, qos: 1 },
     { topic: `${root}/+/config`, qos: 1 },
+    { topic: `${root}/+/ready`, qos: 1 },
     { topic: `${root}/+/alarm/+`, qos: 1 },
     { topic: `${root}/${JOIN_SEGMENT}/+/+`, qos: 1 },
   ];

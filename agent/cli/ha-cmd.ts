@@ -7,6 +7,7 @@
 //   bollard rejoin NODE
 import { parseArgs } from "node:util";
 import type { Command } from "../bus/messages.ts";
+import { requests } from "../ha/requests.ts";
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR, NAME_RE } from "../config/schema.ts";
 import type { CommandContext, SubCommand } from "./types.ts";
@@ -75,7 +76,7 @@ async function moveCommand(kind: "switchover" | "failover", args: string[], ctx:
   const t0 = Date.now();
   const since = new Date(t0 - 1000).toISOString();
   const flag = kind === "switchover" ? `switchover:${svc}` : `failover-to:${svc}`;
-  const rc = await send(ctx, { op: "apply", why: `operator ${kind} of ${svc}`, flags: { [flag]: to ?? "any" } });
+  const rc = await send(ctx, requests[kind](svc, to ?? null));
   if (rc !== 0 || p.values["no-wait"]) return rc;
   const was = before?.committed.assignments[svc];
   const inst = before?.committed.flags[`inst:${svc}`];
@@ -118,7 +119,7 @@ export const maintenanceCommand: SubCommand = {
   run(args, ctx) {
     const [node, state] = args;
     if (args.length !== 2 || !NAME_RE.test(node ?? "") || (state !== "on" && state !== "off")) return Promise.resolve(usage(ctx, "expected: maintenance NODE on|off"));
-    return send(ctx, { op: "apply", why: `maintenance ${state} for ${node}`, flags: { [`maint:${node}`]: state === "on" ? "on" : null } });
+    return send(ctx, requests.maintenance(node!, state === "on"));
   },
 };
 
@@ -127,9 +128,9 @@ export const haCommand: SubCommand = {
   usage: ["ha disarm|arm                    stop or resume automatic failover (network work)", "ha ack mysql|redis               allow another automatic failover within the anti-flapping period"],
   run(args, ctx) {
     const [op, svc] = args;
-    if (op === "disarm" && args.length === 1) return send(ctx, { op: "apply", why: "HA disarmed by an operator", flags: { ha: "disarmed" } });
-    if (op === "arm" && args.length === 1) return send(ctx, { op: "apply", why: "HA armed by an operator", flags: { ha: null } });
-    if (op === "ack" && args.length === 2 && svcOk(svc)) return send(ctx, { op: "apply", why: `failover of ${svc} acknowledged`, flags: { [`ack:${svc}`]: String(Date.now()) } });
+    if (op === "disarm" && args.length === 1) return send(ctx, requests.disarm());
+    if (op === "arm" && args.length === 1) return send(ctx, requests.arm());
+    if (op === "ack" && args.length === 2 && svcOk(svc)) return send(ctx, requests.ack(svc, Date.now()));
     return Promise.resolve(usage(ctx, "expected: ha disarm | ha arm | ha ack mysql|redis"));
   },
 };
@@ -140,7 +141,7 @@ export const rejoinCommand: SubCommand = {
   run(args, ctx) {
     const [node] = args;
     if (args.length !== 1 || !NAME_RE.test(node ?? "")) return Promise.resolve(usage(ctx, "expected: rejoin NODE"));
-    return send(ctx, { op: "apply", why: `operator asks to rejoin ${node}`, flags: { [`rejoin:${node}`]: "requested" } });
+    return send(ctx, requests.rejoin(node!));
   },
 };
 

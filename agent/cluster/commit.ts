@@ -100,6 +100,9 @@ export function onCmd(n: NodeState, from: string, m: CmdReq): void {
     n.env.send(from, resp);
   };
   if (n.role !== "leader") return answer({ status: "error", error: `${n.id} is not the leader` });
+  // A member's bus password is its own: only it may change it (the sender is the broker the
+  // command came from, which the ACL and TLS vouch for: bus/inbox.ts).
+  if (m.cmd.op === "rekey" && m.cmd.node !== from) return answer({ status: "error", error: `only ${m.cmd.node} may change its own bus password (asked by ${from})` });
   command(n, m.cmd, answer);
 }
 
@@ -126,5 +129,6 @@ function describe(cmd: Command): string {
     case "remove": return `remove member ${cmd.node}`;
     case "apply": return `${cmd.why}: ${[...Object.entries(cmd.assign ?? {}).map(([k, v]) => `${k}=${v}`), ...Object.entries(cmd.flags ?? {}).map(([k, v]) => (v === null ? `-${k}` : `${k}=${v}`))].join(", ")}`;
     case "readmit": return `readmit member ${cmd.member.name} (${cmd.member.bus}) with new credentials`;
+    case "rekey": return `a new bus password for ${cmd.node} (its own request)`;
   }
 }

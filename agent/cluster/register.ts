@@ -72,6 +72,12 @@ export function applyCommand(c: ClusterConfig, cmd: Command, term: number): Clus
       next.members[i] = { ...cmd.member };
       return next;
     }
+    case "rekey": {
+      const i = next.members.findIndex((m) => m.name === cmd.node);
+      if (i < 0) return `"${cmd.node}" is not a member`;
+      next.members[i] = { ...next.members[i]!, pass: cmd.pass };
+      return next;
+    }
     case "remove": {
       if (!isMember(c, cmd.node)) return `"${cmd.node}" is not a member`;
       if (c.members.length <= 1) return "cannot remove the last member";

@@ -3,8 +3,10 @@
 // every error found, each naming the path, what was expected and what was found:
 //   cluster.members[2].address: expected host:port, got "node3"
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { parseDocument } from "yaml";
 import { z } from "zod";
+import { checkNodeTls } from "../bus/tls.ts";
 import { ConfigFile, checkRelations, toConfig, type Config } from "./schema.ts";
 
 export type LoadResult = { ok: true; config: Config } | { ok: false; errors: string[] };
@@ -29,7 +31,7 @@ export function parseConfig(text: string, source: string, opts: LoadOptions = {}
   // uniqueKeys (the default) makes a repeated key an error rather than "last one wins".
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
-    return { ok: false, errors: doc.errors.map((e) => `${source}: YAML syntax: ${e.message.split("\n")[0]!.replace(/:$/, "")}`) };
+    return { ok: false, errors: doc.errors.map((e) => `${source}: YAML syntax: ${yamlError(e.message)}`) };
   }
   let raw: unknown;
   try {
@@ -63,7 +65,45 @@ export function parseConfig(text: string, source: string, opts: LoadOptions = {}
       return { ok: false, errors: [`cluster.join.token_file: expected a readable file, got ${JSON.stringify(file)} (${errText(e)})`] };
     }
   }
+  if (config.bus.tls && opts.secrets !== false) {
+    const errors = readTls(config);
+    if (errors.length) return { ok: false, errors };
+  }
   return { ok: true, config };
+}
+
+/**
+ * Reads bus.tls's three files into config.bus.tls.material and checks them as this node's bus
+ * identity: the certificate issued by the CA, to this node, for its broker's address, unexpired,
+ * and the key its own (bus/tls.ts checkNodeTls).
+ */
+function readTls(config: Config): string[] {
+  const t = config.bus.tls!;
+  const files = { ca: ["bus.tls.ca_file", t.caFile], cert: ["bus.tls.cert_file", t.certFile], key: ["bus.tls.key_file", t.keyFile] } as const;
+  const text: Record<string, string> = {};
+  for (const [k, [key, file]] of Object.entries(files)) {
+    try {
+      text[k] = readFileSync(file, "utf8");
+    } catch (e) {
+      return [`${key}: expected a readable file, got ${JSON.stringify(file)} (${errText(e)})`];
+    }
+  }
+  const material = { ca: text.ca!, cert: text.cert!, key: text.key! };
+  const c = config.cluster;
+  const own = c.members.find((m) => m.name === c.node)?.address ?? c.join?.address ?? null;
+  const host = own ? own.slice(0, own.lastIndexOf(":")).replace(/^\[(.*)\]$/, "$1") : null;
+  const errors = checkNodeTls(material, {
+    node: c.node, ip: host && isIP(host) ? host : undefined, now: Date.now(),
+    names: { ca: `bus.tls.ca_file (${t.caFile})`, cert: `bus.tls.cert_file (${t.certFile})`, key: `bus.tls.key_file (${t.keyFile})` },
+  });
+  if (!errors.length) t.material = material;
+  return errors;
+}
+
+/** A YAML parser message, its first line, a token it quotes cut short (a 5 KB scalar is not a message). */
+export function yamlError(message: string): string {
+  const first = message.split("\n")[0]!.replace(/:$/, "");
+  return first.length > 240 ? `${first.slice(0, 200)}... (${first.length} characters)` : first;
 }
 
 /** `path: expected X, got Y` for each issue; unknown keys also list the keys allowed there. */

@@ -5,6 +5,7 @@
 // formatter in load.ts can print `path: expected X, got Y` (docs/config.md lists them all).
 import { z } from "zod";
 import type { ClusterConfig } from "../bus/messages.ts";
+import type { TlsMaterial } from "../bus/tls.ts";
 import type { Level } from "../env/env.ts";
 import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
 import { HaSection, MysqlSection, PortalSection, RedisSection, checkHa, type HaConfig } from "./ha-schema.ts";
@@ -13,6 +14,7 @@ import { SitesSection, checkSites, toSites, type SiteConfig } from "./site-schem
 import { AlarmsSection, NotifySection, checkAlarmsRelations, toAlarmsConfig, toNotifyConfig, type AlarmsConfig, type NotifyConfig } from "../alarms/config.ts";
 import { HostSection, toHostOptions, type HostOptions } from "../hw/host.ts";
 import { MetricsSection, toMetricsConfig, type MetricsConfig } from "../runtime/metrics.ts";
+import { WebSection, checkWeb, toWebConfig, type WebConfig } from "../web/config.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/bollard/bollard.yaml";
 export const DEFAULT_STATE_DIR = "/var/lib/bollard";
@@ -42,6 +44,15 @@ export interface BrokerFiles {
   pidFile: string;
 }
 
+/** The bus's TLS files (docs/bus.md "TLS and the trust model"); `material` is read by load.ts. */
+export interface BusTlsConfig {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** the three files' contents, checked (null when secrets were not read) */
+  material: TlsMaterial | null;
+}
+
 export interface Config {
   cluster: {
     name: string;
@@ -57,6 +68,8 @@ export interface Config {
     password: string;
     passwordFile: string | null;
     broker: BrokerFiles | null;
+    /** null: plain MQTT (tests and old configs only; the agent warns at start) */
+    tls: BusTlsConfig | null;
   };
   stateDir: string;
   log: { level: Level };
@@ -74,6 +87,22 @@ export interface Config {
   metrics: MetricsConfig;
   /** the hardware watch: what to poll how often (the BMCs and switches are ha's) */
   hw: HwConfig;
+  /** the web console (docs/web.md) */
+  web: WebConfig;
+  /** N+1 readiness (docs/readiness.md) */
+  readiness: ReadinessConfig;
+}
+
+export interface ReadinessConfig {
+  enabled: boolean;
+  /** each other node's IPMI and switch-port fence paths are checked this often, spread out */
+  fenceCheckMs: number;
+  /** a check older than this proves nothing any more */
+  checkMaxAgeMs: number;
+  /** a MySQL replica that heard nothing from its primary for this long is not in sync */
+  recvStaleMs: number;
+  /** a Redis replica further behind than this is not in sync */
+  redisLagBytes: number;
 }
 
 export interface HwConfig {
@@ -139,8 +168,16 @@ export const ConfigFile = section(
           },
           "password_file, acl_file, pid_file",
         ).optional(),
+        tls: section(
+          {
+            ca_file: absPath("the cluster CA's certificate, PEM"),
+            cert_file: absPath("this node's certificate, PEM, issued by that CA"),
+            key_file: absPath("this node's private key, PEM, 0600"),
+          },
+          "ca_file, cert_file, key_file",
+        ).optional(),
       },
-      "username, password or password_file, broker",
+      "username, password or password_file, broker, tls",
     ),
     state_dir: absPath("the state directory").default(DEFAULT_STATE_DIR),
     log: section(
@@ -170,6 +207,7 @@ export const ConfigFile = section(
     alarms: AlarmsSection.prefault({}),
     notify: NotifySection.prefault({}),
     metrics: MetricsSection.prefault({}),
+    web: WebSection.prefault({}),
     hw: section(
       {
         host: HostSection.prefault({}),
@@ -178,6 +216,16 @@ export const ConfigFile = section(
         host_every_ms: z.number(expect("a whole number of milliseconds, 1000 to 3600000")).int().min(1000).max(3_600_000).default(10_000),
       },
       "host, poll_ms, sel_every_ms, host_every_ms",
+    ).prefault({}),
+    readiness: section(
+      {
+        enabled: z.boolean(expect("true or false")).default(true),
+        fence_check_ms: z.number(expect("a whole number of milliseconds, 5000 to 3600000")).int().min(5000).max(3_600_000).default(60_000),
+        check_max_age_ms: z.number(expect("a whole number of milliseconds, 5000 to 86400000")).int().min(5000).max(86_400_000).default(180_000),
+        recv_stale_ms: z.number(expect("a whole number of milliseconds, 500 to 600000")).int().min(500).max(600_000).default(5000),
+        redis_lag_bytes: z.number(expect("a whole number of bytes >= 0")).int().min(0).default(1 << 20),
+      },
+      "enabled, fence_check_ms, check_max_age_ms, recv_stale_ms, redis_lag_bytes",
     ).prefault({}),
   },
   "the bollard config",
@@ -212,6 +260,7 @@ export function toConfig(f: ConfigFile, password: string): Config {
       password,
       passwordFile: f.bus.password_file ?? null,
       broker: f.bus.broker ? { passwordFile: f.bus.broker.password_file, aclFile: f.bus.broker.acl_file, pidFile: f.bus.broker.pid_file } : null,
+      tls: f.bus.tls ? { caFile: f.bus.tls.ca_file, certFile: f.bus.tls.cert_file, keyFile: f.bus.tls.key_file, material: null } : null,
     },
     stateDir: f.state_dir,
     log: { level: f.log.level },
@@ -233,6 +282,11 @@ export function toConfig(f: ConfigFile, password: string): Config {
     notify: toNotifyConfig(f.notify),
     metrics: toMetricsConfig(f.metrics),
     hw: { host: toHostOptions(f.hw.host), pollMs: f.hw.poll_ms, selEveryMs: f.hw.sel_every_ms, hostEveryMs: f.hw.host_every_ms },
+    web: toWebConfig(f.web),
+    readiness: {
+      enabled: f.readiness.enabled, fenceCheckMs: f.readiness.fence_check_ms, checkMaxAgeMs: f.readiness.check_max_age_ms,
+      recvStaleMs: f.readiness.recv_stale_ms, redisLagBytes: f.readiness.redis_lag_bytes,
+    },
   };
 }
 
@@ -278,6 +332,10 @@ export function checkRelations(f: ConfigFile): string[] {
   else if (f.mysql || f.redis || f.portal) errs.push("ha: expected an ha section (nodes' addresses and fencing) with mysql, redis or portal, got none");
   errs.push(...checkSites(f.sites, !!f.mysql));
   errs.push(...checkAlarmsRelations(f.alarms));
+  errs.push(...checkWeb(f.web));
+  if (f.readiness.check_max_age_ms < f.readiness.fence_check_ms) {
+    errs.push(`readiness.check_max_age_ms: expected at least readiness.fence_check_ms (${f.readiness.fence_check_ms}): every check would be stale before the next, got ${f.readiness.check_max_age_ms}`);
+  }
   const timing = toConfig(f, "").timing;
   for (const msg of checkTiming(timing)) errs.push(`timing: ${msg} (got ${timingValues(msg, timing)})`);
   return errs;

@@ -94,7 +94,11 @@ export function nodesTable(m: Model, width = 80): string[] {
 }
 
 export function nodesScreen(m: Model, rows: number, a: Assessment): Line[] {
-  const out: Line[] = [...nodesTable(m), ""];
+  const out: Line[] = [...nodesTable(m)];
+  // N+1 readiness (runtime/readiness.ts): could the cluster lose any one node now
+  const ready = (m.status.body?.ready ?? null) as { line?: unknown } | null;
+  if (typeof ready?.line === "string") out.push(cut(`N+1: ${ready.line}`, 80));
+  out.push("");
   if (a.reasons.length) {
     out.push(`${a.level}:`);
     const room = Math.max(1, rows - out.length - 6);

@@ -272,7 +272,10 @@ export function parseFru(out: string): Result<FruDevice[]> {
     const kv = /^\s+([^:]+?)\s*:\s?(.*)$/.exec(line);
     if (cur && kv) {
       const [k, v] = [kv[1]!, kv[2]!.trim()];
-      cur.fields[k] = k in cur.fields ? `${cur.fields[k]}; ${v}` : v;
+      // a field may be named like one of Object's own ("constructor", "__proto__"): an own
+      // property, defined rather than assigned (assigning "__proto__" would set the prototype)
+      const value = Object.hasOwn(cur.fields, k) ? `${cur.fields[k]}; ${v}` : v;
+      Object.defineProperty(cur.fields, k, { value, enumerable: true, writable: true, configurable: true });
       continue;
     }
     if (cur && /^\s+\S/.test(line)) {

@@ -42,6 +42,15 @@ interface NetSnmp {
 }
 const snmp = netSnmp as NetSnmp;
 
+/** SNMP error-status (RFC 3416 §3): a refusal of the value, after access was granted */
+const VALUE_REFUSED = new Set([3, 7, 8, 9, 10, 12]); // badValue(v1), wrongType, wrongLength, wrongEncoding, wrongValue, inconsistentValue
+/** a refusal of access (v2c agents may also drop an unknown community: a timeout) */
+const ACCESS_REFUSED = new Set([2, 4, 6, 16, 17]); // noSuchName(v1), readOnly(v1), noAccess, authorizationError, notWritable
+const SNMP_ERROR: Record<number, string> = {
+  2: "noSuchName", 3: "badValue", 4: "readOnly", 6: "noAccess", 7: "wrongType", 8: "wrongLength", 9: "wrongEncoding",
+  10: "wrongValue", 12: "inconsistentValue", 16: "authorizationError", 17: "notWritable",
+};
+
 /** varbinds asked per GetBulk: snmpd answers at most 100 (maxGetbulkResponses) */
 const BULK_VARBINDS = 100;
 
@@ -135,6 +144,43 @@ export class SnmpSwitch {
     const back = await this.adminStatus(ifIndex);
     if (!back.ok) return back;
     return back.value === status ? back : err(`snmp ${this.target}: set ifAdminStatus.${ifIndex}=${status} accepted, read back ${back.value}`);
+  }
+
+  /**
+   * Proves that the write community (or v3 user) may write ifAdminStatus.<ifIndex>, without
+   * changing it (the N+1 readiness check of fence level 2: agent/runtime/readiness-checks.ts).
+   * It SETs a value of the wrong type, an empty OCTET STRING for an INTEGER: an agent checks
+   * access before the value (RFC 3416 §4.2.5 steps 1-2: noAccess / notWritable, then
+   * wrongType), so `wrongType` means the write would have been allowed, and nothing was set
+   * (an agent that ignored the type would read 0, not a valid ifAdminStatus either). Measured
+   * on net-snmp's snmpd: the read community gets noAccess, the write one wrongType; a NULL
+   * value is refused as wrongType before the access check, so it proves nothing. A SET of the
+   * current value would prove it too, but would put a port back up if a fence shut it between
+   * our read and our write; a GET with the write community proves nothing (any community
+   * that can read answers it).
+   */
+  async checkWriteAccess(ifIndex: number): Promise<Result<string>> {
+    const oid = `${IF_ADMIN_STATUS}.${ifIndex}`;
+    let s: Session;
+    try {
+      s = this.session("w");
+    } catch (e) {
+      return err(`snmp ${this.target}: session: ${(e as Error).message}`);
+    }
+    const r = await new Promise<{ e: (Error & { status?: unknown }) | null }>((resolve) => {
+      try {
+        s.set([{ oid, type: snmp.ObjectType.OctetString!, value: Buffer.alloc(0) }], (e) => resolve({ e }));
+      } catch (e) {
+        resolve({ e: e as Error });
+      }
+    });
+    const where = `snmp ${this.target}: write access to ifAdminStatus.${ifIndex}`;
+    if (!r.e) return err(`${where}: the agent took an OCTET STRING for an INTEGER (it does not check types): not proven`);
+    const status = r.e.name === "RequestFailedError" && typeof r.e.status === "number" ? r.e.status : null;
+    if (status !== null && VALUE_REFUSED.has(status)) return ok(`${where}: allowed (a wrong-typed SET refused as ${SNMP_ERROR[status]}, nothing set)`);
+    this.drop("w");
+    if (status !== null && ACCESS_REFUSED.has(status)) return err(`${where}: refused (${SNMP_ERROR[status]}): the write community may not write it`);
+    return err(`${where}: ${this.explain(r.e)}`);
   }
 
   close(): void {

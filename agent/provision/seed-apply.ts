@@ -15,6 +15,7 @@
 //   mysql-bollard.password  random, this node only: MariaDB 'bollard'@'localhost' (the agent)
 //   bmc-<node>.password     from the seed, for fencing that node
 //   snmp-<switch>.community from the seed, the switch's write community
+//   tls/ca.crt, tls/node.crt, tls/node.key   from the seed: the bus's TLS (the key 0600)
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -26,6 +27,8 @@ import { DEFAULT_BUS_PORT, SEED_FILE_NAME, addrOf, describeSeed, hostOf, readSee
 
 export const STATE_DIR = "/var/lib/bollard";
 export const SECRETS_DIR = `${STATE_DIR}/secrets`;
+/** the bus's TLS files: the cluster CA's certificate, this node's certificate and key */
+export const TLS_DIR = `${SECRETS_DIR}/tls`;
 
 export interface RenderedFile {
   /** absolute path on the node */
@@ -104,6 +107,10 @@ export function renderNode(s: Seed, local: { mysqlBollard: string }): RenderedFi
       `    password_file: ${STATE_DIR}/mosquitto/passwd`,
       `    acl_file: ${STATE_DIR}/mosquitto/acl`,
       "    pid_file: /run/mosquitto/mosquitto.pid",
+      "  tls:                    # every broker requires a certificate of the cluster CA; the agent checks theirs",
+      `    ca_file: ${TLS_DIR}/ca.crt`,
+      `    cert_file: ${TLS_DIR}/node.crt`,
+      `    key_file: ${TLS_DIR}/node.key`,
       `state_dir: ${STATE_DIR}`,
       "log:",
       "  level: info",
@@ -157,7 +164,7 @@ export function renderNode(s: Seed, local: { mysqlBollard: string }): RenderedFi
     ]);
   }
 
-  add("/etc/mosquitto/conf.d/bollard-listener.conf", [`# ${head}`, `listener ${busPort} ${dataIp}`, ""].join("\n"));
+  add("/etc/mosquitto/conf.d/bollard-listener.conf", [`# ${head}`, `listener ${busPort} ${dataIp}`, ...mosquittoTlsLines({ ca: `${TLS_DIR}/ca.crt`, cert: `${TLS_DIR}/node.crt`, key: `${TLS_DIR}/node.key` }), ""].join("\n"));
   add(
     "/etc/mysql/mariadb.conf.d/61-bollard-node.cnf",
     [`# ${head}`, "[mariadbd]", `server_id = ${serverId(n.data.address)}`, `bind_address = 127.0.0.1,${dataIp}`, `report_host = ${s.node}`, ""].join("\n"),
@@ -188,6 +195,9 @@ export function renderNode(s: Seed, local: { mysqlBollard: string }): RenderedFi
   for (const [node, b] of Object.entries(s.bmc)) if (b.password) secret(`bmc-${node}.password`, b.password);
   for (const w of s.switches) if (w.write_community) secret(`snmp-${w.name}.community`, w.write_community);
   if (s.login.root_password_hash) secret("login.hash", s.login.root_password_hash);
+  add(`${TLS_DIR}/ca.crt`, s.tls.ca_cert.trim() + "\n", 0o644);
+  add(`${TLS_DIR}/node.crt`, s.tls.cert.trim() + "\n", 0o644);
+  add(`${TLS_DIR}/node.key`, s.tls.key.trim() + "\n", 0o600);
   // Run once by first boot through `mariadbd --bootstrap`, out of the binary log: these
   // accounts exist on every node and must not become GTIDs that differ between them.
   add(
@@ -213,6 +223,18 @@ export function renderNode(s: Seed, local: { mysqlBollard: string }): RenderedFi
   return files;
 }
 
+/**
+ * The listener's TLS (mosquitto.conf(5)): a certificate of the cluster CA required of every
+ * client, the password on top (use_identity_as_username off: the password file follows the
+ * register, so a removed member is locked out at the next reload; docs/bus.md), TLS 1.2 or later.
+ */
+export function mosquittoTlsLines(f: { ca: string; cert: string; key: string }): string[] {
+  return [
+    `cafile ${f.ca}`, `certfile ${f.cert}`, `keyfile ${f.key}`,
+    "require_certificate true", "use_identity_as_username false", "tls_version tlsv1.2",
+  ];
+}
+
 /** Writes the files under `root` (atomically, durably). Returns the paths written. */
 export function writeFiles(root: string, files: RenderedFile[]): string[] {
   const written: string[] = [];
@@ -220,7 +242,7 @@ export function writeFiles(root: string, files: RenderedFile[]): string[] {
     const at = join(root, f.path);
     if (f.keep && existsSync(at)) continue;
     const dir = dirname(at);
-    mkdirSync(dir, { recursive: true, mode: dir.endsWith("/secrets") || dir.endsWith("/mosquitto") ? 0o700 : 0o755 });
+    mkdirSync(dir, { recursive: true, mode: /\/(secrets|mosquitto|tls)$/.test(dir) ? 0o700 : 0o755 });
     atomicWrite(at, f.text, { durable: true, mode: f.mode });
     chmodSync(at, f.mode);
     written.push(f.path);

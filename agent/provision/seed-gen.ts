@@ -11,6 +11,7 @@ import { NAME_RE, TIMING_KEYS } from "../config/schema.ts";
 import type { CommandContext } from "../cli/types.ts";
 import { DEFAULT_BUS_PORT, SEED_VERSION, SeedFile, addrOf, isCidr, newJoinToken, parseSeed, renderSeed, type Seed } from "./seed.ts";
 import { sha512Crypt } from "./seed-apply.ts";
+import { PkiError, issueNodeCert, makeCa, type KeyCert } from "./pki.ts";
 
 export const GEN_USAGE = `usage: bollard seed --cluster NAME --out DIR [options]
 
@@ -24,6 +25,9 @@ separated; NAME=VALUE lists name the nodes.
   --founders LIST          the cluster's first members (default: --nodes); a node not among
                            them joins the running cluster through the founders' brokers
   --token-file FILE        the join token of an existing cluster (default: a new random one)
+  --ca-dir DIR             the cluster CA (ca.crt, ca.key) that signs the nodes' certificates
+                           (default: a new CA, written to OUT/ca/; required with --token-file:
+                           a joining node needs a certificate of its cluster's CA)
   --addresses LIST         data addresses on bond0, NAME=ADDR/PREFIX (default 198.18.0.(10+i)/24)
   --mgmt LIST              management addresses, NAME=ADDR/PREFIX (default 198.18.1.(10+i)/24)
   --data-gateway IP        --mgmt-gateway IP     default routes (default: none)
@@ -66,6 +70,8 @@ export interface GenOptions {
   snmpWrite?: string;
   rootPasswordHash: string;
   timingScale?: number;
+  /** the cluster CA: signs every node's certificate (its key is never put in a seed) */
+  ca: KeyCert;
 }
 
 class GenError extends Error {}
@@ -109,6 +115,7 @@ export function makeSeeds(o: GenOptions): Seed[] {
     bmc[n] = { ...b, ...(o.bmcPassword ? { password: o.bmcPassword } : {}), cipher_suite: o.bmcCipherSuite };
   }
   return o.nodes.map((node) => {
+    const nodeCert = issueNodeCert(o.ca, { cluster: o.cluster, node, ips: [addrOf(dataOf(node))] });
     const raw = {
       version: SEED_VERSION,
       cluster: o.cluster,
@@ -130,6 +137,7 @@ export function makeSeeds(o: GenOptions): Seed[] {
         ports: o.switchPorts,
       })),
       ...(o.timingScale && o.timingScale !== 1 ? { timing: scaledTiming(o.timingScale) } : {}),
+      tls: { ca_cert: o.ca.cert, cert: nodeCert.cert, key: nodeCert.key },
       login: { root_password_hash: o.rootPasswordHash },
     };
     // through the text form: what is written is what is checked
@@ -156,8 +164,15 @@ function hostPortOf(flag: string, v: string, defPort: number): { host: string; p
   return { host: m[1]!, port: m[2] ? Number(m[2]) : defPort };
 }
 
+/** The CA in DIR (ca.crt and ca.key), checked to be one. */
+function readCa(dir: string): KeyCert {
+  const ca = { cert: readSecret("ca-dir", join(dir, "ca.crt")), key: readSecret("ca-dir", join(dir, "ca.key")) };
+  if (!/BEGIN CERTIFICATE/.test(ca.cert) || !/BEGIN (EC |RSA )?PRIVATE KEY/.test(ca.key)) throw new GenError(`--ca-dir: ${dir} does not hold a CA (ca.crt and ca.key, PEM)`);
+  return ca;
+}
+
 /** Parses the command line into GenOptions (reading the files it names) and the out dir. */
-export function genOptions(args: string[], rand: (n: number) => Buffer = randomBytes): { o: GenOptions; out: string; force: boolean; password: string | null } {
+export function genOptions(args: string[], rand: (n: number) => Buffer = randomBytes): { o: GenOptions; out: string; force: boolean; password: string | null; caCreated: boolean } {
   const s = { type: "string" } as const;
   const { values: v, positionals } = parseArgs({
     args,
@@ -166,7 +181,7 @@ export function genOptions(args: string[], rand: (n: number) => Buffer = randomB
     options: {
       cluster: s, out: s, nodes: s, founders: s, "token-file": s, addresses: s, mgmt: s, "data-gateway": s, "mgmt-gateway": s,
       dns: s, ntp: s, vip: s, "data-nics": s, "mgmt-nic": s, bmc: s, "bmc-password-file": s, "bmc-cipher-suite": s,
-      switches: s, "switch-ports": s, "snmp-read-community": s, "snmp-write-community-file": s, "login-password-file": s, "timing-scale": s,
+      switches: s, "switch-ports": s, "snmp-read-community": s, "snmp-write-community-file": s, "login-password-file": s, "timing-scale": s, "ca-dir": s,
       force: { type: "boolean" },
     },
   });
@@ -196,13 +211,18 @@ export function genOptions(args: string[], rand: (n: number) => Buffer = randomB
   if (!Number.isInteger(suite) || suite < 0 || suite > 17) throw new GenError(`--bmc-cipher-suite: expected 0-17, got "${v["bmc-cipher-suite"]}"`);
   const scale = v["timing-scale"] === undefined ? 1 : Number(v["timing-scale"]);
   if (!Number.isFinite(scale) || scale < 1 || scale > 50) throw new GenError(`--timing-scale: expected a number from 1 to 50, got "${v["timing-scale"]}"`);
+  const token = v["token-file"] ? readSecret("token-file", v["token-file"]).trim() : newJoinToken(rand);
+  if (v["token-file"] && !v["ca-dir"]) {
+    throw new GenError("--ca-dir DIR is required with --token-file: a node joining a running cluster needs a certificate of that cluster's CA (the ca/ directory written beside the founders' seeds)");
+  }
+  const ca = v["ca-dir"] ? readCa(v["ca-dir"]) : makeCa(v.cluster);
   const password = v["login-password-file"] ? readSecret("login-password-file", v["login-password-file"]) : null;
   const generated = password ?? rand(12).toString("base64url");
   const o: GenOptions = {
     cluster: v.cluster,
     nodes,
     founders,
-    token: v["token-file"] ? readSecret("token-file", v["token-file"]).trim() : newJoinToken(rand),
+    token,
     addresses,
     mgmt,
     dataGateway: v["data-gateway"],
@@ -221,8 +241,9 @@ export function genOptions(args: string[], rand: (n: number) => Buffer = randomB
     snmpWrite: v["snmp-write-community-file"] ? readSecret("snmp-write-community-file", v["snmp-write-community-file"]) : undefined,
     rootPasswordHash: sha512Crypt(generated, rand(12).toString("base64").replace(/[+=]/g, ".").slice(0, 16)),
     timingScale: scale,
+    ca,
   };
-  return { o, out: v.out, force: v.force ?? false, password: password === null ? generated : null };
+  return { o, out: v.out, force: v.force ?? false, password: password === null ? generated : null, caCreated: !v["ca-dir"] };
 }
 
 export async function generateCommand(args: string[], ctx: CommandContext): Promise<number> {
@@ -236,12 +257,14 @@ export async function generateCommand(args: string[], ctx: CommandContext): Prom
     parsed = genOptions(args);
     seeds = makeSeeds(parsed.o);
   } catch (e) {
-    if (!(e instanceof GenError) && !(e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) throw e;
+    if (!(e instanceof GenError) && !(e instanceof PkiError) && !(e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) throw e;
     ctx.io.err(`bollard seed: ${(e as Error).message}\nrun "bollard seed --help" for usage`);
     return 2;
   }
   const { out, force, password } = parsed;
   const files = seeds.map((s) => join(out, `${s.node}.seed.yaml`));
+  const caDir = join(out, "ca");
+  if (parsed.caCreated) files.push(join(caDir, "ca.key"));
   const existing = files.filter((f) => existsSync(f));
   if (existing.length && !force) {
     ctx.io.err(`bollard seed: ${existing.join(", ")} already exist${existing.length === 1 ? "s" : ""}: not overwritten (--force overwrites; a cluster has one token)`);
@@ -251,6 +274,12 @@ export async function generateCommand(args: string[], ctx: CommandContext): Prom
   const by = `bollard seed ${ctx.build.version} on ${new Date().toISOString().slice(0, 10)}`;
   seeds.forEach((s, i) => writeFileSync(files[i]!, renderSeed(s, by), { mode: 0o600 }));
   for (const [i, s] of seeds.entries()) ctx.io.out(`${files[i]}: node ${s.node}, data ${s.network.data.address}, mgmt ${s.network.mgmt?.address ?? "-"}`);
+  if (parsed.caCreated) {
+    mkdirSync(caDir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(caDir, "ca.key"), parsed.o.ca.key, { mode: 0o600 });
+    writeFileSync(join(caDir, "ca.crt"), parsed.o.ca.cert, { mode: 0o644 });
+    ctx.io.out(`${caDir}/: the cluster's CA (ca.key signs the certificate of every node added later: bollard seed --ca-dir ${caDir}); no node holds its key: keep it offline, with the seeds`);
+  }
   if (password !== null) {
     const pw = join(out, "login-password.txt");
     writeFileSync(pw, `${password}\n`, { mode: 0o600 });

@@ -14,7 +14,8 @@ import { parseDocument } from "yaml";
 import { z } from "zod";
 import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
 import { NAME_RE, TIMING_KEYS, isHostPort } from "../config/schema.ts";
-import { pathText, show } from "../config/load.ts";
+import { pathText, show, yamlError } from "../config/load.ts";
+import { checkNodeTls, isPemCert, isPemKey } from "../bus/tls.ts";
 
 export const SEED_VERSION = 1;
 /** The seed's name on the BOLLARD-SEED partition. */
@@ -107,6 +108,16 @@ export const SeedFile = section(
         expect("a mapping of timing keys (docs/config.md)"),
       )
       .optional(),
+    // the bus's TLS (docs/bus.md "TLS and the trust model"): the cluster CA's certificate and
+    // this node's own key and certificate; the CA's key is never in a seed
+    tls: section(
+      {
+        ca_cert: z.string(expect("the cluster CA's certificate, PEM")).max(8192).refine(isPemCert),
+        cert: z.string(expect("this node's certificate, PEM")).max(8192).refine(isPemCert),
+        key: z.string(expect("this node's private key, PEM")).max(8192).refine(isPemKey),
+      },
+      "ca_cert, cert, key",
+    ),
     login: section(
       { root_password_hash: z.string(expect("a crypt(3) hash ($6$... or $y$...)")).regex(/^\$(6|y|5)\$[./A-Za-z0-9$=,]+$/).optional() },
       "root_password_hash",
@@ -126,7 +137,7 @@ export const hostOf = (hp: string) => hp.slice(0, hp.lastIndexOf(":")).replace(/
 /** Validates seed text; every error names its path, what was expected and what was found. */
 export function parseSeed(text: string, source: string): SeedResult {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length) return { ok: false, errors: doc.errors.map((e) => `${source}: YAML syntax: ${e.message.split("\n")[0]!.replace(/:$/, "")}`) };
+  if (doc.errors.length) return { ok: false, errors: doc.errors.map((e) => `${source}: YAML syntax: ${yamlError(e.message)}`) };
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: 100 });
@@ -169,6 +180,10 @@ function seedRelations(s: Seed): string[] {
   }
   dupes(s.switches.map((w) => w.name)).forEach((n) => errs.push(`switches: expected unique names, got ${JSON.stringify(n)} more than once`));
   if (s.timing) for (const msg of checkTiming(seedTiming(s))) errs.push(`timing: ${msg}`);
+  const ip = self ? hostOf(self.address) : dataIp;
+  errs.push(...checkNodeTls({ ca: s.tls.ca_cert, cert: s.tls.cert, key: s.tls.key }, {
+    node: s.node, ip: isIP(ip) ? ip : undefined, now: Date.now(), names: { ca: "tls.ca_cert", cert: "tls.cert", key: "tls.key" },
+  }));
   return errs;
 }
 
@@ -215,10 +230,19 @@ export function renderSeed(s: Seed, by: string): string {
       `      ports: ${flow(w.ports)} }`,
     ]),
     ...(s.timing ? [`timing: { ${Object.entries(s.timing).map(([k, v]) => `${k}: ${v}`).join(", ")} }   # the cluster core's, docs/config.md`] : []),
+    "tls:                      # the bus: the cluster CA's certificate, this node's key and certificate",
+    ...pemBlock("ca_cert", s.tls.ca_cert),
+    ...pemBlock("cert", s.tls.cert),
+    ...pemBlock("key", s.tls.key),
     "login:",
     s.login.root_password_hash ? `  root_password_hash: ${q(s.login.root_password_hash)}` : "  {}",
   ];
   return out.join("\n").replace("login:\n  {}", "login: {}") + "\n";
+}
+
+/** `  key: |` and the PEM's lines indented under it (a YAML literal block keeps the newlines). */
+function pemBlock(key: string, pem: string): string[] {
+  return [`  ${key}: |`, ...pem.trim().split(/\r?\n/).map((l) => `    ${l}`)];
 }
 
 /** A fresh join token: 32 random bytes, base64url (43 characters). */

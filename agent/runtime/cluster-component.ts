@@ -10,6 +10,7 @@ import { Fetcher } from "../bus/fetch.ts";
 import { resolveBusIdentity, type BusIdentity } from "../bus/identity.ts";
 import type { Member } from "../bus/messages.ts";
 import { MqttBus } from "../bus/mqtt.ts";
+import { PasswordRotation } from "../bus/rotation.ts";
 import { ClusterNode } from "../cluster/node.ts";
 import { bootstrapConfig } from "../config/schema.ts";
 import { EventLog, realEnv } from "../env/real.ts";
@@ -32,12 +33,16 @@ export class ClusterComponents {
   /** from the node's start to its stop: ticks and control requests are served only then */
   running = false;
   private brokerAuth: BrokerAuth | null = null;
+  /** a founder's token-derived bus password, rotated once the cluster has formed */
+  private rotation: PasswordRotation | null = null;
   private id!: BusIdentity;
   private lastState = "";
   private lastStateAt = -Infinity;
   private lastConfig = "";
   private brokersKey = "";
   private authEpoch = -1;
+  /** more for the retained state, from components started later (the upgrade's step) */
+  stateExtra: (() => Record<string, unknown>) | null = null;
 
   constructor(private readonly ctx: AgentContext) {}
 
@@ -68,6 +73,7 @@ export class ClusterComponents {
       name: "credentials",
       start: async (signal) => {
         const { config: c, log } = this.ctx;
+        if (!c.bus.tls) log.warn("the bus is not encrypted and brokers ask for no certificate: bus.tls is not set (docs/bus.md \"TLS and the trust model\")");
         this.id = await resolveBusIdentity(c, this.store, log.child("cluster"), signal);
         log.info(`bus login ${c.bus.username}: ${this.id.how}`);
         if (this.id.forming) this.brokerAuth?.apply(bootstrapConfig(c)); // the founders, before anyone logs in
@@ -82,17 +88,25 @@ export class ClusterComponents {
           node: c.cluster.node,
           username: c.bus.username,
           password: this.id.password,
+          tls: c.bus.tls?.material ?? null,
           brokers: bootstrapConfig(c).members,
           log, // the bus names its own namespace ("bus")
           now: () => performance.now(),
         });
         const env = realEnv({ send: (to, msg) => bus.send(to, msg), store: this.store, log: log.child("cluster"), events: this.events });
         this.bus = bus;
-        this.node = new ClusterNode(env, c.cluster.node, c.timing, bootstrapConfig(c), {
+        const node = new ClusterNode(env, c.cluster.node, c.timing, bootstrapConfig(c), {
           cluster: c.cluster.name,
           joinToken: c.cluster.join?.token ?? null,
           cautiousVotes: this.id.cautiousVotes,
         });
+        this.node = node;
+        if (c.cluster.join?.token) {
+          this.rotation = new PasswordRotation({
+            cluster: c.cluster.name, node: c.cluster.node, stateDir: c.stateDir, token: c.cluster.join.token, current: this.id.password,
+            log: log.child("bus"), command: (cmd, done) => node.command(cmd, done), setPasswords: (list) => bus.setPasswords(list), now: () => performance.now(),
+          });
+        }
       },
     },
     node: {
@@ -124,11 +138,12 @@ export class ClusterComponents {
   publish(): boolean {
     const view = this.node!.view();
     const summary = stateSummary(view);
-    const key = JSON.stringify(summary);
+    const extra = this.stateExtra?.() ?? {};
+    const key = JSON.stringify([summary, extra]);
     const now = performance.now();
     const changed = key !== this.lastState;
     if (changed || now - this.lastStateAt >= STATE_EVERY_MS) {
-      this.bus!.publishRetained("state", { ...summary, version: this.ctx.build.version, wall: Date.now() });
+      this.bus!.publishRetained("state", { ...summary, ...extra, version: this.ctx.build.version, rev: this.ctx.build.rev, wall: Date.now() });
       // the bus re-publishes retained bodies itself when the own broker reconnects
       const cfgKey = JSON.stringify(view.config);
       if (cfgKey !== this.lastConfig) this.bus!.publishRetained("config", view.config);
@@ -141,6 +156,7 @@ export class ClusterComponents {
       this.authEpoch = view.committed.epoch;
       this.brokerAuth.apply(view.committed);
     }
+    this.rotation?.step(view);
     return changed;
   }
 

@@ -8,6 +8,7 @@ import type { AgentContext, Component } from "./component.ts";
 import { ControlServer, type CommandResult, type ControlHandlers, type FetchParams, type Route } from "./control.ts";
 import type { HaComponent } from "./ha-component.ts";
 import { writeStatusFile, type StatusBody } from "./status.ts";
+import type { ReadinessComponent } from "./readiness.ts";
 import type { WatchComponent } from "./watch-component.ts";
 
 const COMMAND_TIMEOUT_MS = 10_000;
@@ -24,6 +25,7 @@ export class ControlComponent implements Component {
     private readonly watch: WatchComponent,
     /** routes other components mount while they run */
     private readonly routes: Record<string, Route>,
+    private readonly ready?: ReadinessComponent,
   ) {}
 
   async start(): Promise<void> {
@@ -52,6 +54,8 @@ export class ControlComponent implements Component {
       bus: bus.stats(),
       ha: this.ha.runtime?.snapshot() ?? null,
       watch: this.watch.watch?.snapshot() ?? null,
+      ready: this.ready?.snapshot() ?? null,
+      control: this.server?.stats() ?? null,
       wall: Date.now(),
     };
   }

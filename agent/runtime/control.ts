@@ -34,8 +34,19 @@ export interface ControlHandlers {
 
 const MAX_BODY = 64 * 1024;
 
+/** What the control socket answered, by HTTP code: bad requests are counted, not only logged. */
+export interface ControlStats {
+  requests: number;
+  /** answers >= 400, by code: 400 bad request, 404 no route, 413 too large, 500 a handler failed */
+  rejected: Record<string, number>;
+}
+
+class BodyTooLarge extends Error {}
+
 export class ControlServer {
   private server: Server | null = null;
+  private readonly counts: ControlStats = { requests: 0, rejected: {} };
+  private lastBadLog = -Infinity;
 
   constructor(
     readonly socket: string,
@@ -69,8 +80,28 @@ export class ControlServer {
     await closed; // also removes the socket file (libuv unlinks a unix socket it bound)
   }
 
+  stats(): ControlStats {
+    return { requests: this.counts.requests, rejected: { ...this.counts.rejected } };
+  }
+
+  /** One request, answered whatever it holds: nothing may escape (an unhandled rejection ends the agent). */
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://agent");
+    this.counts.requests++;
+    res.on("finish", () => {
+      if (res.statusCode < 400) return;
+      this.counts.rejected[res.statusCode] = (this.counts.rejected[res.statusCode] ?? 0) + 1;
+      const now = performance.now();
+      if (now - this.lastBadLog < 60_000) return;
+      this.lastBadLog = now;
+      this.log.warn(`control request answered ${res.statusCode}`, { method: req.method, path: (req.url ?? "").slice(0, 200), rejected: this.counts.rejected });
+    });
+    let url: URL;
+    try {
+      // "//host:99999" is a valid request target to Node's HTTP parser and an invalid URL here
+      url = new URL(req.url ?? "/", "http://agent");
+    } catch {
+      return reply(res, 400, { status: "error", error: `request target: expected a path, got ${JSON.stringify((req.url ?? "").slice(0, 100))}` });
+    }
     try {
       if (req.method === "GET" && url.pathname === "/status") return reply(res, 200, this.handlers.status());
       if (req.method === "GET" && (url.pathname === "/logs" || url.pathname === "/events")) {
@@ -90,18 +121,21 @@ export class ControlServer {
       if (route) {
         let body: unknown = null;
         if (req.method === "POST") {
-          try { body = JSON.parse((await readBody(req)) || "null"); } catch { return reply(res, 400, { status: "error", error: "body: expected JSON" }); }
+          try {
+            body = JSON.parse((await readBody(req)) || "null");
+          } catch (e) {
+            return e instanceof BodyTooLarge ? reply(res, 413, { status: "error", error: e.message }) : reply(res, 400, { status: "error", error: "body: expected JSON" });
+          }
         }
         const r = await route(url.searchParams, body);
         return reply(res, r.code, r.body);
       }
       if (req.method === "POST" && url.pathname === "/command") {
-        const body = await readBody(req);
         let raw: unknown;
         try {
-          raw = JSON.parse(body);
-        } catch {
-          return reply(res, 400, { status: "error", error: "body: expected a JSON command" });
+          raw = JSON.parse(await readBody(req));
+        } catch (e) {
+          return e instanceof BodyTooLarge ? reply(res, 413, { status: "error", error: e.message }) : reply(res, 400, { status: "error", error: "body: expected a JSON command" });
         }
         const cmd = Command.safeParse(raw);
         if (!cmd.success) {
@@ -116,14 +150,14 @@ export class ControlServer {
       return reply(res, 404, { status: "error", error: `no route ${req.method} ${url.pathname}` });
     } catch (e) {
       this.log.error("control request failed", { path: url.pathname, err: e as Error });
-      return reply(res, 500, { status: "error", error: (e as Error).message });
+      return reply(res, 500, { status: "error", error: (e as Error)?.message ?? String(e) });
     }
   }
 }
 
 function reply(res: ServerResponse, code: number, body: unknown): void {
-  if (res.headersSent) return;
-  const text = JSON.stringify(body);
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body) ?? "null";
   res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
 }
@@ -135,8 +169,8 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on("data", (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY) {
-        reject(new Error(`request body over ${MAX_BODY} bytes`));
-        req.destroy();
+        reject(new BodyTooLarge(`body: expected at most ${MAX_BODY} bytes, got more`));
+        req.resume(); // read and drop the rest, so that the 413 can be sent
       } else chunks.push(c);
     });
     req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));

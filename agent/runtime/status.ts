@@ -17,6 +17,10 @@ export interface StatusBody {
   ha?: object | null;
   /** the hardware and alarm watch (runtime/watch.ts WatchSnapshot): alarms, BMC sensors, switch ports, host */
   watch?: object | null;
+  /** N+1 readiness (ha/readiness.ts Readiness): could the cluster lose each node now; null: not judged */
+  ready?: object | null;
+  /** the control socket's requests and what it refused, by HTTP code (runtime/control.ts) */
+  control?: object | null;
   /** wall-clock ms when this body was made */
   wall: number;
 }

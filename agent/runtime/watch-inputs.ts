@@ -124,5 +124,7 @@ export function eventInput(e: ClusterEvent): EventInput | null {
     return m ? { kind: "fence-failed", target: m[1]!, detail: m[2]! } : null;
   }
   if (e.kind === "fence" && f.ok === true && typeof f.node === "string") return { kind: "fence-done", target: f.node };
+  if (e.kind === "upgrade" && f.failed === true && typeof f.node === "string") return { kind: "upgrade-failed", target: f.node, detail: e.detail };
+  if (e.kind === "upgrade" && f.rollout === "done") return { kind: "upgrade-done" };
   return null;
 }

@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { AlarmHistory, historyDir, mergeAlarms, type ClusterAlarm } from "../alarms/history.ts";
 import { RemoteAck } from "../alarms/remote-ack.ts";
 import { AlarmService } from "../alarms/service.ts";
-import type { Alarm, EventInput, Readings, SitesInput, SwitchInput, WritesDownInput } from "../alarms/types.ts";
+import type { Alarm, EventInput, Readings, ReadyInput, SitesInput, SwitchInput, WritesDownInput } from "../alarms/types.ts";
 import type { Message } from "../bus/messages.ts";
 import type { AlarmCb, BusStats } from "../bus/mqtt.ts";
 import type { NodeView } from "../cluster/view.ts";
@@ -71,10 +71,14 @@ export interface WatchDeps {
   now(): number;
   /** wall-clock ms */
   wall(): number;
+  /** N+1 readiness as judged now (runtime/readiness.ts); absent or null: not judged */
+  readiness?(): ReadyInput | null;
   /** tests: fakes of the hardware, host and bond readers */
   poller?: HwPoller;
   readHost?(o: HostOptions): Promise<HostReading>;
   readBonds?(): HostReading["bonds"];
+  /** each host reading as it comes in (the web console's chart samples, web/samples.ts) */
+  onHost?(h: HostReading, wall: number): void;
 }
 
 export interface WatchSnapshot {
@@ -236,7 +240,10 @@ export class Watch {
       const again = this.host && now - this.lastTimeSyncAt < TIME_SYNC_EVERY_MS ? this.host.timeSync : undefined;
       if (!again) this.lastTimeSyncAt = now;
       const o: HostOptions = { ...this.d.config.hw.host, source: this.hostSource, timeSync: again };
-      this.read("host", () => (this.d.readHost ? this.d.readHost(o) : readHost(o)), (h) => (this.host = h));
+      this.read("host", () => (this.d.readHost ? this.d.readHost(o) : readHost(o)), (h) => {
+        this.host = h;
+        this.d.onHost?.(h, this.d.wall());
+      });
     }
     this.step();
   }
@@ -273,6 +280,8 @@ export class Watch {
     const facts = this.d.facts();
     if (facts && this.d.config.ha?.mysql) r.mysql = mysqlInput(facts.mysql);
     if (facts && this.d.config.ha?.redis) r.redis = redisInput(facts.redis);
+    // like the cluster's: peers not yet heard are not "would be left without"
+    if (this.d.readiness && t0 - this.startedAt >= 2 * t.peerDeadMs + 2000) r.readiness = this.d.readiness();
     const writes = this.d.writes?.();
     if (writes) r.writes = writes;
     const sites = this.d.sites?.();

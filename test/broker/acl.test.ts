@@ -52,7 +52,7 @@ const allUp = (n: Node) => n.bus.stats().brokers.every((b) => b.connected);
 const up = (n: Node, broker: string) => n.bus.stats().brokers.find((b) => b.name === broker)?.connected === true;
 
 function raw(h: BrokerHarness, user: string, broker: string): Promise<MqttClient> {
-  const c = mqtt.connect(h.url(broker), { protocolVersion: 5, ...h.credentials(user), reconnectPeriod: 0, connectTimeout: 2000 });
+  const c = mqtt.connect(h.url(broker), { protocolVersion: 5, ...h.clientOptions(user, broker), reconnectPeriod: 0, connectTimeout: 2000 });
   return new Promise((resolve, reject) => {
     c.once("connect", () => {
       c.on("error", () => {}); // errors after connect show up in the publish callbacks

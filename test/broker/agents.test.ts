@@ -8,6 +8,7 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { writeTls } from "./agent-procs.ts";
 import { pidAlive, startBrokers, type BrokerHarness } from "./harness.ts";
 
 const BUNDLE = new URL("../../dist/bollard.js", import.meta.url).pathname;
@@ -76,13 +77,14 @@ s.before(async (ctx) => {
   const members = ctx.h.members().map((m) => `    - { name: ${m.name}, address: "${m.bus}" }`).join("\n");
   for (const n of NODES) {
     const d = join(ctx.dir, n);
-    const { username, password } = ctx.h.credentials(n);
+    const { username, password, tls } = ctx.h.credentials(n);
     rmSync(d, { recursive: true, force: true });
     mkdirSync(d, { recursive: true });
     writeFileSync(join(d, "bus.password"), password, { mode: 0o600 });
+    const tlsYaml = `${writeTls(d, tls!)}\n`;
     // node1 does not judge node-lost: a lost node3 is then an alarm node2 alone raises
     const alarms = n === "node1" ? "alarms:\n  rules:\n    node-lost: { enabled: false }\n" : "";
-    writeFileSync(join(d, "bollard.yaml"), `cluster:\n  name: real\n  node: ${n}\n  members:\n${members}\nbus:\n  username: ${username}\n  password_file: ${join(d, "bus.password")}\nstate_dir: ${d}\nlog:\n  level: info\n${alarms}`);
+    writeFileSync(join(d, "bollard.yaml"), `cluster:\n  name: real\n  node: ${n}\n  members:\n${members}\nbus:\n  username: ${username}\n  password_file: ${join(d, "bus.password")}\n${tlsYaml}state_dir: ${d}\nlog:\n  level: info\n${alarms}`);
     startAgent(ctx, n);
   }
 });
@@ -146,8 +148,7 @@ s("with one broker stopped, the other two keep quorum", async (ctx) => {
 });
 
 s("a node publishing under another node's prefix is refused by the broker", async (ctx) => {
-  const { username, password } = ctx.h.credentials("node1");
-  const c = await mqtt.connectAsync(ctx.h.url("node1"), { username, password, protocolVersion: 5, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(ctx.h.url("node1"), { ...ctx.h.clientOptions("node1", "node1"), protocolVersion: 5, reconnectPeriod: 0 });
   try {
     let code: number | undefined;
     try {
@@ -176,8 +177,7 @@ s("an alarm only node2 raised is acknowledged from node1, through node2; a node 
   assert.is(r.code, 0, r.err);
   assert.is(r.out.trim(), `acknowledged ${ID} by ops@test on node2`);
   // node2's engine applied it: its retained copy on its broker, and its history
-  const { username, password } = ctx.h.credentials("node1");
-  const c = await mqtt.connectAsync(ctx.h.url("node2"), { username, password, protocolVersion: 5, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(ctx.h.url("node2"), { ...ctx.h.clientOptions("node1", "node2"), protocolVersion: 5, reconnectPeriod: 0 });
   try {
     const got = new Promise<any>((resolve) => c.on("message", (_t, p) => resolve(JSON.parse(p.toString()))));
     await c.subscribeAsync(`bollard/v1/real/node2/alarm/${ID}`, { qos: 1 });

@@ -170,6 +170,29 @@ if (ns) {
     assert.ok(!r.ok && /set ifAdminStatus\.1=down/.test(r.error), JSON.stringify(r));
     ro.close();
   });
+  Real("write access proven without a write: a wrong-typed SET (RFC 3416 §4.2.5); read-only, wrong community, v3", async () => {
+    const idx = (await A.ifIndexOf("swp3")) as { ok: true; value: number };
+    const before = await A.adminStatus(idx.value);
+    const t0 = performance.now();
+    const rw = await A.checkWriteAccess(idx.value);
+    console.log(`  write access check: ${fmt(ms(t0))}: ${rw.ok ? rw.value : rw.error}`);
+    assert.ok(rw.ok && /allowed \(a wrong-typed SET refused as wrongType, nothing set\)/.test(rw.value), JSON.stringify(rw));
+    assert.equal(await A.adminStatus(idx.value), before, "the port is as it was");
+    const ro = new SnmpSwitch(sw.config("switchA", "2c", { community: "public" }), { log: nolog });
+    const r1 = await ro.checkWriteAccess(idx.value);
+    console.log(`  read-only community: ${r1.ok ? r1.value : r1.error}`);
+    assert.ok(!r1.ok && /refused \((noAccess|notWritable|authorizationError)\)/.test(r1.error), JSON.stringify(r1));
+    ro.close();
+    const wrong = new SnmpSwitch(sw.config("switchA", "2c", { community: "nope" }), { log: nolog });
+    const r2 = await wrong.checkWriteAccess(idx.value);
+    assert.ok(!r2.ok && /no answer after 2 x 500 ms \(switch unreachable, or wrong community\?\)/.test(r2.error), JSON.stringify(r2));
+    wrong.close();
+    const v3 = new SnmpSwitch(sw.config("switchA", "3"), { log: nolog });
+    const r3 = await v3.checkWriteAccess(idx.value);
+    assert.ok(r3.ok, JSON.stringify(r3));
+    v3.close();
+    assert.equal(await A.adminStatus(idx.value), before, "still as it was");
+  });
   Real("switch down: a timeout error value; back up: the same adapter works again", async () => {
     const B = new SnmpSwitch(sw.config("switchB"), { log: nolog });
     assert.ok((await B.ports()).ok);

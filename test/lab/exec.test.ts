@@ -1,7 +1,7 @@
 // `test/lab/lab exec NODE bollard ARGS` for every command `bollard --help` lists, as
 // docs/lab.md promises: the lab puts --config first and the CLI takes it anywhere, so no
 // command refuses it. For each command: `--help` (its usage, exit 0); and for each that only
-// reads (status, nodes, services, logs, events, alarms, config check, console --once, diag
+// reads (status, nodes, services, ready, logs, events, alarms, config check, console --once, diag
 // to a temporary file) a real run against the lab's running cluster. Commands that change
 // the cluster or a disk get --help only. A command added to the CLI fails this test until it
 // is put in one of the two lists.
@@ -24,6 +24,7 @@ const READ: Record<string, { args: string[]; out: RegExp }[]> = {
   status: [{ args: ["status"], out: /role\s+(leader|follower)/ }, { args: ["status", "--json"], out: /"live":true/ }],
   nodes: [{ args: ["nodes"], out: /node3/ }, { args: ["nodes", "--no-hw", "--json"], out: /"live":true/ }],
   services: [{ args: ["services"], out: /mysql/i }, { args: ["services", "--json"], out: /"live":true/ }],
+  ready: [{ args: ["ready"], out: /can lose any|losing node\d would|not judged/ }, { args: ["ready", "--json"], out: /"live":true/ }],
   logs: [{ args: ["logs", "-n", "5"], out: /./ }, { args: ["logs", "--node", "node2", "-n", "3", "--json"], out: /^\{/ }],
   events: [{ args: ["events", "--node", "all", "-n", "5"], out: /./ }],
   alarms: [{ args: ["alarms"], out: /alarms? \(cluster-wide/ }, { args: ["alarms", "--all", "--json"], out: /"live":true/ }],

@@ -48,6 +48,9 @@ alarms:
 metrics:
   enabled: true
   listen: "$(data_ip "$n"):9464"
+web:
+  enabled: true
+  listen: ["0.0.0.0:443"]           # the node's address and, where it is held, the VIP (docs/web.md)
 hw:
   host:
     bonds: [{ name: bond0, file: $d/bond0.status }]   # bond0 is emulated: bondd writes its status there

@@ -112,10 +112,17 @@ if (skip) {
         "SELECT @@server_id, @@log_bin, @@gtid_strict_mode, @@gtid_binlog_pos");
       ok(sql, `mariadb on ${n}`);
       assert.equal(sql.out.replace(/\n$/, "").split("\t"), [n.slice(4), "1", "1", ""], `mariadb on ${n}: server-id, log-bin, gtid_strict_mode, empty binlog`);
-      ok(inNs(n, "mosquitto_pub", "-h", ip, "-u", n, "-P", secret(`${S}/${n}/bus.pass`), "-q", "1",
+      // TLS: the node's certificate and the lab's CA (the broker's address is in its certificate)
+      // (-p: with TLS options mosquitto_pub would otherwise dial 8883)
+      const tls = ["-p", "1883", "--cafile", `${S}/${n}/tls/ca.crt`, "--cert", `${S}/${n}/tls/node.crt`, "--key", `${S}/${n}/tls/node.key`];
+      ok(inNs(n, "mosquitto_pub", "-h", ip, ...tls, "-u", n, "-P", secret(`${S}/${n}/bus.pass`), "-q", "1",
         "-t", `bollard/v1/lab/${n}/hb`, "-m", "lab"), `mosquitto on ${n}`);
-      const bad = inNs(n, "mosquitto_pub", "-h", ip, "-u", n, "-P", "wrong", "-t", `bollard/v1/lab/${n}/hb`, "-m", "x");
+      const bad = inNs(n, "mosquitto_pub", "-h", ip, ...tls, "-u", n, "-P", "wrong", "-t", `bollard/v1/lab/${n}/hb`, "-m", "x");
       assert.is.not(bad.code, 0, `mosquitto on ${n} refuses a wrong password`);
+      assert.match(bad.err, /not authori[sz]ed|bad user ?name or password/i, `refused by the broker, not unreachable: ${bad.err}`);
+      const noCert = inNs(n, "mosquitto_pub", "-h", ip, "-p", "1883", "--cafile", `${S}/${n}/tls/ca.crt`, "-u", n, "-P", secret(`${S}/${n}/bus.pass`), "-t", `bollard/v1/lab/${n}/hb`, "-m", "x");
+      assert.is.not(noCert.code, 0, `mosquitto on ${n} refuses a client without a certificate, right password or not`);
+      assert.not.match(noCert.err, /Connection refused$/m, `refused by TLS, not unreachable: ${noCert.err}`);
       const http = inNs(n, "curl", "-sf", `http://${ip}:8099/lab/health`);
       assert.is(http.out.trim(), `${n} nginx ok`, `nginx on ${n}: ${http.err}`);
     }

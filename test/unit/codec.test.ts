@@ -69,12 +69,13 @@ topics("build throws on a bad name, naming the part", () => {
   assert.throws(() => buildTopic({ cluster: "c", node: "node1", kind: "x" as "hb" }), /kind: expected/);
 });
 
-topics("subscriptions: hb, rpc to self, state, config and alarms of every node, and joiners' requests", () => {
+topics("subscriptions: hb, rpc to self, state, config, readiness and alarms of every node, and joiners' requests", () => {
   assert.equal(subscriptionsFor("c", "node2"), [
     { topic: "bollard/v1/c/+/hb", qos: 0 },
     { topic: "bollard/v1/c/+/rpc/node2", qos: 1 },
     { topic: "bollard/v1/c/+/state", qos: 1 },
     { topic: "bollard/v1/c/+/config", qos: 1 },
+    { topic: "bollard/v1/c/+/ready", qos: 1 },
     { topic: "bollard/v1/c/+/alarm/+", qos: 1 },
     { topic: "bollard/v1/c/join/+/+", qos: 1 },
   ]);

@@ -39,7 +39,7 @@ Defaults("a minimal file gets every default", () => {
   assert.equal(c.cluster.node, "node1");
   assert.equal(c.cluster.members[2], { name: "node3", address: "198.18.1.3:1883" });
   assert.is(c.cluster.join, null);
-  assert.equal(c.bus, { username: "node1", password: "s3cret", passwordFile: null, broker: null });
+  assert.equal(c.bus, { username: "node1", password: "s3cret", passwordFile: null, broker: null, tls: null });
   assert.is(c.stateDir, "/var/lib/bollard");
   assert.is(c.log.level, "info");
   assert.equal(c.timing, DEFAULT_TIMING);

@@ -1,6 +1,6 @@
 // `bollard seed`: generating a cluster's seeds, validating them, and what first boot writes
 // from one (`bollard seed apply`). Pure functions and temp directories; no VM.
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
@@ -11,6 +11,8 @@ import { derivedSecret, networkOf, renderNode, serverId, sha512Crypt, subnetHost
 import { genOptions, makeSeeds } from "../../agent/provision/seed-gen.ts";
 import { seedCommand } from "../../agent/provision/seed-cmd.ts";
 import { parseSeed, renderSeed, type Seed } from "../../agent/provision/seed.ts";
+import { issueNodeCert, makeCa, type KeyCert } from "../../agent/provision/pki.ts";
+import { certFacts } from "../../agent/bus/tls.ts";
 
 /** Deterministic "random" bytes: 0, 1, 2, ... */
 function counter(): (n: number) => Buffer {
@@ -31,7 +33,9 @@ function cli(): CommandContext & { outText: () => string; errText: () => string 
   };
 }
 
-const three = () => makeSeeds(genOptions(["--cluster", "port-fms", "--out", "/nowhere"], counter()).o);
+// made once (a CA and three certificates are four openssl runs); each caller gets its own copy
+let threeOnce: Seed[] | null = null;
+const three = () => structuredClone((threeOnce ??= makeSeeds(genOptions(["--cluster", "port-fms", "--out", "/nowhere"], counter()).o)));
 
 // ---------------------------------------------------------------------------------------
 const Gen = suite("seed: generate");
@@ -89,8 +93,15 @@ Gen("addresses, NICs, BMCs, switches and the network's servers from the command 
 Gen("a node joining a running cluster: its token, the founders' brokers", () => {
   const dir = tmp();
   writeFileSync(join(dir, "token"), "an-existing-cluster-token-123\n");
-  const [s] = makeSeeds(genOptions(["--cluster", "port-fms", "--out", dir, "--nodes", "node4", "--founders", "node1,node2,node3", "--token-file", join(dir, "token")]).o);
+  assert.throws(() => genOptions(["--cluster", "port-fms", "--out", dir, "--nodes", "node4", "--founders", "node1,node2,node3", "--token-file", join(dir, "token")]), /--ca-dir DIR is required with --token-file/);
+  const ca = makeCa("port-fms");
+  mkdirSync(join(dir, "ca"));
+  writeFileSync(join(dir, "ca", "ca.crt"), ca.cert);
+  writeFileSync(join(dir, "ca", "ca.key"), ca.key);
+  const [s] = makeSeeds(genOptions(["--cluster", "port-fms", "--out", dir, "--nodes", "node4", "--founders", "node1,node2,node3", "--token-file", join(dir, "token"), "--ca-dir", join(dir, "ca")]).o);
   assert.is(s!.join_token, "an-existing-cluster-token-123");
+  assert.is(s!.tls.ca_cert, ca.cert, "node4's certificate is the running cluster's CA's");
+  assert.equal(certFacts(s!.tls.cert).ips, ["198.18.0.14"]);
   assert.equal(s!.members.map((m) => m.name), ["node1", "node2", "node3"]);
   assert.is(s!.network.data.address, "198.18.0.14/24");
   rmSync(dir, { recursive: true });
@@ -141,6 +152,9 @@ Gen.run();
 const Parse = suite("seed: validate");
 
 const text = () => renderSeed(three()[0]!, "test");
+/** node1's key and certificate from another cluster's CA */
+let otherOnce: KeyCert | null = null;
+const other = () => (otherOnce ??= issueNodeCert(makeCa("port-fms"), { cluster: "port-fms", node: "node1", ips: ["198.18.0.11"] }));
 
 Parse("a written seed reads back as the same seed", () => {
   const s = three()[0]!;
@@ -161,6 +175,10 @@ Parse("every error names the key, what was expected and what was found", () => {
     [(t) => t.replace('{ name: "node1", address: "198.18.0.11:1883" }', '{ name: "node1", address: "198.18.0.99:1883" }'), /node1's broker address 198\.18\.0\.99:1883 is not on its data address 198\.18\.0\.11/],
     [(t) => t.replace('interface: "eno3"', 'interface: "eno2"'), /network\.mgmt\.interface: eno2 is also a data interface/],
     [(t) => t.replace("cluster: port-fms", "cluster: port-fms\ncluster: again"), /YAML syntax: Map keys must be unique/],
+    [(t) => t.replace(/\n  key: \|\n(    .*\n)+/, "\n  key: |\n    -----BEGIN PRIVATE KEY-----\n    AAAA\n    -----END PRIVATE KEY-----\n"), /^tls\.key: expected a PEM private key, got one that does not parse/],
+    [(t) => t.replace(/\n  key: \|\n(    .*\n)+/, `\n  key: |\n${other().key.trim().split("\n").map((l) => `    ${l}`).join("\n")}\n`), /^tls\.key: not the key of the certificate in tls\.cert$/],
+    [(t) => t.replace(/\n  cert: \|\n(    .*\n)+/, `\n  cert: |\n${other().cert.trim().split("\n").map((l) => `    ${l}`).join("\n")}\n`), /^tls\.cert: not issued by the CA in tls\.ca_cert \(another cluster's certificate\?\)$/],
+    [(t) => t.replace("node: node1", "node: node2"), /^tls\.cert: issued to "node1", expected "node2"$/],
   ];
   for (const [edit, re] of cases) {
     const r = parseSeed(edit(text()), "seed.yaml");
@@ -222,8 +240,27 @@ Apply("the agent's config is one the agent accepts: join with the token, the bro
     assert.is(c.cluster.join!.address, s.members.find((m) => m.name === s.node)!.address);
     assert.not.ok(c.cluster.join!.peers.includes(c.cluster.join!.address!));
     assert.equal(c.bus.broker, { passwordFile: "/var/lib/bollard/mosquitto/passwd", aclFile: "/var/lib/bollard/mosquitto/acl", pidFile: "/run/mosquitto/mosquitto.pid" });
+    assert.equal(c.bus.tls, { caFile: "/var/lib/bollard/secrets/tls/ca.crt", certFile: "/var/lib/bollard/secrets/tls/node.crt", keyFile: "/var/lib/bollard/secrets/tls/node.key", material: null });
     assert.is(y.mode, 0o640);
   }
+});
+
+Apply("TLS: the node's key and certificates from its seed, and a listener that requires a cluster certificate", () => {
+  const s = three()[2]!;
+  const f = files(s);
+  assert.is(f.get("/var/lib/bollard/secrets/tls/node.key")!.mode, 0o600);
+  assert.is(f.get("/var/lib/bollard/secrets/tls/node.key")!.text, s.tls.key.trim() + "\n");
+  assert.is(f.get("/var/lib/bollard/secrets/tls/node.crt")!.text, s.tls.cert.trim() + "\n");
+  assert.is(f.get("/var/lib/bollard/secrets/tls/ca.crt")!.text, s.tls.ca_cert.trim() + "\n");
+  assert.equal(certFacts(s.tls.cert).ips, ["198.18.0.13"]);
+  assert.is(certFacts(s.tls.cert).cn, "node3");
+  assert.equal(f.get("/etc/mosquitto/conf.d/bollard-listener.conf")!.text.split("\n").slice(1, -1), [
+    "listener 1883 198.18.0.13",
+    "cafile /var/lib/bollard/secrets/tls/ca.crt", "certfile /var/lib/bollard/secrets/tls/node.crt", "keyfile /var/lib/bollard/secrets/tls/node.key",
+    "require_certificate true", "use_identity_as_username false", "tls_version tlsv1.2",
+  ]);
+  // the CA's key is in no seed
+  for (const x of three()) assert.not.match(renderSeed(x, "t"), /BEGIN PRIVATE KEY[\s\S]*BEGIN PRIVATE KEY/);
 });
 
 Apply("a joining node's config: not a member, joins through the founders", () => {
