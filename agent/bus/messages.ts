@@ -5,6 +5,7 @@
 // validates against it on receipt.
 import { z } from "zod";
 import { ACKED_BY_RE, ALARM_ID_RE } from "../alarms/types.ts";
+import { VmReport } from "./vm-messages.ts";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -219,7 +220,7 @@ export type AlarmAckResp = z.infer<typeof AlarmAckResp>;
 
 export const Message = z.discriminatedUnion("t", [
   Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult, ResReport, ResQuery, FetchReq, FetchResp,
-  AlarmAckReq, AlarmAckResp,
+  AlarmAckReq, AlarmAckResp, VmReport,
 ]);
 export type Message = z.infer<typeof Message>;
 export type Hb = z.infer<typeof Hb>;

@@ -10,7 +10,9 @@ import { heldFrom, holderOf, migrationTo, replicaOf, restartStamp, startStamp, s
 import type { VmCatalog, VmFacts, VmNodeFacts } from "./vm-types.ts";
 
 export type VmLocalAction =
-  | { vm: string; do: "start" | "incoming" | "cont" | "pause" | "stop" | "kill" | "quit" | "export" | "unexport" | "unmirror"; why: string }
+  /** start: with `mirror`, the guest is held (-S) until its disks are mirrored there, then continued */
+  | { vm: string; do: "start"; mirror?: string; why: string }
+  | { vm: string; do: "incoming" | "cont" | "pause" | "stop" | "kill" | "quit" | "export" | "unexport" | "unmirror"; why: string }
   | { vm: string; do: "mirror"; to: string; why: string }
   | { vm: string; do: "migrate"; to: string; port: number; why: string };
 
@@ -143,7 +145,15 @@ export class VmLocal {
         const wait = n ? this.t.backoffMs[Math.min(n - 1, this.t.backoffMs.length - 1)]! : 0;
         const last = this.fails.get(vm)?.at ?? -Infinity;
         if (inp.now - last < wait) return null;
-        return { vm, do: "start", why: n ? `start again after ${n} failure${n > 1 ? "s" : ""}` : "the register places it on this node" };
+        const why = n ? `start again after ${n} failure${n > 1 ? "s" : ""}` : "the register places it on this node";
+        // A replica the register calls in sync stays so only if no guest write reaches this disk
+        // alone: the guest runs once the mirror is attached. Where that replica cannot be reached,
+        // the guest waits until the leader has outdated it.
+        if (synced && synced !== me) {
+          if (!inp.alive(synced) || !inp.peer(synced)?.exports.includes(vm)) return null;
+          return { vm, do: "start", mirror: synced, why: `${why}; mirrored to ${synced}, its replica in sync, before the guest runs` };
+        }
+        return { vm, do: "start", why };
       }
       case "running": {
         const again = restartStamp(f, vm);

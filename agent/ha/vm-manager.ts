@@ -174,6 +174,15 @@ export class VmManager {
       return { vm, kind: "down", node: a, why: `${a} is lost; ${wait ?? (fenceHeld(f, a) ? "being fenced" : "waiting for its fence proof")}` };
     }
     const x = this.fact(inp, a, vm);
+    // a replica that cannot keep up is outdated whatever the VM does (running, starting, stopped):
+    // its holder, which has every write, then goes on (or starts) without it
+    const rep = replicaOf(f, vm);
+    const unfit = rep ? (rep === a ? "it is the holder" : this.unfitReplica(inp, rep)) : null;
+    if (rep && unfit) {
+      this.once(`mirror:${vm}`, `${vm}: replica on ${rep} outdated: ${unfit}`, "vm-mirror");
+      b.add(vm, `${vm}: replica on ${rep} outdated`, { [`vm-replica:${vm}`]: null, [`vm-synced:${vm}`]: null });
+      return null;
+    }
     const held = heldFrom(f, vm);
     if (held === a) return this.resolveHold(def, a, x, inp, b, where);
     if (held) { b.add(vm, `${vm}: hold from ${held} cleared (runs on ${a})`, { [`vm-hold:${vm}`]: null }); return null; }
@@ -281,10 +290,8 @@ export class VmManager {
     const rep = replicaOf(f, vm);
     const syn = syncedOn(f, vm);
     const m = x.mirror;
-    const change = (why: string, flags: Record<string, string | null>) => { this.ev("vm-mirror", `${vm}: ${why}`, { vm }); b.add(vm, `${vm}: ${why}`, flags); };
-    const bad = rep ? this.unfitReplica(inp, rep) : null;
-    if (rep && (bad || rep === a)) change(`replica on ${rep} outdated: ${rep === a ? "it is the holder" : bad}`, { [`vm-replica:${vm}`]: null, [`vm-synced:${vm}`]: null });
-    else if (!rep) {
+    const change = (why: string, flags: Record<string, string | null>) => { this.once(`mirror:${vm}`, `${vm}: ${why}`, "vm-mirror"); b.add(vm, `${vm}: ${why}`, flags); };
+    if (!rep) {
       const r = chooseReplica(def, a, this.placeInput(inp, where, "replica"), this.replicaCounts(inp));
       if (r) change(`replica on ${r}`, { [`vm-replica:${vm}`]: r, [`vm-synced:${vm}`]: null });
     } else if (syn && syn !== rep) change(`${syn} is not its replica any more`, { [`vm-synced:${vm}`]: null });
@@ -427,7 +434,8 @@ export class VmManager {
     const out = new Map<string, string[]>();
     for (const d of inp.catalog.defs) {
       const a = holderOf(cfg, d.name);
-      if (!a || stoppedByOperator(cfg.flags, d.name)) continue;
+      // a VM an operator stopped keeps its place (memory, anti-affinity): it starts there again
+      if (!a) continue;
       const m = migrationTo(cfg.flags, d.name);
       out.set(d.name, m && m !== "any" && m !== a ? [a, m] : [a]);
     }
@@ -486,10 +494,10 @@ export class VmManager {
     return true;
   }
 
-  private once(key: string, detail: string): void {
+  private once(key: string, detail: string, kind = "vm"): void {
     if (this.said.get(key) === detail) return;
     this.said.set(key, detail);
-    this.ev("vm", detail);
+    this.ev(kind, detail);
   }
 
   private forget(key: string): void {
