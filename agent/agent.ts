@@ -15,6 +15,7 @@ import { ControlComponent } from "./runtime/control-component.ts";
 import type { Route } from "./runtime/control.ts";
 import { HaComponent } from "./runtime/ha-component.ts";
 import { MainLoop } from "./runtime/loop-component.ts";
+import { VmComponent } from "./runtime/vm-component.ts";
 import { WatchComponent } from "./runtime/watch-component.ts";
 
 export interface AgentOptions {
@@ -47,8 +48,9 @@ export class Agent {
     const routes: Record<string, Route> = {};
     const cluster = (this.cluster = new ClusterComponents(ctx));
     const ha = new HaComponent(ctx, cluster);
-    const watch = new WatchComponent(ctx, cluster, ha, routes);
-    const control = new ControlComponent(ctx, cluster, ha, watch, routes);
+    const vms = new VmComponent(ctx, cluster, ha, routes);
+    const watch = new WatchComponent(ctx, cluster, ha, routes, vms);
+    const control = new ControlComponent(ctx, cluster, ha, watch, routes, vms);
     const loop = new MainLoop(ctx, this.notifier, cluster, ha, control);
     const c = cluster.steps;
     this.components = [
@@ -60,6 +62,7 @@ export class Agent {
       c.node, //         the node loads its state and starts
       c.bus, //          the bus connects to the brokers
       ha, //             the data path: MySQL, Redis, the portal, the VIP
+      vms, //            the VMs: QEMU, their mirrored disks, placement and restarts (vms: only)
       watch, //          hardware, host and cluster readings -> alarms, metrics
       loop, //           the tick, the status file, the GC
       loop.ready, //     READY=1 to systemd

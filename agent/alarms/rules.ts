@@ -6,6 +6,7 @@
 import type { RuleConfig } from "./config.ts";
 import { Collector, levelUp } from "./collector.ts";
 import { bmcRules, bondRules, switchRules } from "./rules-hw.ts";
+import { vmRules } from "./rules-vm.ts";
 import {
   alarmId,
   idPart,
@@ -29,6 +30,7 @@ export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<strin
   if (r.mysql) mysqlRules(out, r.node, r.mysql);
   if (r.redis) redisRules(out, r.node, r.redis);
   for (const e of r.events ?? []) eventRules(out, e);
+  if (r.vms) vmRules(out, r.node, r.vms);
   return { conditions: out.conditions, scopes: [...out.scopes], resolved: out.resolved };
 }
 

@@ -111,3 +111,13 @@ export interface VmProblem {
   node: string | null;
   why: string;
 }
+
+/** What the alarm rules judge of the VMs on one node (alarms/rules-vm.ts). */
+export interface VmAlarmInput {
+  /** the VMs defined: each one's alarms are judged when `judge` */
+  vms: string[];
+  /** true on the acting leader (its problems), and on a node that hears another live leader
+   *  (nothing: what it raised as a leader clears); false without a leader (held as they are) */
+  judge: boolean;
+  problems: VmProblem[];
+}

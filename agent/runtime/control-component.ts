@@ -7,6 +7,7 @@ import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";
 import { ControlServer, type CommandResult, type ControlHandlers, type FetchParams, type Route } from "./control.ts";
 import type { HaComponent } from "./ha-component.ts";
+import type { VmComponent } from "./vm-component.ts";
 import { writeStatusFile, type StatusBody } from "./status.ts";
 import type { WatchComponent } from "./watch-component.ts";
 
@@ -24,6 +25,7 @@ export class ControlComponent implements Component {
     private readonly watch: WatchComponent,
     /** routes other components mount while they run */
     private readonly routes: Record<string, Route>,
+    private readonly vms: VmComponent | null = null,
   ) {}
 
   async start(): Promise<void> {
@@ -52,6 +54,7 @@ export class ControlComponent implements Component {
       bus: bus.stats(),
       ha: this.ha.runtime?.snapshot() ?? null,
       watch: this.watch.watch?.snapshot() ?? null,
+      vms: this.vms?.runtime?.snapshot() ?? null,
       wall: Date.now(),
     };
   }

@@ -17,6 +17,8 @@ export interface StatusBody {
   ha?: object | null;
   /** the hardware and alarm watch (runtime/watch.ts WatchSnapshot): alarms, BMC sensors, switch ports, host */
   watch?: object | null;
+  /** the VMs (runtime/vm-runtime.ts snapshot); null without VMs */
+  vms?: object | null;
   /** wall-clock ms when this body was made */
   wall: number;
 }

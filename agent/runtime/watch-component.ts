@@ -6,6 +6,7 @@ import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";
 import type { Route } from "./control.ts";
 import type { HaComponent } from "./ha-component.ts";
+import type { VmComponent } from "./vm-component.ts";
 import { Watch } from "./watch.ts";
 
 export class WatchComponent implements Component {
@@ -18,6 +19,7 @@ export class WatchComponent implements Component {
     private readonly ha: HaComponent,
     /** the control socket's extra routes, shared with the control component */
     private readonly routes: Record<string, Route>,
+    private readonly vms: VmComponent | null = null,
   ) {}
 
   async start(): Promise<void> {
@@ -26,6 +28,7 @@ export class WatchComponent implements Component {
       config, log, bus: this.cluster.bus!, view: () => this.cluster.node?.view() ?? null, facts: () => this.ha.runtime?.snapshot().facts ?? null,
       onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
       uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
+      vms: () => { const rt = this.vms?.runtime; return rt ? { alarms: rt.alarmInput(), metrics: rt.metrics() } : null; },
     });
     await watch.start();
     this.watch = watch;

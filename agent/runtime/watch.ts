@@ -30,6 +30,8 @@ import type { Config } from "../config/schema.ts";
 import type { ClusterEvent, Logger, TimerHandle, Timers } from "../env/env.ts";
 import { atomicWrite } from "../env/store.ts";
 import type { DbFacts } from "../ha/local.ts";
+import type { VmAlarmInput } from "../ha/vm-types.ts";
+import type { VmMetrics } from "./vm-metrics.ts";
 import { bondAlarmInputs, hostAlarmInput, hostSource, readBondStates, readHost, type HostOptions, type HostReading, type HostSource } from "../hw/host.ts";
 import type { SelEntry } from "../hw/ipmi-parse.ts";
 import { alarmRoutes } from "./alarm-routes.ts";
@@ -65,6 +67,8 @@ export interface WatchDeps {
   now(): number;
   /** wall-clock ms */
   wall(): number;
+  /** the VMs' alarm input and metrics (runtime/vm-runtime.ts); absent without VMs */
+  vms?(): { alarms: VmAlarmInput; metrics: VmMetrics | null } | null;
   /** tests: fakes of the hardware, host and bond readers */
   poller?: HwPoller;
   readHost?(o: HostOptions): Promise<HostReading>;
@@ -258,6 +262,8 @@ export class Watch {
     const facts = this.d.facts();
     if (facts && this.d.config.ha?.mysql) r.mysql = mysqlInput(facts.mysql);
     if (facts && this.d.config.ha?.redis) r.redis = redisInput(facts.redis);
+    const vms = this.d.vms?.();
+    if (vms) r.vms = vms.alarms;
     try {
       this.service.step(this.d.wall(), r);
       this.stepFailures = 0;
@@ -373,6 +379,7 @@ export class Watch {
     }
     s.alarms = this.service.counts();
     s.bus = busMetrics(this.d.bus.stats());
+    s.vms = this.d.vms?.()?.metrics ?? undefined;
     return s;
   }
 }
