@@ -51,6 +51,9 @@ export interface VmTiming {
 
 export const DEFAULT_VM_TIMING: VmTiming = { antiFlapMs: 600_000, watchdogMs: 5000, fenceMarginMs: 2000, fenceTimeoutMs: 60_000, migrateTimeoutMs: 180_000, degradedAlarmMs: 10_000 };
 
+/** a VM down this long is a problem (an alarm): a start, a restart elsewhere, a boot take a while */
+export const DOWN_ALARM_MS = 10_000;
+
 export type VmAction = { kind: "commit"; cmd: Command } | FenceAction;
 
 type Ev = (kind: string, detail: string, fields?: Record<string, unknown>) => void;
@@ -83,6 +86,8 @@ export class VmManager {
   private readonly migSince = new Map<string, number>();
   /** local ms since when each running VM has had no replica in sync */
   private readonly degradedSince = new Map<string, number>();
+  /** local ms since when each VM has been down (or waiting to start) */
+  private readonly downSince = new Map<string, number>();
   private readonly said = new Map<string, string>();
   private problemList: VmProblem[] = [];
   private last: VmInput | null = null;
@@ -120,7 +125,15 @@ export class VmManager {
     const moving = this.migrating(inp).length > 0;
     for (const def of startOrder(inp.catalog.defs)) {
       const p = this.decide(def, inp, batch, where);
-      if (p) problems.push(p);
+      // down (or waiting) for a moment is what a start looks like: a problem once it lasts
+      if (p?.kind === "down") {
+        const since = this.downSince.get(def.name) ?? inp.now;
+        this.downSince.set(def.name, since);
+        if (inp.now - since >= DOWN_ALARM_MS) problems.push(p);
+      } else {
+        this.downSince.delete(def.name);
+        if (p) problems.push(p);
+      }
     }
     if (!moving && batch.empty) this.rebalance(inp, batch, where);
     if (!batch.empty) this.commit({ op: "apply", why: batch.why.join("; ").slice(0, 200), assign: Object.keys(batch.assign).length ? batch.assign : undefined, flags: batch.flags });
@@ -135,6 +148,7 @@ export class VmManager {
     this.holdEpoch.clear();
     this.migSince.clear();
     this.degradedSince.clear();
+    this.downSince.clear();
     this.problemList = [];
     this.last = null;
   }

@@ -55,7 +55,6 @@ export class VmRuntime {
   private facts: VmNodeFacts | null = null;
   private polling: Promise<void> | null = null;
   private lastPoll = -Infinity;
-  private dirty = false;
   private lastReport = "";
   private lastReportAt = -Infinity;
   private leading = false;
@@ -143,7 +142,7 @@ export class VmRuntime {
       this.leader.stopLeading(`${this.self} no longer leads`);
     }
     this.leading = lead;
-    if (!this.polling && (this.dirty || now - this.lastPoll >= POLL_EVERY_MS)) void this.poll();
+    if (!this.polling && now - this.lastPoll >= POLL_EVERY_MS) void this.poll();
   }
 
   private act(a: VmLocalAction): void {
@@ -160,16 +159,14 @@ export class VmRuntime {
         if (a.do === "start") this.local.failed(a.vm, performance.now(), flags, this.self);
         this.d.event("vm", `${a.vm} ${a.do} FAILED after ${Math.round(performance.now() - t0)} ms: ${e.message} (${a.why})`, { vm: a.vm, do: a.do, failed: true });
       })
-      .finally(() => {
-        if (this.busy.get(a.vm) === a.do) this.busy.delete(a.vm);
-        this.dirty = true;
-      });
+      // still busy until facts read after the action are in: a plan made on the facts from
+      // before it would do it again (the data path's lesson, docs/ha.md "What the lab found")
+      .finally(() => this.poll(true).finally(() => { if (this.busy.get(a.vm) === a.do) this.busy.delete(a.vm); }));
   }
 
-  /** Reads this node's VMs; a read that starts while one runs waits for it. */
-  private poll(): Promise<void> {
-    if (this.polling) return this.polling;
-    this.dirty = false;
+  /** Reads this node's VMs. A call while a read runs waits for it and, with `fresh`, reads again. */
+  private poll(fresh = false): Promise<void> {
+    if (this.polling) return fresh ? this.polling.then(() => this.poll()) : this.polling;
     this.lastPoll = performance.now();
     const view = this.d.node.view();
     const now = performance.now();

@@ -62,6 +62,13 @@ Start("the holder starts a stopped VM; as its old replica it stops serving the d
   assert.equal(brief(plan(l, cfg({ "vm:a": "node1" }), report([], { exports: ["a"] }))), ["a unexport"]);
 });
 
+Start("with a replica in sync, the guest starts held until its mirror is attached there; without that replica reachable, it waits", () => {
+  const l = new VmLocal("node1");
+  const c = cfg({ "vm:a": "node1" }, { "vm-replica:a": "node2", "vm-synced:a": "node2" });
+  assert.equal(plan(l, c, report([]), { peers: { node2: report([], { exports: ["a"] }) } }).map((a) => ({ do: a.do, mirror: (a as { mirror?: string }).mirror })), [{ do: "start", mirror: "node2" }]);
+  assert.equal(plan(l, c, report([]), { peers: { node2: report([]) } }), [], "the replica does not serve the disks: wait for the leader to outdate it");
+});
+
 Start("failures back off, and after three it gives up until an operator's vm start", () => {
   const l = new VmLocal("node1");
   const c = cfg({ "vm:a": "node1" });
