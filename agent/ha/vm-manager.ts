@@ -86,6 +86,8 @@ export class VmManager {
   private readonly migSince = new Map<string, number>();
   /** local ms since when each running VM has had no replica in sync */
   private readonly degradedSince = new Map<string, number>();
+  /** VMs whose replica was lost or broke (not moved on purpose): degraded at once, until in sync again */
+  private readonly lostReplica = new Map<string, string>();
   /** local ms since when each VM has been down (or waiting to start) */
   private readonly downSince = new Map<string, number>();
   private readonly said = new Map<string, string>();
@@ -149,6 +151,7 @@ export class VmManager {
     this.migSince.clear();
     this.degradedSince.clear();
     this.downSince.clear();
+    this.lostReplica.clear();
     this.problemList = [];
     this.last = null;
   }
@@ -194,6 +197,7 @@ export class VmManager {
     const unfit = rep ? (rep === a ? "it is the holder" : this.unfitReplica(inp, rep)) : null;
     if (rep && unfit) {
       this.once(`mirror:${vm}`, `${vm}: replica on ${rep} outdated: ${unfit}`, "vm-mirror");
+      if (rep !== a) this.lostReplica.set(vm, `its replica on ${rep} was lost (${rep} ${unfit})`);
       b.add(vm, `${vm}: replica on ${rep} outdated`, { [`vm-replica:${vm}`]: null, [`vm-synced:${vm}`]: null });
       return null;
     }
@@ -310,13 +314,18 @@ export class VmManager {
       if (r) change(`replica on ${r}`, { [`vm-replica:${vm}`]: r, [`vm-synced:${vm}`]: null });
     } else if (syn && syn !== rep) change(`${syn} is not its replica any more`, { [`vm-synced:${vm}`]: null });
     else if (m?.to === rep && m.state === "ready" && syn !== rep) change(`in sync with ${rep}: every write is on both nodes`, { [`vm-synced:${vm}`]: rep });
-    else if (m?.to === rep && m.state === "broken" && syn === rep) change(`mirror to ${rep} broke (${m.error ?? "?"}): replica outdated, the guest runs on without it`, { [`vm-synced:${vm}`]: null });
-    if (syn && syn === rep && !b.has(vm)) { this.degradedSince.delete(vm); return null; }
+    else if (m?.to === rep && m.state === "broken" && syn === rep) {
+      change(`mirror to ${rep} broke (${m.error ?? "?"}): replica outdated, the guest runs on without it`, { [`vm-synced:${vm}`]: null });
+      this.lostReplica.set(vm, `its mirror to ${rep} broke (${m.error ?? "?"})`);
+    }
+    if (syn && syn === rep && !b.has(vm)) { this.degradedSince.delete(vm); this.lostReplica.delete(vm); return null; }
     const since = this.degradedSince.get(vm) ?? inp.now;
     this.degradedSince.set(vm, since);
-    if (inp.now - since < this.t.degradedAlarmMs) return null;
+    // a replica lost or broken is an alarm at once; a first copy (placement, a planned move) once it lasts
+    const lost = this.lostReplica.get(vm);
+    if (!lost && inp.now - since < this.t.degradedAlarmMs) return null;
     const why = !rep ? "no node can hold its replica" : m?.to === rep ? `mirror to ${rep} ${m.state}${m.state === "syncing" ? ` (${Math.round(m.done * 100)} %)` : ""}` : `no mirror to ${rep} yet`;
-    return { vm, kind: "mirror-degraded", node: a, why: `runs without a replica in sync for ${Math.round((inp.now - since) / 1000)} s: ${why}` };
+    return { vm, kind: "mirror-degraded", node: a, why: `runs without a replica in sync for ${Math.round((inp.now - since) / 1000)} s${lost ? ` (${lost})` : ""}: ${why}` };
   }
 
   // ---- migrations and maintenance ------------------------------------------------------------
