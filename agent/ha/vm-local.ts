@@ -128,8 +128,13 @@ export class VmLocal {
       case "incoming":
         // the migration to this node was committed: the guest continues here
         if (x.incoming?.done) return { vm, do: "cont", why: "the live migration to this node is committed" };
+        if (mig === me) return null;
+        // committed while this node's facts were read before the stream's end: a live source that
+        // reports it migrated has sent it all, so it is done here in a moment (a fresh start would
+        // reboot the guest the migration kept running)
+        if (this.sourceMigrated(vm, inp)) return null;
         // placed here without the migration (its source was fenced mid-way): a fresh start from the disks
-        return mig === me ? null : { vm, do: "kill", why: "the migration to this node did not complete; it starts afresh from its disks" };
+        return { vm, do: "kill", why: "the migration to this node did not complete; it starts afresh from its disks" };
       case "migrated":
         // migrated away, not (yet) committed: the leader either commits the target or abandons
         // the migration; abandoned, the guest resumes here (the target never ran it)
@@ -182,6 +187,11 @@ export class VmLocal {
     // guest's writes hang in the mirror) is not paused: pausing drains I/O, which would hang.
     if (synced === replica) return m.error?.startsWith("stalled") ? null : { vm, do: "pause", why: `its mirror to ${replica} broke (${m.error ?? "?"}): the guest waits until the leader outdated the replica` };
     return { vm, do: "unmirror", why: `its mirror to ${replica} broke and the replica was outdated: start it again` };
+  }
+
+  /** A live peer reports `vm` migrated away (postmigrate): the whole stream left it. */
+  private sourceMigrated(vm: string, inp: VmLocalInput): boolean {
+    return inp.view.peers.some((p) => p.name !== this.self && inp.alive(p.name) && inp.peer(p.name)?.vms.some((y) => y.name === vm && y.state === "migrated"));
   }
 
   /** A live migration to `mig` once its replica is there and in sync and the target waits for it. */

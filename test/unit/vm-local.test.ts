@@ -11,10 +11,10 @@ import { catalog, cfg, def, report, view, vmFact } from "./vm-fixture.ts";
 
 const cat = catalog([def("a"), def("b")]);
 
-function plan(l: VmLocal, c: ClusterConfig, facts: VmNodeFacts, o: { peers?: Record<string, VmNodeFacts>; now?: number; busy?: string[]; self?: string; v?: Parameters<typeof view>[3] } = {}): VmLocalAction[] {
+function plan(l: VmLocal, c: ClusterConfig, facts: VmNodeFacts, o: { peers?: Record<string, VmNodeFacts>; dead?: string[]; now?: number; busy?: string[]; self?: string; v?: Parameters<typeof view>[3] } = {}): VmLocalAction[] {
   return l.plan({
     now: o.now ?? 10_000, view: view(o.self ?? "node1", c, undefined, { role: "follower", ...o.v }), catalog: cat, facts,
-    peer: (n) => o.peers?.[n] ?? null, alive: () => true,
+    peer: (n) => o.peers?.[n] ?? null, alive: (n) => !o.dead?.includes(n),
   }, new Set(o.busy ?? []));
 }
 const brief = (as: VmLocalAction[]) => as.map((a) => `${a.vm} ${a.do}${"to" in a ? ` ${a.to}` : ""}`);
@@ -152,6 +152,17 @@ Mig("a target whose migration was called off, or whose source was fenced mid-way
   const l = new VmLocal("node2");
   assert.equal(brief(plan(l, cfg({ "vm:a": "node1" }), report([vmFact("a", "incoming", { incoming: { port: 1, done: false } })]), { self: "node2" })), ["a kill"]);
   assert.equal(brief(plan(l, cfg({ "vm:a": "node2" }), report([vmFact("a", "incoming", { incoming: { port: 1, done: false } })]), { self: "node2" })), ["a kill"]);
+});
+
+Mig("committed while the target's facts were read before the stream's end: it waits while its live source reports it migrated", () => {
+  // found in the lab: the target killed the guest the migration had just moved, and booted it afresh
+  const l = new VmLocal("node2");
+  const moved = cfg({ "vm:a": "node2" });
+  const stale = report([vmFact("a", "incoming", { incoming: { port: 1, done: false } })], { exports: ["a"] });
+  const source = { node1: report([vmFact("a", "migrated")]) };
+  assert.equal(plan(l, moved, stale, { self: "node2", peers: source }), [], "waits for its facts to say done");
+  assert.equal(brief(plan(l, moved, stale, { self: "node2", peers: source, dead: ["node1"] })), ["a kill"], "a lost source: a fresh start");
+  assert.equal(brief(plan(l, moved, stale, { self: "node2", peers: { node1: report([vmFact("a", "running")]) } })), ["a kill"], "a source that still runs it did not send it all");
 });
 
 Mig.run();
