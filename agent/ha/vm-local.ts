@@ -210,7 +210,13 @@ export class VmLocal {
     const mig = migrationTo(f, vm);
     const target = mig === this.self && holder !== null && syncedOn(f, vm) === this.self && heldFrom(f, vm) !== this.self;
     if (x.state === "incoming") return target ? null : { vm, do: "kill", why: `no migration to this node is under way (${holder ? `it runs on ${holder}` : "unplaced"})` };
-    if (x.state === "migrated") return { vm, do: "quit", why: `migrated: it runs on ${holder ?? "?"} now` };
+    if (x.state === "migrated") {
+      // kept until its new holder reports it running: while this node reports it migrated, the
+      // target knows the whole stream left (sourceMigrated) even if its own facts lag behind
+      const there = holder && inp.alive(holder) ? inp.peer(holder)?.vms.find((y) => y.name === vm) : null;
+      if (there && there.state !== "running") return null;
+      return { vm, do: "quit", why: `migrated: it runs on ${holder ?? "?"} now` };
+    }
     if (x.state === "running" || x.state === "paused") return { vm, do: "kill", why: holder ? `the register places it on ${holder}` : "the register places it nowhere" };
     if (target && (x.state === "stopped" || x.state === "failed") && inp.facts.exports.includes(vm)) return { vm, do: "incoming", why: `live migration from ${holder} to this node (its replica)` };
     return null;

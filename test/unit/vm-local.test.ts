@@ -163,6 +163,11 @@ Mig("committed while the target's facts were read before the stream's end: it wa
   assert.equal(plan(l, moved, stale, { self: "node2", peers: source }), [], "waits for its facts to say done");
   assert.equal(brief(plan(l, moved, stale, { self: "node2", peers: source, dead: ["node1"] })), ["a kill"], "a lost source: a fresh start");
   assert.equal(brief(plan(l, moved, stale, { self: "node2", peers: { node1: report([vmFact("a", "running")]) } })), ["a kill"], "a source that still runs it did not send it all");
+  // the source, for its part, quits its migrated QEMU only once the new holder reports it running
+  const src = new VmLocal("node1");
+  assert.equal(plan(src, moved, report([vmFact("a", "migrated")]), { peers: { node2: stale } }), [], "the target has not continued it yet");
+  assert.equal(brief(plan(src, moved, report([vmFact("a", "migrated")]), { peers: { node2: report([vmFact("a", "running")]) } })), ["a quit"]);
+  assert.equal(brief(plan(src, moved, report([vmFact("a", "migrated")]), { peers: { node2: stale }, dead: ["node2"] })), ["a quit"], "a lost target: nothing to wait for");
 });
 
 Mig.run();
