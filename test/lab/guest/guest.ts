@@ -35,11 +35,15 @@ export interface SerialView {
   text: string;
 }
 
-export function readSerial(file: string): SerialView {
-  const text = existsSync(file) ? readFileSync(file, "latin1") : "";
+export function readSerial(file: string, from = 0): SerialView {
+  return parseSerial(existsSync(file) ? readFileSync(file, "latin1").slice(from) : "");
+}
+
+/** The acks and founds in a serial text; an "ack" line counts once its newline is there. */
+export function parseSerial(text: string): SerialView {
   const acks: number[] = [];
   const found: number[] = [];
-  for (const m of text.matchAll(/(?:^|\n)ack (\d+)/g)) acks.push(Number(m[1]));
+  for (const m of text.matchAll(/(?:^|\n)ack (\d+)(?=\r?\n)/g)) acks.push(Number(m[1]));
   for (const m of text.matchAll(/bollard-guest: found (\d+)/g)) found.push(Number(m[1]));
   return { acks, found, text };
 }
