@@ -19,6 +19,7 @@ gen_vm_config() { # NODE: prints YAML to append to bollard.yaml
   echo "  migration_port: 49152"
   echo "  stop_timeout_ms: 2000            # the busybox guests do not act on ACPI power-off: killed after 2 s"
   echo "  degraded_alarm_ms: 3000"
+  echo "  anti_flap_ms: ${LAB_VM_ANTI_FLAP_MS:-600000}       # make bench-vm: 1000, one power-off after another"
   echo "  nodes:"
   for m in "${NODES[@]}"; do echo "    $m: { memory_mb: 1024 }        # address: ha.nodes.$m's"; done
   echo "  groups:"
