@@ -6,9 +6,9 @@ NODE_DEPS := node_modules/.installed
 # What the lab and the tests run for real (LAB-NOTES.md): installed only where missing.
 APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libnginx-mod-stream \
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
-	qemu-system-x86 qemu-system-common qemu-utils xz-utils perl python3
+	qemu-system-x86 qemu-system-common qemu-utils xz-utils perl python3 fdisk dosfstools mtools chromium
 
-.PHONY: test-failover bench-vm all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
+.PHONY: bench-vm bench-web test-web test-upgrade test-coldstart test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
 
 all: build
 
@@ -43,6 +43,37 @@ bench-sim: $(NODE_DEPS)
 # make test in the lab group; about 2-4 minutes).
 test-failover: $(NODE_DEPS) apt build
 	node --import tsx test/lab/failover.test.ts
+
+# The web console in a browser in the lab alone (test/lab/web.test.ts, also run by make test;
+# 32-64 s of tests after lab up): playwright-core drives Debian's chromium; screenshots in
+# test-artifacts/web/.
+test-web: $(NODE_DEPS) apt build
+	flock -o /run/lock/bollard-lab.lock node --import tsx test/lab/web.test.ts
+
+# What the web console costs an idle agent with nobody watching: one node measured with it
+# on, then booted with it off (test/lab/bench-web.ts; about 5 minutes).
+bench-web: $(NODE_DEPS) apt build
+	SECONDS_IDLE=$(SECONDS_IDLE) flock -o /run/lock/bollard-lab.lock node --import tsx test/lab/bench-web.ts
+
+# The faults smaller than a node in the lab alone (test/lab/faults.test.ts, also run by make
+# test; about 3 minutes): agent stalls, server kills and hangs, power blips.
+test-faults: $(NODE_DEPS) apt build
+	node --import tsx test/lab/faults.test.ts
+
+# The whole room's power cut in the lab alone (test/lab/coldstart.test.ts, also run by make test;
+# about 1 minute): all three nodes off and on; off and two on, the third returning later.
+test-coldstart: $(NODE_DEPS) apt build
+	flock -o /run/lock/bollard-lab.lock node --import tsx test/lab/coldstart.test.ts
+
+# The rolling upgrade of the agent bundle in the lab alone (test/lab/upgrade.test.ts, also run by
+# make test; about 2.5 minutes): mixed versions, a good rollout under a writer, a bad bundle rolled back.
+test-upgrade: $(NODE_DEPS) apt build
+	node --import tsx test/lab/upgrade.test.ts
+
+# The fault campaign (test/lab/nemesis.ts): RUNS random schedules from SEED, one or two faults at
+# once, each checked for lost writes, two writable primaries, health and equal data after healing.
+nemesis: $(NODE_DEPS) apt build
+	node --import tsx test/lab/nemesis.ts --runs $(RUNS) $(if $(SEED),--seed $(SEED),)
 
 # RUNS power-off failovers and one switchover in the lab, under a writer through the VIP.
 bench-failover: $(NODE_DEPS) apt build

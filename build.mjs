@@ -3,8 +3,26 @@
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { buildUi } from "./agent/web/ui/build-ui.mjs";
+import { dirname, join } from "node:path";
 
 const pkg = JSON.parse(readFileSync(new URL("./package.json", import.meta.url), "utf8"));
+// For upgrade tests (test/lab/upgrade.test.ts): BOLLARD_VERSION stamps another version,
+// BOLLARD_OUTFILE writes elsewhere, BOLLARD_TEST_PROTOCOL=N makes a bundle that speaks wire
+// version N (one that cannot join its cluster: a bundle that must fail its health gate).
+const version = process.env.BOLLARD_VERSION ?? pkg.version;
+const outfile = process.env.BOLLARD_OUTFILE ?? "dist/bollard.js";
+const testProtocol = process.env.BOLLARD_TEST_PROTOCOL;
+const protocol = {
+  name: "test-protocol",
+  setup(b) {
+    if (!testProtocol) return;
+    b.onLoad({ filter: /agent\/bus\/messages\.ts$/ }, (a) => ({
+      loader: "ts",
+      contents: readFileSync(a.path, "utf8").replace(/export const PROTOCOL_VERSION = \d+;/, `export const PROTOCOL_VERSION = ${Number(testProtocol)};`),
+    }));
+  },
+};
 let rev = process.env.BOLLARD_REV ?? "";
 if (!rev) {
   try { rev = execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim(); }
@@ -37,9 +55,25 @@ module.exports = f(${JSON.stringify(a.path)});`,
   },
 };
 
+// The web console's front end (agent/web/ui/), built by this same esbuild and embedded gzipped
+// as the virtual module agent/web/assets.ts imports. Its size is printed: the issue's bound is
+// 400 kB gzipped for all of it.
+const ui = await buildUi({ build }, process.cwd());
+const uiGz = Object.values(ui).reduce((n, a) => n + a.gz.length, 0);
+const webAssets = {
+  name: "web-assets",
+  setup(b) {
+    b.onResolve({ filter: /^bollard-web-assets$/ }, () => ({ path: "bollard-web-assets", namespace: "web-assets" }));
+    b.onLoad({ filter: /.*/, namespace: "web-assets" }, () => ({
+      loader: "js",
+      contents: `export const assets = ${JSON.stringify(Object.fromEntries(Object.entries(ui).map(([p, a]) => [p, { type: a.type, gz: a.gz.toString("base64"), etag: a.etag, immutable: a.immutable }])))};`,
+    }));
+  },
+};
+
 await build({
   entryPoints: ["agent/main.ts"],
-  outfile: "dist/bollard.js",
+  outfile,
   bundle: true,
   platform: "node",
   // Debian 12, the node image's OS, ships Node.js 18 (docs/image.md): syntax newer than
@@ -58,14 +92,14 @@ await build({
   // mysql2's `long` falls back to JS). The unit and the lab start node with flags of their
   // own: these apply where the file is executed itself (the CLI, test/broker/agents.test.ts).
   banner: { js: "#!/usr/bin/env -S node --max-semi-space-size=1 --lite-mode --no-expose-wasm" },
-  define: { __BOLLARD_VERSION__: JSON.stringify(pkg.version), __BOLLARD_REV__: JSON.stringify(rev) },
+  define: { __BOLLARD_VERSION__: JSON.stringify(version), __BOLLARD_REV__: JSON.stringify(rev) },
   // ssh2's optional native speed-ups; it falls back to pure JS without them.
   external: ["cpu-features", "*.node"],
-  plugins: [leftOut],
+  plugins: [leftOut, protocol, webAssets],
   logLevel: "warning",
 });
-chmodSync("dist/bollard.js", 0o755);
+chmodSync(outfile, 0o755);
 // The repository is ESM ("type": "module"); the bundle is CommonJS, as it is where it is
 // installed (/usr/lib/bollard, no package.json).
-writeFileSync("dist/package.json", '{ "type": "commonjs" }\n');
-console.log(`built dist/bollard.js ${pkg.version} (${rev})`);
+writeFileSync(join(dirname(outfile), "package.json"), '{ "type": "commonjs" }\n');
+console.log(`built ${outfile} ${version} (${rev})${testProtocol ? `, wire protocol ${testProtocol} (a test bundle)` : ""}; web console ${(uiGz / 1024).toFixed(1)} kB gzipped`);

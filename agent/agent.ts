@@ -16,7 +16,9 @@ import type { Route } from "./runtime/control.ts";
 import { HaComponent } from "./runtime/ha-component.ts";
 import { MainLoop } from "./runtime/loop-component.ts";
 import { VmComponent } from "./runtime/vm-component.ts";
+import { UpgradeComponent } from "./runtime/upgrade-component.ts";
 import { WatchComponent } from "./runtime/watch-component.ts";
+import { WebComponent } from "./runtime/web-component.ts";
 
 export interface AgentOptions {
   version: string;
@@ -49,8 +51,10 @@ export class Agent {
     const cluster = (this.cluster = new ClusterComponents(ctx));
     const ha = new HaComponent(ctx, cluster);
     const vms = new VmComponent(ctx, cluster, ha, routes);
-    const watch = new WatchComponent(ctx, cluster, ha, routes, vms);
+    const web = new WebComponent(ctx, cluster, ha, routes);
+    const watch = new WatchComponent(ctx, cluster, ha, routes, vms, (h, wall) => web.onHost(h, wall));
     const control = new ControlComponent(ctx, cluster, ha, watch, routes, vms);
+    const upgrade = new UpgradeComponent(ctx, cluster, ha, routes);
     const loop = new MainLoop(ctx, this.notifier, cluster, ha, control);
     const c = cluster.steps;
     this.components = [
@@ -64,7 +68,9 @@ export class Agent {
       ha, //             the data path: MySQL, Redis, the portal, the VIP
       vms, //            the VMs: QEMU, their mirrored disks, placement and restarts (vms: only)
       watch, //          hardware, host and cluster readings -> alarms, metrics
+      upgrade, //        bundles staged, on trial, blessed; the rollout's routes (upgrade/)
       loop, //           the tick, the status file, the GC
+      web, //            the web console (web.enabled): HTTPS on the listen addresses
       loop.ready, //     READY=1 to systemd
     ];
   }

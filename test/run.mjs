@@ -25,10 +25,17 @@ function files(dir) {
   return out;
 }
 
-function run(file) {
+// The lab is one per machine (fixed namespaces, /run/bollard-lab): a lab or image test file runs
+// under this lock, so a second run on the machine (another checkout's make test, a developer's
+// test under the same lock) waits for it instead of finding its namespaces.
+const LAB_LOCK = process.env.BOLLARD_LAB_LOCK || "/run/lock/bollard-lab.lock";
+
+function run(file, group) {
   return new Promise((resolve) => {
     const t0 = Date.now();
-    const child = spawn(process.execPath, ["--import", "tsx", file], {
+    const node = [process.execPath, "--import", "tsx", file];
+    const argv = group === "lab" || group === "image" ? ["flock", "-o", LAB_LOCK, ...node] : node;
+    const child = spawn(argv[0], argv.slice(1), {
       cwd: root, env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
@@ -51,7 +58,7 @@ for (const g of want) {
   if (!GROUPS.includes(g)) { console.error(`unknown test group "${g}" (one of ${GROUPS.join(" ")})`); process.exit(2); }
   for (const f of files(join(root, "test", g))) {
     console.log(`\n=== ${f.slice(root.length)}`);
-    const r = await run(f);
+    const r = await run(f, g);
     passed += r.passed; failed += r.failed; skipped += r.skipped;
     if (r.failed) failures.push(r.file.slice(root.length));
     console.log(`--- ${f.slice(root.length)}: ${r.passed} passed, ${r.failed} failed${r.skipped ? `, ${r.skipped} skipped` : ""} (${(r.ms / 1000).toFixed(1)} s)`);

@@ -207,6 +207,9 @@ export function parseAlarmPayload(payload: string | Buffer, sender: string, id: 
 export interface ClusterAlarm extends Alarm {
   /** the nodes that hold it active, sorted */
   reporters: string[];
+  /** every node that reports it is unreachable now (issue 20 item 5): its last word, kept as
+   *  the broker retained it, not a current fact; `forMs`: how long the nearest one is not heard */
+  stale?: { forMs: number };
 }
 
 /**
@@ -214,7 +217,7 @@ export interface ClusterAlarm extends Alarm {
  * lost, as node1 and node3 both see it) are one row: the most severe report's text, the
  * earliest raise, acknowledged when any reporter's copy is.
  */
-export function mergeAlarms(alarms: Iterable<Alarm>): ClusterAlarm[] {
+export function mergeAlarms(alarms: Iterable<Alarm>, unreachableFor?: (node: string) => number | null): ClusterAlarm[] {
   const rank = (s: Severity) => SEVERITIES.indexOf(s);
   const byId = new Map<string, ClusterAlarm>();
   for (const a of alarms) {
@@ -235,6 +238,11 @@ export function mergeAlarms(alarms: Iterable<Alarm>): ClusterAlarm[] {
     if (m.ackedBy === null && a.ackedBy !== null) Object.assign(m, { ackedBy: a.ackedBy, ackedAt: a.ackedAt, state: "acknowledged" });
   }
   const list = [...byId.values()];
-  for (const m of list) m.reporters.sort();
-  return list.sort(byImportance);
+  for (const m of list) {
+    m.reporters.sort();
+    const away = unreachableFor ? m.reporters.map(unreachableFor) : [null];
+    if (away.every((x) => x !== null)) m.stale = { forMs: Math.min(...(away as number[])) };
+  }
+  // a stale row after every live one: what the cluster says now comes first
+  return list.sort((a, b) => Number(!!a.stale) - Number(!!b.stale) || byImportance(a, b));
 }

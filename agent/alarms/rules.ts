@@ -17,6 +17,7 @@ import {
   type MysqlInput,
   type Readings,
   type RedisInput,
+  type WritesDownInput,
 } from "./types.ts";
 
 /** Every condition true now in `r`, and the subjects judged. `active`: ids held now. */
@@ -29,6 +30,7 @@ export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<strin
   if (r.cluster) clusterRules(out, r.cluster);
   if (r.mysql) mysqlRules(out, r.node, r.mysql);
   if (r.redis) redisRules(out, r.node, r.redis);
+  if (r.writes) writesDownRules(out, r.node, r.writes);
   for (const e of r.events ?? []) eventRules(out, e);
   if (r.vms) vmRules(out, r.node, r.vms);
   return { conditions: out.conditions, scopes: [...out.scopes], resolved: out.resolved };
@@ -99,6 +101,9 @@ export function mysqlRules(out: Collector, node: string, m: MysqlInput): void {
     out.add({ id: down, scope: down, rule: "service-down", severity: "major", node, text: `${node} mysql down`, detail: m.lastError ?? undefined });
     return;
   }
+  const diverged = alarmId("data-diverged", node, "mysql");
+  out.judged(diverged);
+  if (m.diverged) out.add({ id: diverged, scope: diverged, rule: "data-diverged", severity: "critical", node, text: `${node} mysql data differs from the primary's`, detail: `${m.diverged}; held out, needs re-cloning` });
   const broken = alarmId("replica-broken", node, "mysql");
   out.judged(broken);
   if (m.role === "replica" && (!m.ioRunning || !m.sqlRunning)) {
@@ -130,6 +135,27 @@ export function redisRules(out: Collector, node: string, r: RedisInput): void {
   }
 }
 
+/**
+ * "Writes are down" (issue 17 item 2, issue 20 item 3): a service without a writable primary
+ * that clients can reach for longer than ha.writes_down_alarm_ms. CRITICAL: it names the
+ * service, why, since when, and the command that would let bollard act. Judged on every node
+ * (a node that does not lead clears its own); raised by the acting leader alone.
+ */
+export function writesDownRules(out: Collector, node: string, w: WritesDownInput): void {
+  for (const svc of w.services) {
+    const id = alarmId("writes-down", svc);
+    out.judged(id);
+    const d = w.leading ? w.down.find((x) => x.svc === svc) : undefined;
+    if (!d) continue;
+    const since = new Date(d.since).toISOString().slice(11, 19);
+    out.add({
+      id, scope: id, rule: "writes-down", severity: "critical", node,
+      text: `${svc}: writes are down`,
+      detail: `no writable primary clients can reach since ${since} UTC (${Math.round(d.forMs / 1000)} s): ${d.why}${d.command ? `; to let bollard act: ${d.command}` : "; bollard is acting on it"}`,
+    });
+  }
+}
+
 export function eventRules(out: Collector, e: EventInput): void {
   switch (e.kind) {
     case "fence-failed": {
@@ -146,5 +172,14 @@ export function eventRules(out: Collector, e: EventInput): void {
       out.add({ id, scope: id, rule: "failover-done", severity: "info", node: e.to, text, detail: `in ${(e.ms / 1000).toFixed(1)} s`, hold: out.cfg.eventHoldMs });
       return;
     }
+    case "upgrade-failed": {
+      // one per cluster: held until acknowledged, or until a later rollout completes
+      const id = alarmId("upgrade-failed");
+      out.add({ id, scope: id, rule: "upgrade-failed", severity: "major", node: e.target, text: `upgrade stopped: ${e.target} failed its health gate`, detail: e.detail, hold: "ack" });
+      return;
+    }
+    case "upgrade-done":
+      out.resolved.push(alarmId("upgrade-failed"));
+      return;
   }
 }

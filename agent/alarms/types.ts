@@ -35,6 +35,9 @@ export const RULES = [
   "vm-restart-failed",
   "vm-mirror-degraded",
   "vm-no-capacity",
+  "writes-down",
+  "data-diverged",
+  "upgrade-failed",
 ] as const;
 export type RuleName = (typeof RULES)[number];
 
@@ -136,6 +139,8 @@ export interface MysqlInput {
   sqlRunning: boolean;
   lagSeconds: number | null;
   lastError: string | null;
+  /** its data differs from the primary's at the last data check (resources/mysql-verify.ts) */
+  diverged?: string;
 }
 
 /** resources/types.ts RedisStatus is assignable. */
@@ -146,11 +151,23 @@ export interface RedisInput {
   source?: string | null;
 }
 
+/** The acting leader's word on a service without a writable primary clients can reach
+ *  (ha/manager.ts WritesDown): only a leader judges it; everyone else clears its own. */
+export interface WritesDownInput {
+  /** this node leads and acts: its list is the cluster's */
+  leading: boolean;
+  services: readonly string[];
+  down: readonly { svc: string; since: number; forMs: number; why: string; command: string | null }[];
+}
+
 /** One-shot happenings: they raise an alarm that is held after the input is gone. */
 export type EventInput =
   | { kind: "fence-failed"; target: string; detail: string }
   | { kind: "fence-done"; target: string }
-  | { kind: "failover-done"; service: string; from: string | null; to: string; ms: number };
+  | { kind: "failover-done"; service: string; from: string | null; to: string; ms: number }
+  /** a rollout stopped: a node's health gate failed and its old bundle was put back (upgrade/) */
+  | { kind: "upgrade-failed"; target: string; detail: string }
+  | { kind: "upgrade-done" };
 
 export interface Readings {
   /** the reporting node */
@@ -162,6 +179,7 @@ export interface Readings {
   cluster?: ClusterInput;
   mysql?: MysqlInput | null;
   redis?: RedisInput | null;
+  writes?: WritesDownInput;
   /** events since the last evaluation */
   events?: EventInput[];
   /** the VMs, as the leader's VM manager judges them (alarms/rules-vm.ts) */

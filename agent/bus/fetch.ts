@@ -1,12 +1,13 @@
 // Logs and events of this node, or of any node through the bus (issue 6 `bollard logs --node`).
-// A node answers a `fetch` with as many recent items as fit in one message.
+// A node answers a `fetch` with as many recent items as fit in one message. Other kinds of
+// item (the web console's chart samples) are served by whoever provides them (provide()).
 import { existsSync, readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import type { FetchReq, FetchResp, Message } from "./messages.ts";
 import { MAX_PAYLOAD, PROTOCOL_VERSION } from "./messages.ts";
 
 export interface FetchQuery {
-  what: "logs" | "events";
+  what: "logs" | "events" | "samples";
   n: number;
   level?: "debug" | "info" | "warn" | "error";
   since?: string;
@@ -17,6 +18,7 @@ const TIMEOUT_MS = 3000;
 
 export class Fetcher {
   private readonly waiting = new Map<string, (r: FetchResp) => void>();
+  private readonly providers = new Map<string, () => Record<string, unknown>[]>();
 
   constructor(
     private readonly self: string,
@@ -25,8 +27,15 @@ export class Fetcher {
     private readonly eventsFile: string,
   ) {}
 
+  /** Items of another kind from this node (the web's samples); none until provided. */
+  provide(what: "samples", items: (() => Record<string, unknown>[]) | null): void {
+    if (items) this.providers.set(what, items);
+    else this.providers.delete(what);
+  }
+
   /** This node's items, newest last, filtered. */
   local(q: FetchQuery): Record<string, unknown>[] {
+    if (q.what === "samples") return this.providers.get("samples")?.() ?? [];
     const raw = q.what === "logs" ? this.recentLogs(10_000) : tail(this.eventsFile, 10_000);
     const min = q.level ? LEVELS.indexOf(q.level) : 0;
     const items: Record<string, unknown>[] = [];

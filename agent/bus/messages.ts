@@ -168,6 +168,8 @@ export const DbReport = z
     fenced: z.string().max(300).optional(),
     /** an action that keeps failing here ("promote: <error>"), after a bounded number of tries */
     stuck: z.string().max(300).optional(),
+    /** what the last promotion here dropped: an event group that never arrived whole (its GTID) */
+    discarded: z.string().max(300).optional(),
   })
   .strict();
 export type DbReport = z.infer<typeof DbReport>;
@@ -192,7 +194,7 @@ export const ResQuery = z.object({ ...base, t: z.literal("res-query") }).strict(
 // An operator on one node reads another node's logs or events through the bus (bollard logs --node).
 export const FetchReq = z
   .object({
-    ...base, t: z.literal("fetch"), id: z.string().min(1).max(64), what: z.enum(["logs", "events"]),
+    ...base, t: z.literal("fetch"), id: z.string().min(1).max(64), what: z.enum(["logs", "events", "samples"]),
     n: z.number().int().min(1).max(2000), level: z.enum(["debug", "info", "warn", "error"]).optional(), since: z.string().max(40).optional(),
   })
   .strict();
@@ -218,9 +220,34 @@ export const AlarmAckResp = z
 export type AlarmAckReq = z.infer<typeof AlarmAckReq>;
 export type AlarmAckResp = z.infer<typeof AlarmAckResp>;
 
+// The rolling upgrade of the agent bundle (agent/upgrade/, docs/upgrade.md). New message types
+// only (docs/bus.md "Versions"): an agent older than them drops them as schema rejects and
+// announces no `upgrade` in its retained state, and `bollard upgrade` refuses to start.
+const sha = z.string().regex(/^[0-9a-f]{64}$/, "a sha256, 64 hex digits");
+const rpcId = z.string().min(1).max(64);
+/** to the node to upgrade: stage a bundle (fetched from `from`), start its trial, bless it, roll it back */
+export const UpgradeReq = z
+  .object({
+    ...base, t: z.literal("upg"), id: rpcId, op: z.enum(["stage", "switch", "bless", "rollback"]), sha,
+    from: name.optional(), deadlineMs: z.number().int().min(1000).max(3_600_000).optional(), why: z.string().max(300).optional(),
+  })
+  .strict();
+export const UpgradeResp = z
+  .object({ ...base, t: z.literal("upg-result"), id: rpcId, status: z.enum(["ok", "error"]), detail: z.string().max(300).optional(), error: z.string().max(500).optional() })
+  .strict();
+/** one piece of a bundle: asked of the node that offers it, answered with base64 data */
+export const BundleGet = z.object({ ...base, t: z.literal("bundle-get"), id: rpcId, sha, offset: count }).strict();
+export const BundlePart = z
+  .object({ ...base, t: z.literal("bundle-part"), id: rpcId, sha, offset: count, total: count, data: z.string().max(56_000), error: z.string().max(300).optional() })
+  .strict();
+export type UpgradeReq = z.infer<typeof UpgradeReq>;
+export type UpgradeResp = z.infer<typeof UpgradeResp>;
+export type BundleGet = z.infer<typeof BundleGet>;
+export type BundlePart = z.infer<typeof BundlePart>;
+
 export const Message = z.discriminatedUnion("t", [
   Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult, ResReport, ResQuery, FetchReq, FetchResp,
-  AlarmAckReq, AlarmAckResp, VmReport,
+  AlarmAckReq, AlarmAckResp, VmReport, UpgradeReq, UpgradeResp, BundleGet, BundlePart,
 ]);
 export type Message = z.infer<typeof Message>;
 export type Hb = z.infer<typeof Hb>;

@@ -48,7 +48,8 @@ const cut = (s: string, w: number) => (s.length <= w ? s : `${s.slice(0, w - 1)}
 export function renderTable(rows: Alarm[], wallNow: number, sinceHead = "SINCE", sinceOf: (a: Alarm) => number = (a) => a.raisedAt): string[] {
   const lines = [["SEV".padEnd(W.sev), "NODE".padEnd(W.node), "ALARM".padEnd(TEXT_W), sinceHead.padEnd(W.since), "ACKED BY"].join("  ")];
   for (const a of rows) {
-    const text = wrap(`${a.text}${a.flapping ? " (flapping)" : ""}`, TEXT_W);
+    const st = (a as ClusterAlarm).stale;
+    const text = wrap(`${a.text}${a.flapping ? " (flapping)" : ""}${st ? ` (stale: ${(a as ClusterAlarm).reporters.join(",")} not heard for ${age(st.forMs)})` : ""}`, TEXT_W);
     const id = wrap(`id ${a.id}`, TEXT_W);
     const first = [SEV[a.severity].padEnd(W.sev), cut(a.node, W.node).padEnd(W.node), text[0]!.padEnd(TEXT_W), cut(age(wallNow - sinceOf(a)), W.since).padEnd(W.since), cut(a.ackedBy ?? "-", W.acked)];
     lines.push(first.join("  ").trimEnd());

@@ -12,17 +12,19 @@ import type { SubCommand } from "./types.ts";
 /** Registered commands' names, in help order. Add the name here and the module in loadCommands(). */
 export const COMMAND_NAMES = [
   "nodes", "services", "logs", "events", "alarms", "console", "diag",
-  "switchover", "maintenance", "ha", "rejoin", "vm", "seed", "flash",
+  "switchover", "failover", "maintenance", "ha", "rejoin", "vm", "upgrade", "seed", "flash", "users",
 ] as const;
 
 /** The registered commands, in COMMAND_NAMES' order (a unit test checks the two agree). */
 export async function loadCommands(): Promise<SubCommand[]> {
-  const [views, alarms, cons, diag, ha, seed, flash, vm] = await Promise.all([
+  const [views, alarms, cons, diag, ha, seed, flash, upgrade, users, vm] = await Promise.all([
     import("./views-cmd.ts"), import("./alarms-cmd.ts"), import("./console-cmd.ts"), import("./diag.ts"),
-    import("./ha-cmd.ts"), import("../provision/seed-cmd.ts"), import("../provision/flash.ts"), import("./vm-cmd.ts"),
+    import("./ha-cmd.ts"), import("../provision/seed-cmd.ts"), import("../provision/flash.ts"), import("./upgrade-cmd.ts"), import("./users-cmd.ts"),
+    import("./vm-cmd.ts"),
   ]);
   return [
     views.nodesCommand, views.servicesCommand, views.logsCommand, views.eventsCommand, alarms.alarmsCommand, cons.consoleCommand,
-    diag.diagCommand, ha.switchoverCommand, ha.maintenanceCommand, ha.haCommand, ha.rejoinCommand, vm.vmCommand, seed.seedCommand, flash.flashCommand,
+    diag.diagCommand, ha.switchoverCommand, ha.failoverCommand, ha.maintenanceCommand, ha.haCommand, ha.rejoinCommand, vm.vmCommand, upgrade.upgradeCommand, seed.seedCommand, flash.flashCommand,
+    users.usersCommand,
   ];
 }

@@ -1,11 +1,13 @@
 // Operator actions on the data path (issue 4 §8), on any node; they act through the leader
 // by committing a flag to the register, which the leader's HA manager then carries out:
 //   bollard switchover mysql|redis [--to NODE] [--no-wait]
+//   bollard failover mysql|redis [--to NODE] [--no-wait]
 //   bollard maintenance NODE on|off
 //   bollard ha disarm|arm|ack mysql|redis
 //   bollard rejoin NODE
 import { parseArgs } from "node:util";
 import type { Command } from "../bus/messages.ts";
+import { requests } from "../ha/requests.ts";
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR, NAME_RE } from "../config/schema.ts";
 import type { CommandContext, SubCommand } from "./types.ts";
@@ -42,40 +44,74 @@ const svcOk = (s: string | undefined): s is "mysql" | "redis" => s === "mysql" |
 export const switchoverCommand: SubCommand = {
   name: "switchover",
   usage: ["switchover mysql|redis [--to NODE] [--no-wait]   planned switchover, no loss"],
-  async run(args, ctx) {
-    let p;
-    try {
-      p = parseArgs({ args, allowPositionals: true, options: { to: { type: "string" }, "no-wait": { type: "boolean" } } });
-    } catch (e) {
-      return usage(ctx, (e as Error).message);
-    }
-    const [svc] = p.positionals;
-    if (!svcOk(svc) || p.positionals.length !== 1) return usage(ctx, "expected: switchover mysql|redis [--to NODE]");
-    const to = p.values.to;
-    if (to !== undefined && !NAME_RE.test(to)) return usage(ctx, `"${to}" is not a node name`);
-    const socket = socketOf(ctx);
-    const before = await holder(socket, svc);
-    const t0 = Date.now();
-    const rc = await send(ctx, { op: "apply", why: `operator switchover of ${svc}`, flags: { [`switchover:${svc}`]: to ?? "any" } });
-    if (rc !== 0 || p.values["no-wait"]) return rc;
-    for (let i = 0; i < 120; i++) {
-      await new Promise((r) => setTimeout(r, 500));
-      const st = await status(socket);
-      const now = st?.committed.assignments[svc];
-      const pending = st ? `switchover:${svc}` in st.committed.flags : true;
-      if (!pending && now && now !== before) {
-        ctx.io.out(`${svc} switched over from ${before ?? "?"} to ${now} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-        return 0;
-      }
-      if (!pending && now === before) {
-        ctx.io.err(`bollard: the switchover of ${svc} did not happen (see 'bollard events' on the leader)`);
-        return 1;
-      }
-    }
-    ctx.io.err(`bollard: the switchover of ${svc} has not finished after 60 s`);
-    return 1;
-  },
+  run: (args, ctx) => moveCommand("switchover", args, ctx),
 };
+
+export const failoverCommand: SubCommand = {
+  name: "failover",
+  usage: [
+    "failover mysql|redis [--to NODE] [--no-wait]     fenced failover: the holder is fenced (its server killed by its",
+    "                                                 agent, or its node powered off or cut off at the switches) and",
+    "                                                 the most advanced replica, or NODE, promoted; refused for a",
+    "                                                 healthy primary (use switchover). --to HOLDER accepts a holder",
+    "                                                 whose server restarted, without waiting for a missing replica",
+  ],
+  run: (args, ctx) => moveCommand("failover", args, ctx),
+};
+
+/** Both commit a request flag the leader acts on, then follow the register until it is settled. */
+async function moveCommand(kind: "switchover" | "failover", args: string[], ctx: CommandContext): Promise<number> {
+  let p;
+  try {
+    p = parseArgs({ args, allowPositionals: true, options: { to: { type: "string" }, "no-wait": { type: "boolean" } } });
+  } catch (e) {
+    return usage(ctx, (e as Error).message);
+  }
+  const [svc] = p.positionals;
+  if (!svcOk(svc) || p.positionals.length !== 1) return usage(ctx, `expected: ${kind} mysql|redis [--to NODE]`);
+  const to = p.values.to;
+  if (to !== undefined && !NAME_RE.test(to)) return usage(ctx, `"${to}" is not a node name`);
+  const socket = socketOf(ctx);
+  const before = await status(socket);
+  const t0 = Date.now();
+  const since = new Date(t0 - 1000).toISOString();
+  const flag = kind === "switchover" ? `switchover:${svc}` : `failover-to:${svc}`;
+  const rc = await send(ctx, requests[kind](svc, to ?? null));
+  if (rc !== 0 || p.values["no-wait"]) return rc;
+  const was = before?.committed.assignments[svc];
+  const inst = before?.committed.flags[`inst:${svc}`];
+  for (let i = 0; i < 120; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    const st = await status(socket);
+    const now = st?.committed.assignments[svc];
+    const pending = st ? flag in st.committed.flags : true;
+    // done: it moved, or (an accepted restarted holder) its confirmed incarnation changed
+    if (!pending && now && (now !== was || st!.committed.flags[`inst:${svc}`] !== inst)) {
+      ctx.io.out(now !== was ? `${svc} ${kind === "switchover" ? "switched over" : "failed over"} from ${was ?? "?"} to ${now} in ${((Date.now() - t0) / 1000).toFixed(1)} s`
+        : `${svc} on ${now} confirmed as primary in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      return 0;
+    }
+    if (!pending && now === was) {
+      const why = await leaderSaid(socket, st?.leader ?? null, since, svc);
+      ctx.io.err(`bollard: the ${kind} of ${svc} did not happen${why ? `: ${why}` : " (see 'bollard events' on the leader)"}`);
+      return 1;
+    }
+  }
+  ctx.io.err(`bollard: the ${kind} of ${svc} has not finished after 60 s (see 'bollard events' on the leader)`);
+  return 1;
+}
+
+/** What the leader's event log says of `svc` since `since`: its last refusal or failure. */
+async function leaderSaid(socket: string, leader: string | null, since: string, svc: string): Promise<string | null> {
+  try {
+    const q = `/events?n=100&since=${encodeURIComponent(since)}${leader ? `&node=${encodeURIComponent(leader)}` : ""}`;
+    const r = await controlRequest(socket, "GET", q, undefined, 5000);
+    const items = ((r.body as { items?: { detail?: string }[] }).items ?? []).map((e) => String(e.detail ?? ""));
+    return items.filter((d) => d.includes(`of ${svc}`) && /refused|FAILED/.test(d)).pop() ?? null;
+  } catch {
+    return null;
+  }
+}
 
 export const maintenanceCommand: SubCommand = {
   name: "maintenance",
@@ -83,7 +119,7 @@ export const maintenanceCommand: SubCommand = {
   run(args, ctx) {
     const [node, state] = args;
     if (args.length !== 2 || !NAME_RE.test(node ?? "") || (state !== "on" && state !== "off")) return Promise.resolve(usage(ctx, "expected: maintenance NODE on|off"));
-    return send(ctx, { op: "apply", why: `maintenance ${state} for ${node}`, flags: { [`maint:${node}`]: state === "on" ? "on" : null } });
+    return send(ctx, requests.maintenance(node!, state === "on"));
   },
 };
 
@@ -92,9 +128,9 @@ export const haCommand: SubCommand = {
   usage: ["ha disarm|arm                    stop or resume automatic failover (network work)", "ha ack mysql|redis               allow another automatic failover within the anti-flapping period"],
   run(args, ctx) {
     const [op, svc] = args;
-    if (op === "disarm" && args.length === 1) return send(ctx, { op: "apply", why: "HA disarmed by an operator", flags: { ha: "disarmed" } });
-    if (op === "arm" && args.length === 1) return send(ctx, { op: "apply", why: "HA armed by an operator", flags: { ha: null } });
-    if (op === "ack" && args.length === 2 && svcOk(svc)) return send(ctx, { op: "apply", why: `failover of ${svc} acknowledged`, flags: { [`ack:${svc}`]: String(Date.now()) } });
+    if (op === "disarm" && args.length === 1) return send(ctx, requests.disarm());
+    if (op === "arm" && args.length === 1) return send(ctx, requests.arm());
+    if (op === "ack" && args.length === 2 && svcOk(svc)) return send(ctx, requests.ack(svc, Date.now()));
     return Promise.resolve(usage(ctx, "expected: ha disarm | ha arm | ha ack mysql|redis"));
   },
 };
@@ -105,11 +141,11 @@ export const rejoinCommand: SubCommand = {
   run(args, ctx) {
     const [node] = args;
     if (args.length !== 1 || !NAME_RE.test(node ?? "")) return Promise.resolve(usage(ctx, "expected: rejoin NODE"));
-    return send(ctx, { op: "apply", why: `operator asks to rejoin ${node}`, flags: { [`rejoin:${node}`]: "requested" } });
+    return send(ctx, requests.rejoin(node!));
   },
 };
 
-interface Committed { committed: { assignments: Record<string, string>; flags: Record<string, string> } }
+interface Committed { leader: string | null; committed: { assignments: Record<string, string>; flags: Record<string, string> } }
 
 async function status(socket: string): Promise<Committed | null> {
   try {

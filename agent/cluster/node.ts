@@ -75,7 +75,8 @@ export class ClusterNode {
       case "join-proof": return this.onJoinProof(from, msg);
       case "join-challenge": case "join-result": return n.count("reject.not-joining");
       case "res": case "res-query": case "fetch": case "fetched": case "alarm-ack": case "alarm-acked":
-        return; // the HA layer's, the operator's and the alarms', routed by the agent
+      case "upg": case "upg-result": case "bundle-get": case "bundle-part":
+        return; // the HA layer's, the operator's, the alarms' and the upgrade's, routed by the agent
     }
   }
 

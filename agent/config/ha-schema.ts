@@ -89,8 +89,12 @@ export const MysqlSection = section(
     /** starts the server again after the agent fenced it (killed a hung or dead one); absent: the
      *  service manager's business (systemd's Restart=) */
     start_cmd: argv("e.g. [systemctl, start, mariadb]").optional(),
+    /** data checks (primary against replicas, table checksums): this often, and after every change */
+    verify_every_ms: ms(600_000),
+    /** tables larger than this are left out of the data checks */
+    verify_max_table_mb: z.number(expect("megabytes")).int().min(1).max(1_000_000).default(1024),
   },
-  "flavour, port, socket, user, password_file, repl_user, repl_password_file, repl_host, semi_sync_timeout_ms, start_cmd",
+  "flavour, port, socket, user, password_file, repl_user, repl_password_file, repl_host, semi_sync_timeout_ms, start_cmd, verify_every_ms, verify_max_table_mb",
 );
 
 export const RedisSection = section(

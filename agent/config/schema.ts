@@ -13,6 +13,7 @@ import { AlarmsSection, NotifySection, checkAlarmsRelations, toAlarmsConfig, toN
 import { HostSection, toHostOptions, type HostOptions } from "../hw/host.ts";
 import { MetricsSection, toMetricsConfig, type MetricsConfig } from "../runtime/metrics.ts";
 import { VmsSection, checkVms, toVmsConfig, type VmsConfig } from "./vm-schema.ts";
+import { WebSection, checkWeb, toWebConfig, type WebConfig } from "../web/config.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/bollard/bollard.yaml";
 export const DEFAULT_STATE_DIR = "/var/lib/bollard";
@@ -74,6 +75,8 @@ export interface Config {
   hw: HwConfig;
   /** the VMs (docs/vm.md); null: the agent runs none */
   vms: VmsConfig | null;
+  /** the web console (docs/web.md) */
+  web: WebConfig;
 }
 
 export interface HwConfig {
@@ -170,6 +173,7 @@ export const ConfigFile = section(
     alarms: AlarmsSection.prefault({}),
     notify: NotifySection.prefault({}),
     metrics: MetricsSection.prefault({}),
+    web: WebSection.prefault({}),
     hw: section(
       {
         host: HostSection.prefault({}),
@@ -233,6 +237,7 @@ export function toConfig(f: ConfigFile, password: string): Config {
     metrics: toMetricsConfig(f.metrics),
     hw: { host: toHostOptions(f.hw.host), pollMs: f.hw.poll_ms, selEveryMs: f.hw.sel_every_ms, hostEveryMs: f.hw.host_every_ms },
     vms: f.vms ? toVmsConfig(f.vms, (n) => f.ha?.nodes[n]?.address) : null,
+    web: toWebConfig(f.web),
   };
 }
 
@@ -278,6 +283,7 @@ export function checkRelations(f: ConfigFile): string[] {
   else if (f.mysql || f.redis || f.portal) errs.push("ha: expected an ha section (nodes' addresses and fencing) with mysql, redis or portal, got none");
   errs.push(...checkAlarmsRelations(f.alarms));
   if (f.vms) errs.push(...checkVms(f.vms, names, (n) => f.ha?.nodes[n]?.address));
+  errs.push(...checkWeb(f.web));
   const timing = toConfig(f, "").timing;
   for (const msg of checkTiming(timing)) errs.push(`timing: ${msg} (got ${timingValues(msg, timing)})`);
   return errs;

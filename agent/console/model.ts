@@ -38,6 +38,10 @@ export interface AlarmRow {
   raisedAt: number;
   ackedBy: string | null;
   clearedAt?: number | null;
+  detail?: string;
+  rule?: string;
+  /** every reporter is unreachable: its last word, not a current fact (alarms/history.ts) */
+  stale?: { forMs: number };
 }
 
 export interface LogLine {
@@ -213,10 +217,13 @@ export function assess(m: Model): Assessment {
     if (what === "fenced") deg.push(`${node} fenced`);
     if (what === "fencing") crit.push(`fencing ${node}`);
   }
-  const serious = m.alarms.active.filter((x) => (x.severity === "critical" || x.severity === "major") && !x.ackedBy);
+  const live = m.alarms.active.filter((x) => !x.stale);
+  // writes are down: first, with what to type (issue 17 item 2)
+  const down = live.filter((x) => x.rule === "writes-down").map((x) => `${x.text}${/to let bollard act: (.*)$/.exec(x.detail ?? "")?.[1] ? ` (type: ${/to let bollard act: (.*)$/.exec(x.detail!)![1]})` : ""}`);
+  const serious = live.filter((x) => (x.severity === "critical" || x.severity === "major") && !x.ackedBy && x.rule !== "writes-down");
   if (serious.length) deg.push(`${serious.length} alarm${serious.length === 1 ? "" : "s"}`);
-  const reasons = [...crit, ...dedupe(deg)];
-  return { level: crit.length ? "CRITICAL" : deg.length ? "DEGRADED" : "OK", reasons };
+  const reasons = [...down, ...crit, ...dedupe(deg)];
+  return { level: crit.length || down.length ? "CRITICAL" : deg.length ? "DEGRADED" : "OK", reasons };
 }
 
 function dedupe(xs: string[]): string[] {

@@ -1,4 +1,4 @@
-// systemd notify (sd_notify(3)): READY=1 once started, WATCHDOG=1 at half of WATCHDOG_USEC,
+// systemd notify (sd_notify(3)): READY=1 once started, WATCHDOG=1 at a quarter of WATCHDOG_USEC (at most every second),
 // STOPPING=1 on shutdown, STATUS=... for `systemctl status`. Only when NOTIFY_SOCKET is set.
 //
 // The notify socket is AF_UNIX SOCK_DGRAM, which Node cannot send on (node:net is stream
@@ -17,7 +17,7 @@ import type { Logger } from "./env.ts";
 export interface NotifyTarget {
   /** a path, or "@name" for an abstract socket */
   socket: string;
-  /** how often to send WATCHDOG=1 (half of WATCHDOG_USEC), null when the watchdog is off */
+  /** how often to send WATCHDOG=1 (a quarter of WATCHDOG_USEC, at most 1 s), null when the watchdog is off */
   watchdogMs: number | null;
 }
 
@@ -28,7 +28,11 @@ export function notifyTarget(env: Record<string, string | undefined>, pid: numbe
   const usec = Number(env.WATCHDOG_USEC);
   // sd_watchdog_enabled(3): WATCHDOG_PID, when set, names the process the watchdog is for.
   const forUs = env.WATCHDOG_PID === undefined || env.WATCHDOG_PID === "" || Number(env.WATCHDOG_PID) === pid;
-  const watchdogMs = Number.isInteger(usec) && usec > 0 && forUs ? usec / 2000 : null;
+  // A quarter of the interval, at most a second: what may stall without a reset is then the
+  // whole interval less one ping period (3 s: 2.25 s), not half of it. A stall of 2 s on a 3 s
+  // watchdog reset the lab's primary at the half-interval ping (issue 20: a stalled agent is not
+  // a dead node). A ping is one line to the notify helper.
+  const watchdogMs = Number.isInteger(usec) && usec > 0 && forUs ? Math.min(usec / 4000, 1000) : null;
   return { socket, watchdogMs };
 }
 

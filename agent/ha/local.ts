@@ -30,6 +30,10 @@ export interface DbFacts {
   fenced?: string | null;
   /** a MySQL replica's receiver thread is on (running or connecting); a detach stops it alone */
   receiving?: boolean;
+  /** a replica whose data differs from the primary's at the last data check (mysql-verify.ts) */
+  diverged?: string | null;
+  /** the last read was refused: nothing listens on the server's port (it is dead, not slow) */
+  refused?: boolean;
 }
 
 /** The local portal (nginx): its routes, and whether it answers its health check. */
@@ -89,6 +93,8 @@ export type LocalAction =
 const SUSPECT_MS = 2000;
 /** a replica stops pulling from a holder it does not hear once nothing has come from it for this long */
 export const DETACH_IDLE_MS = 1000;
+/** a server whose port refuses connections (dead, not slow) is failed after this, not service_fail_ms */
+export const REFUSED_FAIL_MS = 500;
 /** how long a VIP that moves to a live peer is kept until that peer reports holding it */
 export const VIP_HANDOVER_MS = 1500;
 
@@ -126,7 +132,12 @@ export class LocalManager {
       }
     }
     if (!busy.has("vip") && f.vip !== null) {
-      const want = cfg.assignments.vip === this.self && f.view.acting && f.view.current && !fenced;
+      // Taken only while acting on a current config; kept while assigned here and not fenced.
+      // Not acting (TILT after a stall, an election) is no reason to drop it: a 2-second stall
+      // released the VIP and cut clients off for 2 more seconds (issue 20). A node cut off from
+      // the majority releases it when it fences itself (R6).
+      const assigned = cfg.assignments.vip === this.self && !fenced;
+      const want = f.vip ? assigned : assigned && f.view.acting && f.view.current;
       if (want || !f.vip) this.handover = null;
       if (want !== f.vip && !(f.vip && this.handingOver(f, cfg, fenced))) {
         out.push({ res: "vip", do: want ? "acquire" : "release", why: want ? `assigned in epoch ${cfg.epoch}` : fenced ? "self-fenced" : "not ours" });
@@ -160,7 +171,9 @@ export class LocalManager {
   private down(svc: Svc, d: DbFacts, holder: string | undefined): LocalAction | null {
     const downMs = d.downMs ?? 0;
     if (!d.fenced) {
-      return downMs >= this.t.serviceFailMs ? { res: svc, do: "kill", why: `${svc} has not answered for ${Math.round(downMs)} ms` } : null;
+      // a hung server may be slow only: it gets service_fail_ms; a refused connection is a dead one
+      const limit = d.refused ? Math.min(this.t.serviceFailMs, REFUSED_FAIL_MS) : this.t.serviceFailMs;
+      return downMs >= limit ? { res: svc, do: "kill", why: `${svc} has not answered for ${Math.round(downMs)} ms${d.refused ? " (connection refused: nothing listens)" : ""}` } : null;
     }
     if (holder !== this.self) return { res: svc, do: "start", why: `${svc} was fenced here (${d.fenced}); ${holder ?? "nobody"} holds it now` };
     if (downMs >= this.t.serviceFailMs + this.t.restartHolderAfterMs) return { res: svc, do: "start", why: `${svc} was fenced here ${Math.round(downMs / 1000)} s ago and is still assigned here: started read-only, for the leader to compare` };
@@ -189,6 +202,14 @@ export class LocalManager {
     }
     // another node holds it: this one must be its replica
     if (d.writable || d.role === "primary") return { res: svc, do: "demote", why: `${holder} holds ${svc} (epoch ${cfg.epoch})` };
+    // Its data differs from the primary's (a data check): it stops replicating and stays held
+    // out until it is re-cloned; nothing it holds may ever be promoted or mixed in again.
+    if (d.diverged) {
+      const why = `data differs from ${holder}'s: ${d.diverged}; held out, needs re-cloning`;
+      if (this.heldOut.get(svc) !== why) this.note("held-out", `${svc} on ${this.self} ${why}`);
+      this.heldOut.set(svc, why);
+      return d.source !== null && d.receiving !== false && svc === "mysql" ? { res: svc, do: "detach", why } : null;
+    }
     if (!f.alive(holder)) {
       // A source that is being fenced may come back with transactions the next primary will
       // not have: stop pulling from it (the IO thread only: what was received is still applied);
@@ -205,6 +226,7 @@ export class LocalManager {
       this.heldOut.delete(svc);
       return null;
     }
+    if (fenceHeld(cfg.flags, holder)) return null; // being fenced: going down, not to be followed
     if (!f.view.current) return null; // attach only on a config known to be the latest
     // ... and to a primary that is one: a holder whose server restarted waits read-only for the
     // leader to compare positions, and a replica that has more than it is a candidate, not a

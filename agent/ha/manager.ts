@@ -23,6 +23,8 @@ const CANDIDATE_TRIES = 2;
 const LOCAL_FENCE_GRACE_MS = 3000;
 /** a portal that does not answer on the VIP holder for this long makes the VIP move */
 const PORTAL_MOVE_MS = 3000;
+/** a confirmed holder read-only this long, with nothing under way, is passed over */
+const STUCK_HOLDER_MS = 10_000;
 /** the leader probes a holder's data path once it has been silent this long (issue 20 item 4) */
 export const PROBE_AFTER_MS = 500;
 
@@ -87,6 +89,8 @@ export class HaManager {
   /** local ms since when a node's portal has not answered (its reports say portalOk false) */
   private readonly portalBadSince = new Map<string, number>();
   private readonly holds = new Map<Svc, { why: string; command: string | null }>();
+  /** local ms since when the confirmed holder of a service has been read-only with nothing under way */
+  private readonly readOnlySince = new Map<Svc, { holder: string; at: number }>();
   private pendingCommit = false;
   private fenceSeq = 0;
   private actions: HaAction[] = [];
@@ -187,9 +191,17 @@ export class HaManager {
       if (serviceDown && r!.downMs! >= this.t.serviceFailMs + LOCAL_FENCE_GRACE_MS) {
         return this.failoverIfAllowed(svc, holder, "service", inp, `${holder}'s ${svc} has not answered for ${Math.round(r!.downMs!)} ms and its agent has not fenced it: the node is fenced`);
       }
-      if (r?.up && !r.writable && !frozen(cfg.flags, svc) && !fenceHeld(cfg.flags, holder) && r.inst && r.inst !== confirmedInst(cfg.flags, svc)) {
-        return this.start(svc, "recover", "restart", holder, inp);
-      }
+      if (r?.up && !r.writable && !frozen(cfg.flags, svc) && !fenceHeld(cfg.flags, holder)) {
+        if (r.inst && r.inst !== confirmedInst(cfg.flags, svc)) return this.start(svc, "recover", "restart", holder, inp);
+        // confirmed, yet not writable: its promotion fails (stuck), or nothing makes it writable
+        const since = this.readOnlySince.get(svc);
+        if (!since || since.holder !== holder) this.readOnlySince.set(svc, { holder, at: inp.now });
+        else if (r.stuck || inp.now - since.at > STUCK_HOLDER_MS) {
+          this.readOnlySince.delete(svc);
+          return this.start(svc, "recover", "stuck", holder, inp, undefined,
+            `${holder}'s ${svc} is the confirmed primary but ${r.stuck ? `cannot be made writable (${r.stuck})` : `read-only for ${Math.round((inp.now - since.at) / 1000)} s`}: another replica as advanced takes it over`);
+        }
+      } else this.readOnlySince.delete(svc);
       this.forget(`lost:${svc}`);
       return;
     }
@@ -437,7 +449,7 @@ export class HaManager {
   private suggest(svc: Svc, holder: string | undefined, cfg: ClusterConfig, inp: HaInput): string | null {
     if (!holder) return null;
     const r = this.report(inp, holder, svc);
-    if (this.alive(inp, holder) && r?.up && !r.writable) return failoverCommand(svc, holder);
+    if (this.alive(inp, holder) && r?.up && !r.writable && !r.stuck && r.inst !== confirmedInst(cfg.flags, svc)) return failoverCommand(svc, holder);
     const live = cfg.members.map((m) => m.name).filter((n) => n !== holder && this.alive(inp, n));
     const best = live.find((n) => !ineligible(svc, n, this.report(inp, n, svc), cfg.flags));
     if (best) return failoverCommand(svc, best);

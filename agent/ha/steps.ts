@@ -21,10 +21,12 @@ export type StepName =
  *   its report) or, when it could not, the node is fenced
  * - restart: the holder's server restarted (another incarnation) and is read-only: the most
  *   advanced of it and the replicas becomes the primary; no fence, the restarted one cannot write
+ * - stuck: the holder is read-only and cannot be made writable (its promotion keeps failing):
+ *   another replica as advanced takes it over; no fence, it never was writable
  * - operator: `bollard failover SVC --to NODE`, fenced like a lost node
  * - planned: a switchover (maintenance, operator)
  */
-export type Cause = "lost" | "service" | "restart" | "operator" | "planned";
+export type Cause = "lost" | "service" | "restart" | "stuck" | "operator" | "planned";
 
 export interface Proc {
   svc: Svc;
@@ -52,6 +54,8 @@ export interface Proc {
   fenceIssued?: boolean;
   /** confirmLost said once that it waits for a silent node whose data path answers */
   waiting?: boolean;
+  /** confirmFence said once that the node was heard while its fence was in flight */
+  heardDuringFence?: boolean;
   /** while it waits on something only an operator can settle: the command (writes-down alarm) */
   command?: string;
 }
@@ -84,6 +88,8 @@ const done = (detail?: string): Result => ({ done: true, detail });
 
 /** How long pickCandidate waits for every live replica's post-fence report before choosing. */
 const REPORT_WAIT_MS = 1000;
+/** confirmLost waits at most this long for a first probe result of a silent holder */
+const PROBE_WAIT_MS = 1000;
 /** The leader's probe counts as "the data path answers" for this long after it answered. */
 export const DATA_PATH_FRESH_MS = 800;
 /** repointOthers waits this long for the other replicas; then the failover is done without them. */
@@ -192,9 +198,12 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
    */
   confirmLost(p, c) {
     if (c.alive(p.from)) return { done: false, fail: `${p.from} is heard again before it was fenced: no failover` };
-    const okAt = c.inp.probes?.get(p.from)?.okAt ?? null;
+    const probe = c.inp.probes?.get(p.from);
+    const okAt = probe?.okAt ?? null;
     const silent = c.silence(p.from);
     const bound = c.t.watchdogMs + c.t.fenceMarginMs;
+    // no probe has answered or failed yet (a new leader starts with none): wait for one, briefly
+    if (c.inp.probes && okAt === null && (probe?.failAt ?? null) === null && c.inp.now - p.stepAt < PROBE_WAIT_MS) { p.note = `waiting for a first probe of ${p.from}'s data path`; return WAIT; }
     if (okAt !== null && c.inp.now - okAt < DATA_PATH_FRESH_MS && silent < bound) {
       p.note = `${p.from} silent for ${Math.round(silent)} ms, but its ${p.svc} answered ${Math.round(c.inp.now - okAt)} ms ago: a stalled agent, not a dead node; waiting up to ${bound} ms (watchdog + margin)`;
       if (!p.waiting) { c.event("failover", p.note); p.waiting = true; }
@@ -223,6 +232,10 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
     }
     const f = c.fence(p.from);
     if (f && (f.state === "running" || f.state === "done")) p.fenceIssued = true;
+    if (p.fenceIssued && c.alive(p.from) && !p.heardDuringFence && p.cause === "lost") {
+      p.heardDuringFence = true;
+      c.event("fence", `${p.from} is heard again, but its fence was issued: it is going down whatever it says; the failover goes on`);
+    }
     if (!f || f.state === "running") return WAIT;
     if (f.state === "failed") return { done: false, fail: `could not fence ${p.from}: ${proofText(f.proofs)}` };
     const ok = f.proofs.find((x) => x.ok);
@@ -239,7 +252,9 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
       // Compare with every member, or wait for an operator ('bollard failover SVC --to NODE'
       // accepts NODE as it is). A lost holder needs no such wait: with it gone, a majority is
       // every other member.
-      const missing = c.inp.view.committed.members.map((m) => m.name).filter((n) => n !== p.from && (!c.alive(n) || !c.report(n, p.svc)));
+      // (a fenced node is an old primary failed over from: what it had acknowledged is on the replicas)
+      const flags = c.inp.view.committed.flags;
+      const missing = c.inp.view.committed.members.map((m) => m.name).filter((n) => n !== p.from && !fenceHeld(flags, n) && (!c.alive(n) || !c.report(n, p.svc)));
       if (missing.length) {
         p.note = `waiting for ${missing.join(",")}: a replica not heard may hold acknowledged writes the others lack`;
         const alt = p.kind === "recover" ? p.from : c.inp.view.committed.members.map((m) => m.name).find((n) => n !== p.from && c.alive(n) && !ineligible(p.svc, n, c.report(n, p.svc), c.inp.view.committed.flags));
@@ -264,7 +279,7 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
     const r = c.report(pick, p.svc)!;
     if (p.kind === "recover") {
       const rest = others(p, c).filter((n) => c.report(n, p.svc)?.up).map((n) => `${n} ${c.report(n, p.svc)!.received || "-"}`);
-      p.proof = `${p.from}'s ${p.svc} restarted (incarnation ${r.inst ?? "?"}) and is read-only`;
+      p.proof = p.cause === "stuck" ? `${p.from}'s ${p.svc} is read-only and was never made writable` : `${p.from}'s ${p.svc} restarted (incarnation ${c.report(p.from, p.svc)?.inst ?? "?"}) and is read-only`;
       return done(pick === p.from
         ? `${p.from} itself: its ${p.svc} restarted at ${r.received || "-"}, and no replica has more (${rest.join(", ") || "none"})`
         : `${pick} (received ${r.received || "-"}): ${p.from}'s restarted ${p.svc} has ${c.report(p.from, p.svc)?.received || "-"}, which lacks what ${pick} has; ${p.from} rejoins as a replica`);
@@ -351,13 +366,14 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
     if (gone) return { done: false, fail: gone };
     if (r?.stuck) return { done: false, fail: `${p.candidate} cannot promote: ${r.stuck}` };
     if (!r || !(r.role === "primary" && r.writable)) { if (r?.downMs !== undefined) p.note = `${p.candidate}'s ${p.svc} does not answer`; return WAIT; }
-    return done(`reported by ${p.candidate}${r.steps?.drain !== undefined ? `: drained in ${r.steps.drain} ms` : ": relay log applied"}`);
+    const dropped = r.discarded ? `; discarded the incomplete transaction ${r.discarded} at the end of its relay log (it never arrived whole: never acknowledged)` : "";
+    return done(`reported by ${p.candidate}${p.svc === "redis" ? `: master at offset ${r.applied}` : r.steps?.drain !== undefined ? `: drained in ${r.steps.drain} ms` : ": relay log applied"}${dropped}`);
   },
 
   promote(p, c) {
     const r = c.report(p.candidate!, p.svc)!;
     const pause = p.frozenAt !== undefined ? `; write pause ${Math.round(c.inp.now - p.frozenAt)} ms` : "";
-    return done(`reported by ${p.candidate}: promoted in ${r.steps?.promote ?? "?"} ms at ${r.applied || "-"}${pause}`);
+    return done(`reported by ${p.candidate}: promoted${r.steps?.promote !== undefined ? ` in ${r.steps.promote} ms` : ""} at ${r.applied || "-"}${pause}`);
   },
 
   switchPortal(p, c) {

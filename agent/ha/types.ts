@@ -25,6 +25,8 @@ export interface HaInput {
 export interface DataPath {
   /** local ms when it last answered (and was writable, being the primary) */
   okAt: number | null;
+  /** local ms when a probe last failed (no answer in time, refused, not the primary) */
+  failAt?: number | null;
 }
 
 export interface HaTiming {

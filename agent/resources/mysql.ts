@@ -8,7 +8,10 @@
 import mysql from "mysql2/promise";
 import type { Logger } from "../env/env.ts";
 import { formatGtid, parseGtid, subsetOf, union, withoutGtid } from "./gtid.ts";
+import { isAbsolute, join } from "node:path";
 import { relayTail, type RelayEvent } from "./relay.ts";
+import { readIndex, relayFilesFrom, replayRelayLog, type ReplayTools } from "./relay-replay.ts";
+import { CREATE, DIFFERENCES, LIST_TABLES, checksumSql, parseDifferences, parseTables, type Difference } from "./mysql-verify.ts";
 import type { Flavour, Sql } from "./mysql-flavour.ts";
 import { DriverError, type MysqlStatus } from "./types.ts";
 
@@ -32,6 +35,8 @@ export interface MysqlDriverOptions {
   /** rpl_semi_sync_*_timeout on the primary: how long a commit waits for a replica's ACK
    *  before the server falls back to asynchronous replication; default 10000 ms */
   semiSyncTimeoutMs?: number;
+  /** the tools that replay a relay log (relay-replay.ts); MariaDB's by default */
+  relayReplay?: ReplayTools;
 }
 
 export interface MysqlDriverStatus extends MysqlStatus {
@@ -55,6 +60,15 @@ export interface PromoteResult {
   drainMs: number;
   /** an event group at the end of the relay log that never arrived whole, dropped: its GTID */
   discarded: string | null;
+}
+
+export interface RelayReplay {
+  /** executed GTID position before and after the replay */
+  before: string;
+  after: string;
+  /** relay log files read */
+  files: string[];
+  ms: number;
 }
 
 export type RejoinCheck = { ok: true } | { ok: false; extra: string };
@@ -93,6 +107,11 @@ export class MysqlDriver {
   private readonly token = Math.random().toString(36).slice(2, 8);
   /** the local binlog state a successful checkCanRejoin saw; rejoin requires it unchanged */
   private checkedState: string | null = null;
+  /** the incarnation whose relay log was replayed (status) */
+  private relayReplayedFor: string | null = null;
+  /** relay log replays done, and failed (metrics, tests) */
+  readonly relayReplays: RelayReplay[] = [];
+  relayReplayFailures = 0;
 
   constructor(private readonly opts: MysqlDriverOptions) {
     this.f = opts.flavour;
@@ -101,8 +120,59 @@ export class MysqlDriver {
     this.callTimeoutMs = opts.callTimeoutMs ?? 2000;
   }
 
-  /** Never throws: an unreachable server is `up: false` with the reason in lastError. */
+  /** Never throws: an unreachable server is `up: false` with the reason in lastError. A MariaDB
+   *  replica found stopped whole (a mysqld restarted with skip-slave-start) first gets what its
+   *  relay log still holds replayed (relay-replay.ts), once per incarnation, before its position
+   *  is reported: the next START would discard it, and it may hold acknowledged writes. Until that
+   *  replay succeeds the server reports down, with the reason. */
   async status(): Promise<MysqlDriverStatus> {
+    const s = await this.readStatus();
+    if (!s.up || s.role !== "replica" || s.receiverOn || s.sqlRunning || this.f.gtidKind !== "mariadb" || this.relayReplayedFor === s.incarnation) return s;
+    try {
+      const r = await this.replayRelayLog();
+      if (!r) return await this.readStatus(); // started meanwhile (an action of ours)
+      this.relayReplayedFor = s.incarnation;
+      this.relayReplays.push(r);
+      if (r.before !== r.after) this.log.warn("relay log of a replica stopped whole replayed", { server: this.where, ...r });
+      return r.before !== r.after ? await this.readStatus() : s;
+    } catch (e) {
+      this.relayReplayFailures++;
+      this.log.error("relay log of a replica stopped whole not replayed: the server stays out until it is", { server: this.where, err: e as Error });
+      return { ...s, up: false, lastError: `relay log not replayed: ${(e as Error).message}` };
+    }
+  }
+
+  /** Replays the relay log of a replica stopped whole (relay-replay.ts). Returns the executed
+   *  position before and after, and the files read; null when the replica is not stopped whole
+   *  (any more: an action may have started it since it was seen so). */
+  async replayRelayLog(): Promise<RelayReplay | null> {
+    const t0 = performance.now();
+    // one call on the actions' connection, so that no action (a START would purge the relay log
+    // being read) runs during the replay
+    const timeoutMs = this.opts.relayReplay?.timeoutMs ?? 60_000;
+    return this.call("relay log replay", this.main, async (c) => {
+      const rep = (await this.rows(c, this.f.showReplicaStatus()))[0];
+      const r = rep ? this.f.parseReplicaStatus(rep) : null;
+      if (!r || r.receiverOn || r.sqlRunning) return null;
+      const v = (await this.rows(c, { sql: "SELECT @@GLOBAL.datadir AS d, @@GLOBAL.relay_log_index AS i", params: [] }))[0] ?? {};
+      // relay_log_index is NULL unless set: the index is then the relay log's name + .index
+      const datadir = String(v.d ?? ""), index = v.i ? String(v.i) : `${r.relayFile.replace(/\.\d+$/, "")}.index`;
+      const before = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+      const binlogBefore = String((await this.rows(c, { sql: "SELECT @@GLOBAL.gtid_binlog_pos AS gtid", params: [] }))[0]?.gtid ?? "");
+      const files = relayFilesFrom(await readIndex(isAbsolute(index) ? index : join(datadir, index)), datadir, r.relayFile);
+      await replayRelayLog(files, before, { host: this.opts.host, port: this.opts.port, socketPath: this.opts.socketPath, user: this.opts.user, password: this.opts.password }, { ...this.opts.relayReplay, timeoutMs });
+      // the replayed transactions went to the binlog with their GTIDs, but gtid_slave_pos (what
+      // a START asks the source for, and the executed position of a replica) moves only with the
+      // applier: it is set to what the binlog now holds, so nothing is fetched or applied twice
+      const binlogPos = { sql: "SELECT @@GLOBAL.gtid_binlog_pos AS gtid", params: [] };
+      const binlog = String((await this.rows(c, binlogPos))[0]?.gtid ?? "");
+      if (binlog !== binlogBefore) await this.rows(c, { sql: "SET GLOBAL gtid_slave_pos = ?", params: [binlog] });
+      const after = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+      return { before, after, files: files.map((f) => f.slice(f.lastIndexOf("/") + 1)), ms: Math.round(performance.now() - t0) };
+    }, timeoutMs + 1000);
+  }
+
+  private async readStatus(): Promise<MysqlDriverStatus> {
     try {
       return await this.call("status", this.reads, async (c) => {
         const { sql, names } = this.f.statusVariables();
@@ -122,7 +192,9 @@ export class MysqlDriver {
           source: r?.source ?? null, ioRunning: r?.ioRunning ?? false, sqlRunning: r?.sqlRunning ?? false,
           lagSeconds: r?.lagSeconds ?? null, lastError: r?.lastError ?? null,
           semiSyncSource: on(names.semiSyncSource), semiSyncReplica: on(names.semiSyncReplica),
-          gtidReceived: r ? this.received(r.gtidReceived, vars.get(names.gtidExecuted) ?? "") : null,
+          // a replica stopped whole: its relay log goes at the next START (GTID mode), so what it
+          // has is what it executed
+          gtidReceived: r ? (!r.receiverOn && !r.sqlRunning ? vars.get(names.gtidExecuted) ?? "" : this.received(r.gtidReceived, vars.get(names.gtidExecuted) ?? "")) : null,
         } satisfies MysqlDriverStatus;
       });
     } catch (e) {
@@ -163,41 +235,55 @@ export class MysqlDriver {
    */
   async promote(noProgressMs = 5000): Promise<PromoteResult> {
     const t0 = performance.now();
-    const res = await this.call("promote", this.main, async (c) => {
+    // Three calls, each bounded on its own (a hung server fails the promotion within a call's
+    // timeout, and a call that timed out sends nothing more): stop receiving and find what is
+    // complete; apply it, a second at a time, as long as the applier makes progress; become writable.
+    const first = await this.call("promote: stop receiving", this.main, async (c) => {
       await this.installSemiSync(c);
+      // An applier stopped alone is started while the receiver still runs: with GTID, MariaDB
+      // discards the relay log when a START finds both threads stopped (the relay log of a
+      // replica stopped whole is lost: issue 20's promotion waited for it for ever).
+      const pre = (await this.rows(c, this.f.showReplicaStatus()))[0];
+      const p0 = pre ? this.f.parseReplicaStatus(pre) : null;
+      if (p0 && !p0.sqlRunning && p0.receiverOn && !p0.lastError) await this.run(c, [this.f.startReplicaSql()]);
       await this.run(c, this.stopping(this.f.stopReplicaIo()));
       const rep = (await this.rows(c, this.f.showReplicaStatus()))[0];
       const r = rep ? this.f.parseReplicaStatus(rep) : null;
-      if (r && !r.sqlRunning && !r.lastError) await this.run(c, [this.f.startReplicaSql()]);
-      const incomplete = r ? await this.incompleteGroup(c, r.relayFile, r.relayPos) : null;
-      const target = r ? withoutGtid(this.f.gtidKind, r.gtidReceived, incomplete) : "";
-      const d0 = performance.now();
-      let executed = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
-      let progressAt = performance.now();
-      for (;;) {
-        const behind = target === "" ? null : subsetOf(this.f.gtidKind, target, executed);
-        if (!behind || (behind.ok && behind.value.subset)) break;
-        // the relay log holds transactions not applied yet: some may be acknowledged writes
+      const executed = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+      if (!r || (!r.sqlRunning && !(p0?.receiverOn ?? false))) return { incomplete: null, target: executed, executed };
+      const incomplete = await this.incompleteGroup(c, r.relayFile, r.relayPos);
+      return { incomplete, target: withoutGtid(this.f.gtidKind, r.gtidReceived, incomplete), executed };
+    }, 1000); // STOP may wait a second for a source that is gone (beforeStopReplica)
+    const d0 = performance.now();
+    let { executed } = first;
+    const { target, incomplete } = first;
+    let progressAt = performance.now();
+    for (;;) {
+      const behind = target === "" ? null : subsetOf(this.f.gtidKind, target, executed);
+      if (!behind || (behind.ok && behind.value.subset)) break;
+      // the relay log holds transactions not applied yet: some may be acknowledged writes
+      const step = await this.call("promote: apply the relay log", this.main, async (c) => {
         const w = this.f.waitResult((await this.rows(c, this.f.waitForGtid(target, 1000)))[0]?.r);
-        if (w === "reached") break;
-        if (w === "error") throw new Error(`waiting for the relay log up to ${target} failed`);
-        const now = String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
-        if (now !== executed) { executed = now; progressAt = performance.now(); }
-        else if (performance.now() - progressAt > noProgressMs) {
-          const st = (await this.rows(c, this.f.showReplicaStatus()))[0];
-          const x = st ? this.f.parseReplicaStatus(st) : null;
-          throw new Error(`relay log not applied up to ${target}: no progress for ${noProgressMs} ms at ${executed || "-"} (applier ${x?.sqlRunning ? "running" : "stopped"}${x?.lastError ? `: ${x.lastError}` : ""})`);
-        }
+        return { w, now: String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "") };
+      }, 1000);
+      if (step.w === "reached") break;
+      if (step.w === "error") throw new DriverError("mysql", `${this.where}: promote: waiting for the relay log up to ${target} failed`);
+      if (step.now !== executed) { executed = step.now; progressAt = performance.now(); }
+      else if (performance.now() - progressAt > noProgressMs) {
+        const st = await this.status();
+        throw new DriverError("mysql", `${this.where}: promote: relay log not applied up to ${target}: no progress for ${noProgressMs} ms at ${executed || "-"} (applier ${st.sqlRunning ? "running" : "stopped"}${st.lastError ? `: ${st.lastError}` : ""})`);
       }
-      const drainMs = Math.round(performance.now() - d0);
+    }
+    const drainMs = Math.round(performance.now() - d0);
+    const gtid = await this.call("promote: become writable", this.main, async (c) => {
       await this.run(c, [this.f.stopReplica(), this.f.resetReplicaAll()]);
       // semi-sync before writable: no commit is acknowledged without a replica's ACK
       await this.run(c, this.f.semiSyncPrimary(this.opts.semiSyncTimeoutMs ?? 10000));
       await this.run(c, this.f.readOnly(false));
-      return { gtid: String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? ""), drainMs, discarded: incomplete };
-    }, 60_000);
-    this.log.info("promoted", { server: this.where, gtid: res.gtid, drainMs: res.drainMs, discarded: res.discarded, ms: Math.round(performance.now() - t0) });
-    return res;
+      return String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
+    });
+    this.log.info("promoted", { server: this.where, gtid, drainMs, discarded: incomplete, ms: Math.round(performance.now() - t0) });
+    return { gtid, drainMs, discarded: incomplete };
   }
 
   /** The GTID of an event group left open at the end of the relay log (relay.ts), following the
@@ -300,6 +386,57 @@ export class MysqlDriver {
       await this.pointAt(c, host, port, this.f.prepareRejoin());
     });
     this.log.info("rejoined as replica", { server: this.where, source: `${host}:${port}` });
+  }
+
+  /**
+   * The primary's half of a data check (mysql-verify.ts): each application table's checksum in
+   * statement format (every replica recomputes it at the same point of the stream), then the
+   * primary's own results as values. On its own connection: a check of large tables must not
+   * hold up a demote. Tables larger than `maxBytes` are left out (said in the result).
+   */
+  async verify(run: number, maxBytes: number): Promise<{ tables: number; skipped: number; ms: number }> {
+    const t0 = performance.now();
+    const o = this.opts;
+    const c = await mysql.createConnection({
+      ...(o.socketPath ? { socketPath: o.socketPath } : { host: o.host ?? "127.0.0.1", port: o.port ?? 3306 }),
+      user: o.user, password: o.password, connectTimeout: o.connectTimeoutMs ?? 1000, supportBigNumbers: true, bigNumberStrings: true, maxPreparedStatements: 1,
+    });
+    try {
+      for (const q of CREATE) await c.query(q);
+      const [all] = await c.query(LIST_TABLES, [Number.MAX_SAFE_INTEGER]);
+      const [small] = await c.query(LIST_TABLES, [maxBytes]);
+      const tables = parseTables(small as Record<string, unknown>[]);
+      for (const t of tables) {
+        // Both in statement format: the checksum so that each replica computes its own, and the
+        // primary's values too, as a statement that sets only master_*: a row event carries the
+        // whole row and would overwrite the replica's own cnt and crc with the primary's.
+        await c.query("SET SESSION binlog_format = 'STATEMENT'");
+        await c.query(checksumSql(t, run));
+        const [rows] = await c.query("SELECT cnt, crc FROM bollard.checksums WHERE db = ? AND tbl = ? AND run = ?", [t.db, t.tbl, run]);
+        const r = (rows as { cnt?: unknown; crc?: unknown }[])[0];
+        if (r) await c.query("UPDATE bollard.checksums SET master_cnt = ?, master_crc = ? WHERE db = ? AND tbl = ? AND run = ?", [String(r.cnt), String(r.crc), t.db, t.tbl, run]);
+        await c.query("SET SESSION binlog_format = 'ROW'");
+      }
+      // keep a few runs: enough to read the latest on every replica
+      await c.query("DELETE FROM bollard.checksums WHERE run < ?", [run - 4]);
+      return { tables: tables.length, skipped: (all as unknown[]).length - tables.length, ms: Math.round(performance.now() - t0) };
+    } catch (e) {
+      throw new DriverError("mysql", `${this.where}: data check ${run}: ${this.redact(e)}`, codeOf(e));
+    } finally {
+      c.destroy();
+    }
+  }
+
+  /** A replica's half: the tables of the latest check whose data differs from the primary's. */
+  async differences(): Promise<Difference[]> {
+    return this.call("compare checksums", this.reads, async (c) => {
+      try {
+        return parseDifferences(await this.rows(c, { sql: DIFFERENCES, params: [] }));
+      } catch (e) {
+        if ((e as { errno?: number }).errno === 1146 || (e as { errno?: number }).errno === 1049) return []; // no check yet
+        throw e;
+      }
+    });
   }
 
   async close(): Promise<void> {

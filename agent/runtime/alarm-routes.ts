@@ -22,6 +22,8 @@ export interface AlarmRouteDeps {
   wall(): number;
   /** an ack's transition: publish the retained alarm, append it to history, notify */
   onTransitions(ts: Transition[]): void;
+  /** ms since `node` was last heard when it is unreachable now, else null (stale rows) */
+  unreachableFor?(node: string): number | null;
   /** acks on other nodes for an alarm they raised (RemoteAck.forward); without it such an ack is refused */
   forwardAck?(id: string, who: string, reporters: string[]): Promise<ForwardResult>;
 }
@@ -34,7 +36,7 @@ export function alarmRoutes(d: AlarmRouteDeps): Record<string, Route> {
   const cluster = (): ClusterAlarm[] => {
     const local = d.engine.active();
     const others = [...d.retained()].filter((a) => a.reporter !== d.node);
-    return mergeAlarms([...local, ...others]);
+    return mergeAlarms([...local, ...others], d.unreachableFor);
   };
   return {
     "GET /alarms": async (q) => {

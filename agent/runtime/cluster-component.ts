@@ -38,6 +38,8 @@ export class ClusterComponents {
   private lastConfig = "";
   private brokersKey = "";
   private authEpoch = -1;
+  /** more for the retained state, from components started later (the upgrade's step) */
+  stateExtra: (() => Record<string, unknown>) | null = null;
 
   constructor(private readonly ctx: AgentContext) {}
 
@@ -124,11 +126,12 @@ export class ClusterComponents {
   publish(): boolean {
     const view = this.node!.view();
     const summary = stateSummary(view);
-    const key = JSON.stringify(summary);
+    const extra = this.stateExtra?.() ?? {};
+    const key = JSON.stringify([summary, extra]);
     const now = performance.now();
     const changed = key !== this.lastState;
     if (changed || now - this.lastStateAt >= STATE_EVERY_MS) {
-      this.bus!.publishRetained("state", { ...summary, version: this.ctx.build.version, wall: Date.now() });
+      this.bus!.publishRetained("state", { ...summary, ...extra, version: this.ctx.build.version, rev: this.ctx.build.rev, wall: Date.now() });
       // the bus re-publishes retained bodies itself when the own broker reconnects
       const cfgKey = JSON.stringify(view.config);
       if (cfgKey !== this.lastConfig) this.bus!.publishRetained("config", view.config);

@@ -38,6 +38,8 @@ export interface ActionDeps {
   event(kind: string, detail: string): void;
   /** timings of the last local failover steps, reported to the leader */
   steps: Record<string, number>;
+  /** what the last promotion discarded (an incomplete event group's GTID), reported to the leader */
+  promoted: { discarded: string | null };
   portalDesired(mysql: string | null, redis: string | null, fenced: boolean): PortalDesired;
 }
 
@@ -57,6 +59,7 @@ export class LocalActions {
           const r = await db.promote();
           this.d.steps.promote = Math.round(performance.now() - t0);
           this.d.steps.drain = r.drainMs;
+          this.d.promoted.discarded = r.discarded;
           return `promoted at ${r.gtid || "-"}, relay log applied in ${r.drainMs} ms${r.discarded ? `; discarded the incomplete transaction ${r.discarded} at the end of the relay log (it never arrived whole, so it was never acknowledged)` : ""}`;
         }
         if (a.do === "demote") return `read-only, ${await db.demote(a.why)} client connections killed`;

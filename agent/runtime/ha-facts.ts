@@ -17,9 +17,12 @@ import type { DbFacts, PortalFacts } from "../ha/local.ts";
 import type { MysqlDriver, MysqlDriverStatus } from "../resources/mysql.ts";
 import { HEALTH_PATH } from "../resources/portal-render.ts";
 import type { PortalDriver } from "../resources/portal.ts";
+import { formatAofPosition } from "../resources/redis-aof.ts";
 import type { RedisDriver } from "../resources/redis.ts";
 import type { VipDriver } from "../resources/vip.ts";
 
+/** a connection refused: nothing listens on the port (the process is gone), not a slow server */
+const REFUSED = /ECONNREFUSED/;
 /** A health check of the portal waits this long for nginx's answer. */
 const PORTAL_CHECK_MS = 500;
 
@@ -86,6 +89,10 @@ export class LocalReader {
   private readonly recv: Partial<Record<Svc, { mark: string; at: number }>> = {};
   /** the proof that this agent fenced the server, until it answers again */
   readonly fenced: Partial<Record<Svc, string>> = {};
+  /** where the Redis incarnation `runId` stood when it started from its AOF */
+  private aof: { runId: string; pos: string | null } | null = null;
+  /** the server's data differs from the primary's (ha-verify.ts): sticky until re-cloned */
+  readonly diverged: Partial<Record<Svc, string>> = {};
 
   constructor(
     private readonly dr: LocalDrivers,
@@ -101,22 +108,27 @@ export class LocalReader {
   /** Reads everything once; each resource is bounded by its driver (a hung server costs its timeout). */
   async read(now: () => number): Promise<void> {
     const { mysql, redis, portal, vip } = this.dr;
+    let redisError = "";
     const [m, r, p, v, h] = await Promise.all([
-      mysql?.status(), redis?.info().catch(() => null), portal?.status(), vip?.held().catch(() => null), portal ? this.portalAnswers() : null,
+      mysql?.status(), redis?.info().catch((e: Error) => { redisError = e.message; return null; }), portal?.status(), vip?.held().catch(() => null), portal ? this.portalAnswers() : null,
     ]);
     const t = now();
     if (m && mysql && m.up) this.binlogState = await mysql.gtidBinlogState("reads").catch(() => this.binlogState);
-    const mf = m ? this.track("mysql", mysqlFacts(m, this.binlogState, this.nodeOf), m.recvMark, t) : null;
+    const mf = m ? this.track("mysql", { ...mysqlFacts(m, this.binlogState, this.nodeOf), refused: !m.up && REFUSED.test(m.lastError ?? "") }, m.recvMark, t) : null;
     // A fenced master (min-replicas-to-write INT_MAX, the way Redis starts here) is no primary: it
     // takes no writes and should become a replica. A master that refuses writes only because no
     // replica is in sync yet is still the primary. A Redis that booted as a replica of nothing
     // (the lab's and the image's boot state: a restarted empty master must not feed its replicas
     // an empty dataset, issue 22) is a replica with no source.
+    const source = r?.role === "replica" ? this.nodeOf(r.masterHost ? `${r.masterHost}:${r.masterPort}` : null) : null;
+    // A Redis that (re)started from its AOF and has replicated nothing since: its offset says
+    // nothing, its AOF does (redis-aof.ts). Read once per incarnation, before it is reported.
+    const pos = r?.role === "replica" && source === null && !r.linkUp ? await this.aofPosition(r.runId) : null;
     const rf: DbFacts | null = this.dr.redis ? this.track("redis", r ? {
       up: true, role: r.role === "master" ? (r.fenced ? "none" : "primary") : "replica", writable: r.role === "master" && !r.fenced,
-      received: String(r.offset), applied: String(r.offset), source: r.role === "replica" ? this.nodeOf(r.masterHost ? `${r.masterHost}:${r.masterPort}` : null) : null,
+      received: pos ?? String(r.offset), applied: pos ?? String(r.offset), source,
       inst: r.runId || undefined,
-    } : { up: false, role: "none", writable: false, received: "0", applied: "0", source: null }, null, t) : null;
+    } : { up: false, role: "none", writable: false, received: "0", applied: "0", source: null, refused: REFUSED.test(redisError) }, null, t) : null;
     this.answered.portal.saw(h === true, t);
     this.facts = {
       mysql: mf,
@@ -125,6 +137,25 @@ export class LocalReader {
       vip: v ?? null,
       portalOk: h,
     };
+  }
+
+  /** `aof:STAMP+N` for the Redis incarnation `runId`, read from its AOF once; null without one. */
+  private async aofPosition(runId: string): Promise<string | null> {
+    if (this.aof?.runId === runId) return this.aof.pos;
+    let pos: string | null = null;
+    try {
+      const p = await this.dr.redis!.aofPosition();
+      if (p) {
+        pos = formatAofPosition(p);
+        this.log.info(`redis restarted from its AOF at stamp ${p.stamp}, ${p.after} commands after it${p.exact ? "" : " (at least: the stamp was folded into the base by a rewrite)"}`, { runId, files: p.files, bytes: p.bytes });
+      }
+    } catch (e) {
+      // read again next time; meanwhile the lowest position there is: never picked over another
+      this.log.warn("redis: cannot read where its AOF stands", { runId, error: (e as Error).message });
+      return formatAofPosition({ stamp: 0, after: 0 });
+    }
+    this.aof = { runId, pos };
+    return pos;
   }
 
   /** Adds how long the server has not answered, its last positions, and its receive activity. */
@@ -149,6 +180,7 @@ export class LocalReader {
       ...(f.up || !last ? {} : { received: last.received, applied: last.applied }),
       downMs: this.answered[svc].downMs(now),
       fenced: this.fenced[svc] ?? null,
+      ...(this.diverged[svc] ? { diverged: this.diverged[svc] } : {}),
       ...(recvAgoMs !== undefined ? { recvAgoMs } : {}),
     };
   }

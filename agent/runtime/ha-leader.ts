@@ -1,8 +1,9 @@
 // What the acting leader does besides deciding (ha/manager.ts HaAction): commits, queries,
 // fences and unfences through the fence levels, and the data-path probes of silent holders
-// (issue 20 item 4): while a node that holds MySQL or Redis is not heard, the leader asks its
-// servers directly, every PROBE_EVERY_MS, whether they still answer as primaries. A stalled
-// agent's node still does; a powered-off, cut-off or restarted one does not.
+// (issue 20 item 4): while a node that holds MySQL or Redis is not heard, every node (so that a
+// leader elected meanwhile has the answers already) asks its servers directly, every
+// PROBE_EVERY_MS, whether they still answer as primaries. A stalled agent's node still does; a
+// powered-off, cut-off or restarted one does not.
 import { connect } from "node:net";
 import { readFileSync } from "node:fs";
 import mysql from "mysql2/promise";
@@ -68,7 +69,6 @@ export class LeaderIo {
   stopLeading(why: string): void {
     for (const [n, ac] of this.fencing) { this.d.event("fence", `the fence of ${n} stops at the level it reached: ${why}`); ac.abort(new Error(why)); }
     this.fencing.clear();
-    this.probes.clear();
   }
 
   private abort(node: string, why: string): void {
@@ -89,8 +89,8 @@ export class LeaderIo {
       const held = (["mysql", "redis"] as const).filter((s) => view.committed.assignments[s] === n);
       void Promise.all(held.map((s) => (s === "mysql" ? this.mysqlPrimary(n) : this.redisPrimary(n)))).then((r) => {
         if (!targets.includes(n)) return;
-        const prev = this.probes.get(n) ?? { okAt: null };
-        this.probes.set(n, r.length && r.every(Boolean) ? { okAt: now } : prev);
+        const prev = this.probes.get(n) ?? { okAt: null, failAt: null };
+        this.probes.set(n, r.length && r.every(Boolean) ? { ...prev, okAt: now } : { ...prev, failAt: now });
       });
     }
   }

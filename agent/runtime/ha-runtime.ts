@@ -5,6 +5,7 @@
 // that keeps failing is tried a bounded number of times, then again only after a back-off,
 // and reported as stuck so that the leader passes the node over (issue 20 item 3).
 import { readFileSync } from "node:fs";
+import type { WritesDownInput } from "../alarms/types.ts";
 import type { ClusterConfig, DbReport, Message, ResReport } from "../bus/messages.ts";
 import { PROTOCOL_VERSION } from "../bus/messages.ts";
 import type { ClusterNode } from "../cluster/node.ts";
@@ -22,10 +23,12 @@ import { MysqlDriver } from "../resources/mysql.ts";
 import type { PortalDesired } from "../resources/portal-render.ts";
 import { PortalDriver } from "../resources/portal.ts";
 import { RedisDriver } from "../resources/redis.ts";
+import { STAMP_EVERY_MS, cmpRedisPositions } from "../resources/redis-aof.ts";
 import { VipDriver } from "../resources/vip.ts";
 import { LocalActions } from "./ha-actions.ts";
 import { LocalReader, dbReport, type LocalDrivers } from "./ha-facts.ts";
 import { LeaderIo } from "./ha-leader.ts";
+import { DataCheck } from "./ha-verify.ts";
 
 export { dbReport, mysqlFacts } from "./ha-facts.ts";
 
@@ -44,6 +47,8 @@ const CALM_REPORT_EVERY_MS = 2000;
 /** an action that failed this many times in a row is stuck: reported, and tried again only after STUCK_RETRY_MS */
 const STUCK_AFTER = 3;
 const STUCK_RETRY_MS = 30_000;
+/** a server the agent started is given this long to answer before it is started again */
+const START_SETTLE_MS = 5000;
 const readSecret = (f: string) => readFileSync(f, "utf8").trim();
 
 export class HaRuntime {
@@ -55,11 +60,15 @@ export class HaRuntime {
   private reader!: LocalReader;
   private actions!: LocalActions;
   private readonly leader: LeaderIo;
+  private check: DataCheck | null = null;
   private readonly busy = new Set<string>();
   private readonly reports = new Map<string, Report>();
   private readonly local: LocalManager;
   private readonly mgr: HaManager;
   private readonly steps: Record<string, number> = {};
+  private readonly promoted: { discarded: string | null } = { discarded: null };
+  /** the last action done per resource, and when */
+  private readonly lastDone = new Map<string, { do: string; at: number }>();
   /** consecutive failures of the last action per resource */
   private readonly failures = new Map<string, { do: string; n: number; at: number; error: string }>();
   private leading = false;
@@ -73,6 +82,8 @@ export class HaRuntime {
   /** a leader's res-query waits for a fresh read (its number), 0 when none does */
   private querySeq = 0;
   private stopped = false;
+  /** the Redis stamps: when the last was sent, the offset after it, its number */
+  private readonly stamps: { at: number; offset: number; n: number; busy: boolean; inst?: string } = { at: -Infinity, offset: -1, n: 0, busy: false };
 
   constructor(private readonly d: HaRuntimeDeps) {
     this.c = d.config.ha!;
@@ -102,12 +113,13 @@ export class HaRuntime {
         callTimeoutMs: 1000,
       });
     }
+    if (dr.mysql) this.check = new DataCheck(dr.mysql, mysql!, this.self, this.d.event, this.log, (what) => { this.reader.diverged.mysql = what; });
     if (redis) {
       dr.redis = new RedisDriver({ host: me.address, port: redis.port, password: redis.password_file ? readSecret(redis.password_file) : undefined, announceIp: me.address, log: this.log, minReplicasMaxLagS: redis.min_replicas_max_lag_s });
     }
     if (ha.vip) dr.vip = new VipDriver({ address: ha.vip.address, iface: ha.vip.iface, log: this.log });
     this.reader = new LocalReader(dr, this.c, this.self, this.log, (hp) => this.nodeOf(hp), performance.now());
-    this.actions = new LocalActions({ c: this.c, self: this.self, drivers: dr, reader: this.reader, event: this.d.event, steps: this.steps, portalDesired: (m, r, f) => this.portalDesired(m, r, f) });
+    this.actions = new LocalActions({ c: this.c, self: this.self, drivers: dr, reader: this.reader, event: this.d.event, steps: this.steps, promoted: this.promoted, portalDesired: (m, r, f) => this.portalDesired(m, r, f) });
     if (portal) {
       dr.portal = new PortalDriver({ prefix: portal.prefix, log: this.log });
       const services = portal.services.map((s) => ({ name: s.name, listen: s.listen, backends: s.backends, health: { path: s.health.path, intervalMs: s.health.interval_ms, rise: s.health.rise, fall: s.health.fall, timeoutMs: s.health.timeout_ms } }));
@@ -146,8 +158,11 @@ export class HaRuntime {
   step(): void {
     if (this.stopped) return;
     const view = this.d.node.view();
-    const f = this.reader.facts;
     const now = performance.now();
+    if (this.check) {
+      this.check.step(now, this.reader.facts.mysql, [...this.reports].filter(([n, x]) => n !== this.self && x.r.mysql?.source === this.self && x.r.mysql.role === "replica").map(([n]) => n));
+    }
+    const f = this.reader.facts;
     const plan = this.local.plan({
       now, view, mysql: f.mysql, redis: f.redis, portal: f.portal, vip: f.vip,
       alive: (n) => n === this.self || view.peers.some((p) => p.name === n && p.alive),
@@ -157,12 +172,13 @@ export class HaRuntime {
       extra: (svc, mine, theirs) => this.extra(svc, mine, theirs),
     }, this.busy);
     for (const a of plan) if (!this.backingOff(a, now)) void this.act(a, view.committed);
+    this.stamp(now, view.committed.assignments.redis === this.self);
     this.report(false);
     this.rate.step(now, { view, busy: this.busy.size, procedures: this.mgr.busy().length, planned: plan.length, query: this.querySeq !== 0 });
     if (!this.polling && this.rate.due(now)) void this.poll();
     const lead = view.role === "leader" && view.acting;
+    this.leader.probe(view, now);
     if (lead) {
-      this.leader.probe(view, now);
       // as of when its facts were read, like a peer's answer to a query: pickCandidate wants
       // positions read after the fence
       this.reports.set(this.self, { r: this.resReport(view.selfFenced), at: this.factsAt });
@@ -174,17 +190,34 @@ export class HaRuntime {
     this.leading = lead;
   }
 
+  /**
+   * On the Redis primary: INCR bollard:stamp when writes went by since the last stamp, at most
+   * every STAMP_EVERY_MS (redis-aof.ts): what orders the servers after a whole-room power cut.
+   * A refused stamp (fenced, no replica in sync) is tried again at the next step.
+   */
+  private stamp(now: number, holder: boolean): void {
+    const f = this.reader.facts.redis;
+    const s = this.stamps;
+    if (f && f.inst !== s.inst) Object.assign(s, { inst: f.inst, offset: -1 }); // a restarted server's offsets start again
+    if (!holder || !f?.writable || s.busy || now - s.at < STAMP_EVERY_MS || Number(f.applied) <= s.offset) return;
+    s.busy = true;
+    s.at = now;
+    this.drivers.redis!.stamp().then((r) => { s.offset = r.offset; s.n = r.stamp; }, (e: Error) => this.log.debug("redis stamp refused", { error: e.message }))
+      .finally(() => { s.busy = false; });
+  }
+
   /** Services without a writable primary clients can reach, as the leader sees them (the alarm). */
   writesDown(): WritesDown[] {
     return this.leading ? this.mgr.writesDown() : [];
   }
 
-  leads(): boolean {
-    return this.leading;
+  /** What the alarm rules judge of it (alarms/types.ts WritesDownInput). */
+  writesInput(): WritesDownInput {
+    return { leading: this.leading, services: [...(this.c.mysql ? ["mysql"] : []), ...(this.c.redis ? ["redis"] : [])], down: this.writesDown() };
   }
 
   private cmp(svc: Svc, a: string, b: string): number | null {
-    if (svc === "redis") return Math.sign(Number(a) - Number(b));
+    if (svc === "redis") return cmpRedisPositions(a, b);
     return cmpGtid(this.c.mysql?.flavour === "mysql8" ? "mysql" : "mariadb", a, b);
   }
 
@@ -228,7 +261,10 @@ export class HaRuntime {
   /** An action that is stuck waits out its back-off; a different action of the resource does not. */
   private backingOff(a: LocalAction, now: number): boolean {
     const f = this.failures.get(a.res);
-    return !!f && f.do === a.do && f.n >= STUCK_AFTER && now - f.at < STUCK_RETRY_MS;
+    if (f && f.do === a.do && f.n >= STUCK_AFTER && now - f.at < STUCK_RETRY_MS) return true;
+    // a server just started takes a moment to answer: not started again meanwhile
+    const d = this.lastDone.get(a.res);
+    return a.do === "start" && d?.do === "start" && now - d.at < START_SETTLE_MS;
   }
 
   private async act(a: LocalAction, cfg: ClusterConfig): Promise<void> {
@@ -237,6 +273,7 @@ export class HaRuntime {
     try {
       const detail = await this.actions.run(a, cfg);
       this.failures.delete(a.res);
+      this.lastDone.set(a.res, { do: a.do, at: performance.now() });
       const ms = Math.round(performance.now() - t0);
       this.d.event("lrm", `${a.res} ${a.do}${"from" in a ? ` from ${a.from}` : ""} done in ${ms} ms: ${detail || a.why} (${a.why})`, { res: a.res, do: a.do, ms });
     } catch (e) {
@@ -280,7 +317,8 @@ export class HaRuntime {
     if (!f) return null;
     const fail = this.failures.get(svc);
     const stuck = fail && fail.n >= STUCK_AFTER ? `${fail.do}: ${fail.error}` : null;
-    return dbReport(f, this.local.heldOut.get(svc) ?? null, svc === "mysql" ? { ...this.steps } : undefined, stuck);
+    const r = dbReport(f, this.local.heldOut.get(svc) ?? null, svc === "mysql" ? { ...this.steps } : undefined, stuck);
+    return svc === "mysql" && this.promoted.discarded ? { ...r, discarded: this.promoted.discarded } : r;
   }
 
   private resReport(selfFenced: boolean): ResReport {

@@ -7,6 +7,7 @@ import type { AgentContext, Component } from "./component.ts";
 import type { Route } from "./control.ts";
 import type { HaComponent } from "./ha-component.ts";
 import type { VmComponent } from "./vm-component.ts";
+import type { HostReading } from "../hw/host.ts";
 import { Watch } from "./watch.ts";
 
 export class WatchComponent implements Component {
@@ -20,15 +21,19 @@ export class WatchComponent implements Component {
     /** the control socket's extra routes, shared with the control component */
     private readonly routes: Record<string, Route>,
     private readonly vms: VmComponent | null = null,
+    /** each host reading (the web console's chart samples) */
+    private readonly onHost?: (h: HostReading, wall: number) => void,
   ) {}
 
   async start(): Promise<void> {
     const { config, log, timers, build, startedMono } = this.ctx;
     const watch = new Watch({
       config, log, bus: this.cluster.bus!, view: () => this.cluster.node?.view() ?? null, facts: () => this.ha.runtime?.snapshot().facts ?? null,
+      writes: () => this.ha.runtime?.writesInput() ?? null,
       onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
       uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
       vms: () => { const rt = this.vms?.runtime; return rt ? { alarms: rt.alarmInput(), metrics: rt.metrics() } : null; },
+      ...(this.onHost ? { onHost: this.onHost } : {}),
     });
     await watch.start();
     this.watch = watch;

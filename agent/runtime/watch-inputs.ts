@@ -95,9 +95,10 @@ export function portMetrics(sw: string, r: PortReading, map: PortMap): NonNullab
 export function mysqlInput(f: DbFacts | null | undefined): MysqlInput | null {
   if (!f) return null;
   // a replica's threads and lag, when the HA runtime read them (SHOW SLAVE STATUS)
-  if (f.repl && f.role === "replica") return { up: f.up, role: f.role, ...f.repl };
+  const diverged = f.diverged ? { diverged: f.diverged } : {};
+  if (f.repl && f.role === "replica") return { up: f.up, role: f.role, ...f.repl, ...diverged };
   const replicating = f.role !== "replica" || f.source !== null;
-  return { up: f.up, role: f.role, ioRunning: replicating, sqlRunning: replicating, lagSeconds: null, lastError: replicating ? null : "no replication source (IO and SQL threads stopped)" };
+  return { up: f.up, role: f.role, ioRunning: replicating, sqlRunning: replicating, lagSeconds: null, lastError: replicating ? null : "no replication source (IO and SQL threads stopped)", ...diverged };
 }
 
 export function redisInput(f: DbFacts | null | undefined): RedisInput | null {
@@ -123,5 +124,7 @@ export function eventInput(e: ClusterEvent): EventInput | null {
     return m ? { kind: "fence-failed", target: m[1]!, detail: m[2]! } : null;
   }
   if (e.kind === "fence" && f.ok === true && typeof f.node === "string") return { kind: "fence-done", target: f.node };
+  if (e.kind === "upgrade" && f.failed === true && typeof f.node === "string") return { kind: "upgrade-failed", target: f.node, detail: e.detail };
+  if (e.kind === "upgrade" && f.rollout === "done") return { kind: "upgrade-done" };
   return null;
 }

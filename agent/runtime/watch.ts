@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { AlarmHistory, historyDir, mergeAlarms, type ClusterAlarm } from "../alarms/history.ts";
 import { RemoteAck } from "../alarms/remote-ack.ts";
 import { AlarmService } from "../alarms/service.ts";
-import type { Alarm, EventInput, Readings, SwitchInput } from "../alarms/types.ts";
+import type { Alarm, EventInput, Readings, SwitchInput, WritesDownInput } from "../alarms/types.ts";
 import type { Message } from "../bus/messages.ts";
 import type { AlarmCb, BusStats } from "../bus/mqtt.ts";
 import type { NodeView } from "../cluster/view.ts";
@@ -58,6 +58,8 @@ export interface WatchDeps {
   view(): NodeView | null;
   /** HaRuntime.snapshot().facts; null without HA */
   facts(): { mysql: DbFacts | null; redis: DbFacts | null } | null;
+  /** the leader's "writes are down" list (HaRuntime.writesInput()); null without HA */
+  writes?(): WritesDownInput | null;
   /** subscribes to the event log (env/real.ts EventLog.onRecord); returns the removal */
   onEvent(fn: (e: ClusterEvent) => void): () => void;
   build: { version: string; rev: string };
@@ -73,6 +75,8 @@ export interface WatchDeps {
   poller?: HwPoller;
   readHost?(o: HostOptions): Promise<HostReading>;
   readBonds?(): HostReading["bonds"];
+  /** each host reading as it comes in (the web console's chart samples, web/samples.ts) */
+  onHost?(h: HostReading, wall: number): void;
 }
 
 export interface WatchSnapshot {
@@ -194,12 +198,21 @@ export class Watch {
       wall: this.d.wall,
       onTransitions: (ts) => this.service.emit(ts),
       forwardAck: this.remoteAck ? (id, who, reporters) => this.remoteAck!.forward(id, who, reporters) : undefined,
+      unreachableFor: (n) => this.unreachableFor(n),
     });
+  }
+
+  /** ms since `node` was last heard, when this node does not hear it now; null when it does (or is it). */
+  private unreachableFor(node: string): number | null {
+    if (node === this.self) return null;
+    const p = this.d.view()?.peers.find((x) => x.name === node);
+    if (!p || p.alive) return null;
+    return p.lastHeardMs ?? Infinity;
   }
 
   /** One row per alarm id, across every node. */
   clusterAlarms(): ClusterAlarm[] {
-    return mergeAlarms([...this.service.engine.active(), ...this.remoteAlarms()]);
+    return mergeAlarms([...this.service.engine.active(), ...this.remoteAlarms()], (n) => this.unreachableFor(n));
   }
 
   // ---- polling -----------------------------------------------------------------------
@@ -225,7 +238,10 @@ export class Watch {
       const again = this.host && now - this.lastTimeSyncAt < TIME_SYNC_EVERY_MS ? this.host.timeSync : undefined;
       if (!again) this.lastTimeSyncAt = now;
       const o: HostOptions = { ...this.d.config.hw.host, source: this.hostSource, timeSync: again };
-      this.read("host", () => (this.d.readHost ? this.d.readHost(o) : readHost(o)), (h) => (this.host = h));
+      this.read("host", () => (this.d.readHost ? this.d.readHost(o) : readHost(o)), (h) => {
+        this.host = h;
+        this.d.onHost?.(h, this.d.wall());
+      });
     }
     this.step();
   }
@@ -264,6 +280,8 @@ export class Watch {
     if (facts && this.d.config.ha?.redis) r.redis = redisInput(facts.redis);
     const vms = this.d.vms?.();
     if (vms) r.vms = vms.alarms;
+    const writes = this.d.writes?.();
+    if (writes) r.writes = writes;
     try {
       this.service.step(this.d.wall(), r);
       this.stepFailures = 0;

@@ -237,7 +237,7 @@ Crash("promote the most advanced replica, re-point the other: no acknowledged wr
   const best = mostAdvanced(sets.map((s) => (s.ok ? s.value : { kind: "mariadb" as const, gtids: [] })));
   const [cand, other] = best === 0 ? [2, 3] : [3, 2];
   let t0 = performance.now();
-  const at = await d[cand - 1]!.promote();
+  const at = (await d[cand - 1]!.promote()).gtid;
   const promoteMs = ms(t0);
   t0 = performance.now();
   await d[other - 1]!.replicateFrom(h.server(cand).host, h.server(cand).port);

@@ -25,6 +25,8 @@ export interface RedisHarnessOptions {
   redisServer?: string;
   /** deadline for an instance to answer PING; default 5000 ms */
   readyTimeoutMs?: number;
+  /** lines appended to every instance's redis.conf (a later line wins) */
+  conf?: string[];
 }
 
 export interface RedisInstance {
@@ -58,7 +60,7 @@ export function redisConf(r: RedisInstance, password?: string): string {
 
 export class RedisHarness {
   readonly instances: RedisInstance[] = [];
-  private readonly opts: Required<Omit<RedisHarnessOptions, "password">> & { password?: string };
+  private readonly opts: Required<Omit<RedisHarnessOptions, "password" | "conf">> & { password?: string; conf?: string[] };
   private readonly procs = new Map<number, ChildProcess>();
   private readonly started: number[] = [];
   private root: string | null = null;
@@ -68,7 +70,7 @@ export class RedisHarness {
   };
 
   constructor(opts: RedisHarnessOptions = {}) {
-    this.opts = { nodes: opts.nodes ?? 3, password: opts.password, redisServer: opts.redisServer ?? "redis-server", readyTimeoutMs: opts.readyTimeoutMs ?? 5000 };
+    this.opts = { nodes: opts.nodes ?? 3, password: opts.password, conf: opts.conf, redisServer: opts.redisServer ?? "redis-server", readyTimeoutMs: opts.readyTimeoutMs ?? 5000 };
   }
 
   async start(): Promise<this> {
@@ -79,7 +81,7 @@ export class RedisHarness {
       for (let i = 1; i <= this.opts.nodes; i++) {
         const r: RedisInstance = { index: i, name: `node${i}`, host: `127.0.3.${i}`, port: 6379, dir: mkdtempSync(join(this.root, `node${i}-`)) };
         if (await answersPing(r.host, r.port)) throw new Error(`something already listens on ${r.host}:${r.port}: a leftover redis-server?`);
-        writeFileSync(join(r.dir, "redis.conf"), redisConf(r, this.opts.password));
+        writeFileSync(join(r.dir, "redis.conf"), redisConf(r, this.opts.password) + (this.opts.conf ?? []).map((l) => `${l}\n`).join(""));
         this.instances.push(r);
         await this.startNode(i);
       }

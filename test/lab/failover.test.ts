@@ -8,66 +8,16 @@ import { existsSync } from "node:fs";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
-  NODES, REPO, S, Writer, ackLastFailover, bollard, dataIp, events, faultAt, healthy, lab, lostMysql, lostRedis, sh, sqlLocal, status, until,
+  NODES, REPO, S, Writer, bollard, dataIp, events, faultAt, healthy, lab, lostMysql, lostRedis, restore as restoreLab, sh, sqlLocal, status, until,
 } from "./ha-lab.ts";
 
 const root = process.getuid?.() === 0;
 const s = suite("data-path failover in the lab");
 const figures: string[] = [];
 const SWITCHES = ["switchA", "switchB"];
+const restore = () => restoreLab(figures);
 /** min-replicas-max-lag of the lab's Redis (gen-ha.sh) */
 const REDIS_MAX_LAG_S = 2;
-
-const powered = (n: string) => { try { return execFileSync("cat", [`${S}/${n}/power`], { encoding: "utf8" }).trim() === "1"; } catch { return false; } };
-
-/** Undo every fault a case may leave: power, partitions, BMCs, switch ports, SNMP blocks. */
-async function undoFaults(): Promise<void> {
-  for (const n of NODES) {
-    await lab("heal", n).catch(() => undefined);
-    await lab("bmc", n, "up").catch(() => undefined);
-    // a node fenced at the switches stays cut off until its ports are up again (unfence)
-    for (const sw of SWITCHES) await lab("link", sw, n, "up").catch(() => undefined);
-    if (!powered(n)) await lab("power", n, "on").catch(() => undefined);
-  }
-  for (const sw of SWITCHES) await sh(sw, "while iptables -D INPUT -p udp --dport 161 -j DROP 2>/dev/null; do :; done; true");
-}
-
-/** Back to three healthy nodes, no fence flag, every failover acknowledged. */
-async function restore(): Promise<{ leader: string; holder: string }> {
-  await undoFaults();
-  const ready = () => until("a healthy MySQL and Redis with three nodes", 90_000, async () => {
-    const m = await healthy("mysql");
-    const r = await healthy("redis");
-    if (!m || !r) return null;
-    // A held-out node needs re-cloning. The minority of the no-fence-path case usually holds a
-    // transaction that was written to its binlog but never acknowledged (semi-sync AFTER_SYNC,
-    // its replicas cut off) when it fenced itself: it comes back diverged, and the next case
-    // would have no replica left to acknowledge commits. The lab's re-cloning is a rebuild.
-    for (const n of NODES) {
-      const held = (await status(n))?.ha?.heldOut?.mysql;
-      if (held) return { leader: "", holder: "", reclone: `${n}: ${held}` };
-    }
-    const st = await status(m.leader);
-    if (!st || Object.keys(st.flags).some((k) => k.startsWith("fenc"))) return null;
-    if (await ackLastFailover(m.leader, st)) return null;
-    return { ...m, reclone: "" };
-  }, 300);
-  try {
-    const r = await ready();
-    if (!r.reclone) return r;
-    figures.push(`restore: REBUILT the lab to re-clone ${r.reclone}`);
-    await lab("down");
-    await lab("up");
-    return await ready();
-  } catch (e) {
-    // A case that failed may leave the cluster beyond repair; the next case gets a new lab
-    // rather than a second failure. Said in the figures, so a rebuild is never silent.
-    figures.push(`restore: REBUILT the lab (${(e as Error).message.slice(0, 160)})`);
-    await lab("down");
-    await lab("up");
-    return ready();
-  }
-}
 
 /** The leader's event lines since `t0` (ISO), as text for ordering checks. */
 function timeline(leader: string, t0: string): string[] {

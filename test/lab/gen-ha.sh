@@ -34,9 +34,11 @@ mysql:
   repl_password_file: $S/secrets/mysql-repl.pass
   repl_host: "198.18.0.%"
   semi_sync_timeout_ms: 30000
+  start_cmd: [$LAB_DIR/lab, _svc-start, $n, mariadb]   # the lab's systemd: after the agent fenced it
 redis:
   port: 6379
   min_replicas_max_lag_s: 2
+  start_cmd: [$LAB_DIR/lab, _svc-start, $n, redis]
 portal:
   prefix: $d/nginx
   mysql_listen: "3307"
@@ -46,6 +48,9 @@ alarms:
 metrics:
   enabled: true
   listen: "$(data_ip "$n"):9464"
+web:
+  enabled: true
+  listen: ["0.0.0.0:443"]           # the node's address and, where it is held, the VIP (docs/web.md)
 hw:
   host:
     bonds: [{ name: bond0, file: $d/bond0.status }]   # bond0 is emulated: bondd writes its status there

@@ -164,7 +164,11 @@ dir $d
 pidfile $d/redis.pid
 logfile $d/redis.log
 save ""
-appendonly no
+# Every write in the append-only file before it is acknowledged, on every node: what a whole-room
+# power cut leaves is what the cold start compares (agent/resources/redis-aof.ts).
+appendonly yes
+appendfsync always
+aof-use-rdb-preamble yes
 repl-diskless-sync yes
 repl-diskless-sync-delay 0
 replica-announce-ip $(data_ip "$n")
@@ -172,6 +176,11 @@ replica-announce-ip $(data_ip "$n")
 # lifts the bound (min-replicas-to-write is an int; 2147483647 replicas never connect).
 min-replicas-to-write 2147483647
 min-replicas-max-lag 10
+# ... and a replica of an address nothing listens on: a server that (re)starts (a power blip,
+# a crash, the agent's restart of a hung one) is read-only and refuses its peers' SYNC
+# ("-NOMASTERLINK"), so a master that comes back empty cannot wipe its replicas with a full
+# resync (issue 22). The agent makes it a master or a replica once the leader has compared it.
+replicaof 127.0.0.1 1
 EOF
 }
 

@@ -1,11 +1,12 @@
 // Helpers for the data-path lab tests and make bench-failover: drive the lab CLI, read each
 // node's status and event log, run a writer through the VIP, and count what was lost.
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import * as assert from "uvu/assert";
 
 const run = promisify(execFile);
 export const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
@@ -136,14 +137,19 @@ export class Writer {
   }
   private p: ChildProcess | null = null;
 
-  start(opts: { mysql?: boolean; redis?: boolean }): void {
+  start(opts: { mysql?: boolean; redis?: boolean; redisWait?: boolean; sample?: boolean }): void {
     const args = ["netns", "exec", "client", process.execPath, "--import", "tsx", join(REPO, "test/lab/writer.ts"), "--out", this.dir, "--password-file", join(S, "secrets/mysql-app.pass")];
     if (opts.mysql) args.push("--mysql", `${VIP}:3307`);
     if (opts.redis) args.push("--redis", `${VIP}:6380`);
+    if (opts.redisWait) args.push("--redis-wait");
+    if (opts.sample) args.push("--sample", NODES.map((n) => `${n}=${dataIp(n)}`).join(","));
     this.p = spawn("ip", args, { stdio: "ignore", cwd: REPO });
   }
 
+  private stoppedAt: number | null = null;
+
   async stop(): Promise<void> {
+    this.stoppedAt ??= Date.now();
     if (!this.p || this.p.exitCode !== null) return;
     this.p.kill("SIGTERM");
     await new Promise((r) => this.p!.once("exit", r));
@@ -153,6 +159,28 @@ export class Writer {
     const f = join(this.dir, `${svc}.acked`);
     if (!existsSync(f)) return [];
     return readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => { const [id, at] = l.split(" ").map(Number); return { id, at }; });
+  }
+
+  /** Samples (writer --sample) in which two nodes' MySQL, or two nodes' Redis, would take writes. */
+  twoWritable(): string[] {
+    const f = join(this.dir, "samples");
+    if (!existsSync(f)) return [];
+    return readFileSync(f, "utf8").trim().split("\n").filter((l) => /mysql=\S*,\S*|redis=\S*,\S*/.test(l));
+  }
+
+  /** How many samples were taken (a sampler that did not run proves nothing). */
+  samples(): number {
+    const f = join(this.dir, "samples");
+    return existsSync(f) ? readFileSync(f, "utf8").trim().split("\n").filter(Boolean).length : 0;
+  }
+
+  /** The longest pause between two acknowledged writes from `since` (wall ms) until the writer stopped. */
+  longestPause(svc: "mysql" | "redis", since: number): { ms: number; from: number } {
+    const a = this.acked(svc).filter((x) => x.at >= since);
+    let best = { ms: 0, from: since };
+    let prev = since;
+    for (const x of [...a, { at: this.stoppedAt ?? Date.now() }]) { if (x.at - prev > best.ms) best = { ms: x.at - prev, from: prev }; prev = x.at; }
+    return best;
   }
 
   /** Wall ms of the first MySQL login through the VIP after `since` (the VIP and a portal answered). */
@@ -217,4 +245,147 @@ export function faultAt(sinceIso: string, re: RegExp): { start: number; end: num
     return { start: end - Number(took ?? 0), end };
   }
   return null;
+}
+
+const SWITCHES = ["switchA", "switchB"];
+const powered = (n: string) => { try { return execFileSync("cat", [`${S}/${n}/power`], { encoding: "utf8" }).trim() === "1"; } catch { return false; } };
+
+/**
+ * Undo every fault a case may leave: power, partitions, BMCs, switch ports, SNMP blocks, a
+ * shaped link (tc), a server hung (SIGSTOP) or stopped, an agent stalled.
+ */
+export async function undoFaults(): Promise<void> {
+  for (const n of NODES) {
+    await lab("heal", n).catch(() => undefined);
+    await lab("bmc", n, "up").catch(() => undefined);
+    // a node fenced at the switches stays cut off until its ports are up again (unfence)
+    for (const sw of SWITCHES) await lab("link", sw, n, "up").catch(() => undefined);
+    await sh(n, "tc qdisc del dev bond0 root 2>/dev/null; true");
+    if (!powered(n)) { await lab("power", n, "on").catch(() => undefined); continue; }
+    await lab("unstall", n).catch(() => undefined);
+    for (const svc of ["mariadb", "redis", "nginx"]) await lab("service", n, svc, "resume").catch(() => undefined);
+    for (const svc of ["mariadb", "redis"]) await lab("service", n, svc, "start").catch(() => undefined);
+  }
+  for (const sw of SWITCHES) await sh(sw, "while iptables -D INPUT -p udp --dport 161 -j DROP 2>/dev/null; do :; done; true");
+}
+
+/**
+ * Back to three healthy nodes, no fence flag, every failover acknowledged. A node held out for
+ * re-cloning, or a cluster a failed case left beyond repair, is rebuilt (the lab's re-cloning),
+ * and `figures` says so: a rebuild is never silent.
+ */
+export async function restore(figures: string[]): Promise<{ leader: string; holder: string }> {
+  await undoFaults();
+  const ready = () => until("a healthy MySQL and Redis with three nodes", 90_000, async () => {
+    const m = await healthy("mysql");
+    const r = await healthy("redis");
+    if (!m || !r) return null;
+    // A held-out node needs re-cloning. The minority of the no-fence-path case usually holds a
+    // transaction that was written to its binlog but never acknowledged (semi-sync AFTER_SYNC,
+    // its replicas cut off) when it fenced itself: it comes back diverged, and the next case
+    // would have no replica left to acknowledge commits. The lab's re-cloning is a rebuild.
+    for (const n of NODES) {
+      const held = (await status(n))?.ha?.heldOut?.mysql;
+      if (held) return { leader: "", holder: "", reclone: `${n}: ${held}` };
+    }
+    const st = await status(m.leader);
+    if (!st || Object.keys(st.flags).some((k) => k.startsWith("fenc"))) return null;
+    if (await ackLastFailover(m.leader, st)) return null;
+    return { ...m, reclone: "" };
+  }, 300);
+  try {
+    const r = await ready();
+    if (!r.reclone) return r;
+    figures.push(`restore: REBUILT the lab to re-clone ${r.reclone}`);
+    await lab("down");
+    await lab("up");
+    return await ready();
+  } catch (e) {
+    figures.push(`restore: REBUILT the lab (${(e as Error).message.slice(0, 160)})`);
+    await lab("down");
+    await lab("up");
+    return ready();
+  }
+}
+
+/** Every live node's copy of the writers' data: MySQL's table as a count and checksum, Redis's keys. */
+export async function sameData(nodes = NODES): Promise<{ same: boolean; detail: string }> {
+  const my = await Promise.all(nodes.map((n) => sqlLocal(n, "SELECT COUNT(*), COALESCE(BIT_XOR(CRC32(CONCAT(id, '#', at))), 0) FROM fms.writes").then((x) => x.trim())));
+  const rd = await Promise.all(nodes.map(async (n) => {
+    const keys = (await sh(n, `redis-cli -h ${dataIp(n)} --scan --pattern 'w:*'`, 20_000)).split("\n").filter(Boolean).sort();
+    return `${keys.length}:${keys.join(",").length}`;
+  }));
+  const same = my.every((x) => x === my[0]) && rd.every((x) => x === rd[0]);
+  return { same, detail: nodes.map((n, i) => `${n} mysql ${my[i]!.replace(/\s+/g, "/")} redis ${rd[i]}`).join("; ") };
+}
+
+/** Until every live node has applied the primary's last transaction (replicas caught up). */
+export async function caughtUp(holder: string, nodes = NODES): Promise<void> {
+  await until("the replicas caught up with the primary", 30_000, async () => {
+    const want = (await sqlLocal(holder, "SELECT @@GLOBAL.gtid_binlog_pos")).trim();
+    const got = await Promise.all(nodes.map((n) => sqlLocal(n, "SELECT @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_binlog_pos").then((x) => x.trim())));
+    return got.every((g) => g.split(/\s+/).includes(want)) || null;
+  }, 300);
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface Run {
+  holder: string;
+  leader: string;
+  w: Writer;
+  t0: string;
+  at: number;
+}
+
+/** Healthy cluster, writers and sampler running, writes flowing. */
+export async function startWriters(figures: string[] = []): Promise<Run> {
+  const { holder, leader } = await restore(figures);
+  const w = new Writer();
+  w.start({ mysql: true, redis: true, redisWait: true, sample: true });
+  await until("writes flowing", 30_000, async () => w.acked("mysql").length > 20 && w.acked("redis").length > 20);
+  return { holder, leader, w, t0: new Date(Date.now() - 50).toISOString(), at: Date.now() };
+}
+
+/**
+ * After the fault: the service back on three nodes, writers stopped, and the checks every case
+ * makes. Returns the pauses (ms) for the figures.
+ */
+export async function checkAfter(figures: string[], name: string, r: Run, o: { nodes?: string[]; heal?: () => Promise<void> } = {}): Promise<{ mysqlMs: number; redisMs: number; holder: string }> {
+  const nodes = o.nodes ?? NODES;
+  const m = await until("MySQL healthy again", 90_000, () => healthy("mysql", nodes), 300);
+  await until("Redis healthy again", 60_000, () => healthy("redis", nodes), 300);
+  await until("MySQL writes through the VIP again", 30_000, async () => r.w.acked("mysql").some((x) => x.at > Date.now() - 1000));
+  await until("Redis writes through the VIP again", 30_000, async () => r.w.acked("redis").some((x) => x.at > Date.now() - 1000));
+  await pause(500);
+  await r.w.stop();
+  const lostM = await lostMysql(r.w, m.holder);
+  const rh = (await healthy("redis", nodes))!.holder;
+  const lostR = await lostRedis(r.w, rh, dataIp(rh));
+  const pm = r.w.longestPause("mysql", r.at), pr = r.w.longestPause("redis", r.at);
+  figures.push(`${name}: mysql ${r.holder} -> ${m.holder}, writes paused ${pm.ms} ms (${r.w.acked("mysql").length} acked, ${lostM.length} lost); redis -> ${rh}, paused ${pr.ms} ms (${r.w.acked("redis").length} acked, ${lostR.length} lost); ${r.w.samples()} samples`);
+  assert.equal(lostM, [], `${name}: no acknowledged MySQL write is lost`);
+  assert.equal(lostR.map((x) => x.id), [], `${name}: no Redis write a replica confirmed (WAIT 1) is lost`);
+  assert.ok(r.w.samples() > 20, `${name}: the sampler ran`);
+  assert.equal(r.w.twoWritable(), [], `${name}: never two writable primaries at once`);
+  await o.heal?.();
+  await caughtUp(m.holder, nodes);
+  const same = await until("the same data on every node", 30_000, async () => { const d = await sameData(nodes); return d.same ? d : null; }, 500)
+    .catch(async () => sameData(nodes));
+  assert.ok(same.same, `${name}: every node holds the same data: ${same.detail}`);
+  return { mysqlMs: pm.ms, redisMs: pr.ms, holder: m.holder };
+}
+
+/** `until`, whose timeout error carries every node's events since `t0` (what went wrong). */
+export async function awaitOr<T>(t0: string, what: string, ms: number, f: () => Promise<T | null | undefined | false>): Promise<T> {
+  try {
+    return await until(what, ms, f, 300);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${timeline(t0).filter((l) => !/ (commit|propose) /.test(l)).join("\n")}`);
+  }
+}
+
+/** The leader's (or every node's) events since `t0`, as "node kind detail" lines. */
+export function timeline(t0: string, nodes = NODES): string[] {
+  return nodes.flatMap((n) => events(n).filter((e) => e.ts >= t0).map((e) => `${e.ts.slice(11, 23)} ${n} ${e.kind} ${e.detail}`)).sort();
 }

@@ -212,10 +212,11 @@ agent_start() { # NODE: the agent under the supervisor (systemd's part), if the 
   # Loopback: the supervisor's watchdog reset runs "ip netns exec mgmt POWER ..."; $S/bin/ip
   # runs POWER directly there (there is no mgmt namespace), and every other ip call is ip's.
   loopback && env=(env "PATH=$S/bin:$PATH")
-  # shellcheck disable=SC2086 # AGENT_CMD is a command line, split on purpose
+  # shellcheck disable=SC2086 # AGENT_CMD is a command line, split on purpose; @NODE@ in it is
+  # the node's name (a per-node bundle directory: test/lab/upgrade.test.ts)
   spawn "$n" "$d/run/supervisor.pid" "$d/supervisor.log" "${env[@]}" \
     /usr/bin/python3 "$LAB_DIR/supervisor" --node "$n" --dir "$d" --repo "$REPO" \
-      --watchdog-sec "$WATCHDOG_SEC" --power "$LAB_DIR/power" -- $AGENT_CMD agent --config "$d/bollard.yaml"
+      --watchdog-sec "$WATCHDOG_SEC" --power "$LAB_DIR/power" -- ${AGENT_CMD//@NODE@/$n} agent --config "$d/bollard.yaml"
 }
 
 # The services a node runs: all four in namespaces, only the broker in the loopback mode.

@@ -3,6 +3,8 @@
 // ack: "<id> <wall ms>"), so a test can check that none is lost after a failover and
 // measure how long writes paused. Run inside the lab's client namespace:
 //   ip netns exec client node --import tsx test/lab/writer.ts --out DIR [--mysql VIP:PORT] [--redis VIP:PORT]
+//     [--redis-wait]                  a Redis write counts as acknowledged once WAIT 1 confirms a replica has it
+//     [--sample node1=IP,node2=IP]    every 100 ms, which nodes' MySQL and Redis are writable ("samples")
 // Stops on SIGTERM or after --seconds.
 import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -21,6 +23,8 @@ const { values } = parseArgs({
     // ids made a later writer spend its time on "Duplicate entry" errors (and a Redis key
     // left by an earlier one would hide a loss)
     "id-base": { type: "string", default: String(Date.now() * 1000) },
+    "redis-wait": { type: "boolean", default: false },
+    sample: { type: "string" },
   },
 });
 const out = values.out!;
@@ -81,6 +85,8 @@ async function redisWriter(target: string): Promise<void> {
     try {
       if (r.status === "wait" || r.status === "end") await r.connect().catch(() => undefined);
       await r.set(`w:${id}`, String(Date.now()));
+      // WAIT 1 500: acknowledged once a replica has it (what a failover must not lose)
+      if (values["redis-wait"] && Number(await r.call("WAIT", "1", "500")) < 1) throw new Error("WAIT 1: no replica confirmed it");
       appendFileSync(file, `${id} ${Date.now()}\n`);
     } catch (e) {
       appendFileSync(errs, `${Date.now()} ${(e as Error).message}\n`);
@@ -96,4 +102,53 @@ async function redisWriter(target: string): Promise<void> {
   r.disconnect();
 }
 
-await Promise.all([values.mysql ? mysqlWriter(values.mysql) : null, values.redis ? redisWriter(values.redis) : null]);
+/**
+ * Every 100 ms, which node's MySQL (read_only off) and Redis (a master without the fence bound)
+ * would take a write, on the nodes' own addresses: one line "<ms> mysql=node1,... redis=node1,..."
+ * per sample (a node that does not answer within 80 ms is left out: it takes no write then).
+ * Two names in one list are two writable primaries at once.
+ */
+async function sampler(spec: string): Promise<void> {
+  const nodes = spec.split(",").map((x) => x.split("=")).map(([n, ip]) => ({ n: n!, ip: ip! }));
+  const password = values["password-file"] ? readFileSync(values["password-file"], "utf8").trim() : "";
+  const my = new Map<string, mysql.Connection | null>();
+  const rd = new Map(nodes.map(({ n, ip }) => {
+    const c = new Redis({ host: ip, port: 6379, lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 80, commandTimeout: 80, retryStrategy: () => null, enableOfflineQueue: false });
+    c.on("error", () => undefined);
+    return [n, c] as const;
+  }));
+  const within = <T,>(p: Promise<T>) => Promise.race([p, sleep(80).then(() => { throw new Error("timeout"); })]);
+  const mysqlW = async (n: string, ip: string) => {
+    try {
+      let c = my.get(n) ?? null;
+      if (!c) { c = await within(mysql.createConnection({ host: ip, port: 3306, user: values.user, password, connectTimeout: 80 })); my.set(n, c); }
+      const [rows] = await within(c.query("SELECT @@GLOBAL.read_only AS ro"));
+      return Number((rows as { ro: unknown }[])[0]?.ro) === 0;
+    } catch {
+      my.get(n)?.destroy();
+      my.set(n, null);
+      return false;
+    }
+  };
+  const redisW = async (n: string) => {
+    const c = rd.get(n)!;
+    try {
+      if (c.status !== "ready") await within(c.connect()).catch(() => undefined);
+      const [info, gate] = await within(Promise.all([c.call("INFO", "replication"), c.call("CONFIG", "GET", "min-replicas-to-write")]));
+      return /role:master/.test(String(info)) && Number((gate as string[])[1]) < 2147483647;
+    } catch {
+      c.disconnect();
+      return false;
+    }
+  };
+  while (!stop) {
+    const t = Date.now();
+    const [m, r] = await Promise.all([Promise.all(nodes.map(({ n, ip }) => mysqlW(n, ip))), Promise.all(nodes.map(({ n }) => redisW(n)))]);
+    appendFileSync(join(out, "samples"), `${t} mysql=${nodes.filter((_, i) => m[i]).map((x) => x.n).join(",")} redis=${nodes.filter((_, i) => r[i]).map((x) => x.n).join(",")}\n`);
+    await sleep(Math.max(0, 100 - (Date.now() - t)));
+  }
+  for (const c of my.values()) c?.destroy();
+  for (const c of rd.values()) c.disconnect();
+}
+
+await Promise.all([values.mysql ? mysqlWriter(values.mysql) : null, values.redis ? redisWriter(values.redis) : null, values.sample ? sampler(values.sample) : null]);

@@ -7,6 +7,8 @@
 //   <ms> maintenance N on|off        drain N (nothing primary on it) and never fence it
 //   <ms> failover mysql NODE|any     an operator's fenced failover, through the leader
 //   <ms> mysqld N kill|hang|resume|start   one server dies (kill -9), hangs (SIGSTOP), wakes up, is started
+//   <ms> mysqld N broken|fixed       its promotions fail (a relay log that cannot be applied), or work again
+//   <ms> show-writes                 the acting leader's "writes are down" list (the CRITICAL alarm's input)
 //   <ms> blip N MS                   power off and on again MS later (a power blip, a fast reset)
 //   <ms> ha-disarm | ha-arm | ha-ack mysql
 //   <ms> show-ha                     MySQL role, writability, data, route and VIP per node
@@ -39,6 +41,13 @@ export function haCommand(w: World, op: string, args: string[]): boolean {
     case "ha-arm": viaLeader({ op: "apply", why: "HA armed", flags: { ha: null } }); return true;
     case "ha-ack": viaLeader({ op: "apply", why: `failover of ${args[0]} acknowledged`, flags: { [`ack:${args[0]}`]: String(Math.round(1.7e12 + w.now)) } }); return true;
     case "show-ha": if (h) show(w, h); return true;
+    case "show-writes": {
+      const l = leaderOf(w);
+      const down = l && h ? h.n.get(l)?.mgr.writesDown() ?? [] : [];
+      if (!down.length) w.log(l ?? "---", "writes", "no service without a writable primary past the alarm bound");
+      for (const d of down) w.log(l!, "writes", `${d.svc}: writes are down for ${Math.round(d.forMs / 1000)} s: ${d.why}; ${d.command ? `to let bollard act: ${d.command}` : "bollard is acting"}`);
+      return true;
+    }
     case "expect-ha": if (h) expect(w, h); return true;
     default: return false;
   }

@@ -67,6 +67,10 @@ class HaNode {
   fencing = new Map<string, number>();
   /** the leader's probes of silent holders (HaInput.probes) */
   probes = new Map<string, DataPath>();
+  /** its promotions fail (a relay log that cannot be applied): `mysqld N broken` */
+  broken = false;
+  /** consecutive failures of the last local action, as the runtime counts them (stuck after 3) */
+  failures = { do: "", n: 0, at: 0 };
   constructor(name: string, w: World, h: HaSim) {
     this.mgr = new HaManager(name, SIM_HA_TIMING, { event: (kind, detail) => w.log(name, kind, detail) });
     this.local = new LocalManager(name, (kind, detail) => { w.log(name, kind, detail); h.heldOut.push(`${name}: ${detail}`); });
@@ -192,15 +196,16 @@ export class HaSim implements App {
       peerPrimary: (node: string, svc: Svc) => { const r = h.reports.get(node)?.r[svc]; return !!r && r.up && r.writable && r.role === "primary"; },
       extra: (svc: Svc, mine: string, theirs: string) => (cmpPos(svc, mine, theirs) ?? 1) <= 0 ? null : `writes ${dec(mine).filter((x) => !dec(theirs).includes(x)).join(",")}`,
     };
-    for (const a of h.local.plan(facts, h.busy)) this.act(n, h, a);
+    // a stuck action waits out the runtime's back-off (runtime/ha-runtime.ts STUCK_RETRY_MS)
+    for (const a of h.local.plan(facts, h.busy)) if (!(h.failures.do === a.do && h.failures.n >= 3 && this.w.now - h.failures.at < 30_000)) this.act(n, h, a);
     this.report(n, false);
     const lead = view.role === "leader" && view.acting;
+    this.probe(n, h, view); // every node probes, so that a leader elected meanwhile has the answers
     if (lead) {
-      this.probe(n, h, view);
       h.reports.set(n.name, { r: this.resOf(n, h), at: this.w.local(n) });
       const acts = h.mgr.tick({ now: this.w.local(n), wall: 1.7e12 + this.w.now, view, reports: h.reports, cmp: cmpPos, probes: h.probes });
       for (const a of acts) this.leaderAct(n, h, a);
-    } else if (h.leading) { h.mgr.reset("no longer the acting leader"); h.fencing.clear(); h.probes.clear(); }
+    } else if (h.leading) { h.mgr.reset("no longer the acting leader"); h.fencing.clear(); }
     if (lead && !h.leading) h.leadSince = this.w.now;
     h.leading = lead;
   }
@@ -214,8 +219,8 @@ export class HaSim implements App {
       const tn = this.w.nodes.get(t);
       // the primary's server answers and is writable (a restarted one is read-only: not the primary any more)
       const ok = !!x && !!tn?.up && x.db.up && x.db.writable && !this.w.blocked.has(`${n.name}>${t}`) && !this.w.blocked.has(`${t}>${n.name}`) && !this.portsDown.has(t);
-      const prev = h.probes.get(t) ?? { okAt: null };
-      h.probes.set(t, ok ? { okAt: this.w.local(n) } : prev);
+      const prev = h.probes.get(t) ?? { okAt: null, failAt: null };
+      h.probes.set(t, ok ? { ...prev, okAt: this.w.local(n) } : { ...prev, failAt: this.w.local(n) });
     }
   }
 
@@ -233,7 +238,10 @@ export class HaSim implements App {
     const { repl: _r, downMs, fenced, ...rest } = f;
     return {
       v: 1, t: "res", redis: null, portal: { ...h.portal }, vip: h.vip, selfFenced: n.core!.view().selfFenced,
-      mysql: { ...rest, up: f.up, inst: f.inst, recvAgoMs: f.recvAgoMs ?? null, ...(f.up ? {} : { downMs }), ...(fenced ? { fenced } : {}), heldOut: h.local.heldOut.get("mysql") ?? null, steps: { ...h.steps } },
+      mysql: {
+        ...rest, up: f.up, inst: f.inst, recvAgoMs: f.recvAgoMs ?? null, ...(f.up ? {} : { downMs }), ...(fenced ? { fenced } : {}), heldOut: h.local.heldOut.get("mysql") ?? null, steps: { ...h.steps },
+        ...(h.failures.n >= 3 ? { stuck: `${h.failures.do}: relay log not applied` } : {}),
+      },
     };
   }
 
@@ -256,10 +264,14 @@ export class HaSim implements App {
       if (!n.up || this.w.now < n.stalledUntil) return; // the action died with the node
       const d = h.db;
       // a hung server answers nothing: every statement of an action waits, then fails
-      if (a.res === "mysql" && d.proc !== "running" && a.do !== "kill" && a.do !== "start") {
-        this.w.log(n.name, "lrm", `${a.res} ${a.do} FAILED: the server does not answer (${a.why})`);
+      const failed = a.res === "mysql" && d.proc !== "running" && a.do !== "kill" && a.do !== "start" ? "the server does not answer"
+        : a.res === "mysql" && a.do === "promote" && h.broken ? "relay log not applied: no progress" : null;
+      if (failed) {
+        h.failures = { do: a.do, n: h.failures.do === a.do ? h.failures.n + 1 : 1, at: this.w.now };
+        this.w.log(n.name, "lrm", `${a.res} ${a.do} FAILED: ${failed} (${a.why})${h.failures.n >= 3 ? `; failed ${h.failures.n} times in a row: reported as stuck` : ""}`);
         return this.report(n, true);
       }
+      if (a.res === "mysql") h.failures = { do: "", n: 0, at: 0 };
       switch (a.do) {
         case "promote":
           d.applied = d.hist.length; // drain the relay log first
@@ -343,6 +355,8 @@ export class HaSim implements App {
     else if (op === "hang" && h.db.proc === "running") h.db.proc = "hung";
     else if (op === "resume" && h.db.proc === "hung") h.db.proc = "running";
     else if (op === "start" && h.db.proc === "dead") this.serverStart(name, h);
+    else if (op === "broken") h.broken = true;
+    else if (op === "fixed") { h.broken = false; h.failures = { do: "", n: 0, at: 0 }; }
   }
 
   // ---- the world around: replication, the client, the watchdog, the invariants ---------

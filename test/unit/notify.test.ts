@@ -65,10 +65,11 @@ Env("off without NOTIFY_SOCKET", () => {
   assert.is(notifyTarget({ WATCHDOG_USEC: "1000000" }, 100), null);
 });
 
-Env("watchdog at half of WATCHDOG_USEC, only for our PID", () => {
+Env("watchdog at a quarter of WATCHDOG_USEC (at most every second), only for our PID", () => {
   assert.equal(notifyTarget({ NOTIFY_SOCKET: "/run/systemd/notify" }, 100), { socket: "/run/systemd/notify", watchdogMs: null });
-  assert.equal(notifyTarget({ NOTIFY_SOCKET: "@n", WATCHDOG_USEC: "6000000" }, 100), { socket: "@n", watchdogMs: 3000 });
-  assert.equal(notifyTarget({ NOTIFY_SOCKET: "@n", WATCHDOG_USEC: "6000000", WATCHDOG_PID: "100" }, 100)?.watchdogMs, 3000);
+  assert.equal(notifyTarget({ NOTIFY_SOCKET: "@n", WATCHDOG_USEC: "3000000" }, 100), { socket: "@n", watchdogMs: 750 });
+  assert.equal(notifyTarget({ NOTIFY_SOCKET: "@n", WATCHDOG_USEC: "6000000" }, 100), { socket: "@n", watchdogMs: 1000 });
+  assert.equal(notifyTarget({ NOTIFY_SOCKET: "@n", WATCHDOG_USEC: "6000000", WATCHDOG_PID: "100" }, 100)?.watchdogMs, 1000);
   assert.is(notifyTarget({ NOTIFY_SOCKET: "@n", WATCHDOG_USEC: "6000000", WATCHDOG_PID: "7" }, 100)?.watchdogMs, null);
   assert.is(notifyTarget({ NOTIFY_SOCKET: "@n", WATCHDOG_USEC: "bogus" }, 100)?.watchdogMs, null);
 });
