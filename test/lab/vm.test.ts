@@ -191,8 +191,9 @@ if (skip) {
     const tl = timeline(since);
     const at = (re: RegExp) => tl.findIndex((l) => re.test(l));
     const fenced = at(new RegExp(`fence.*${h}.*(CONFIRMED|fenced)`));
-    // db depends on mysql: it may start once MySQL is writable again (promoted), not before
-    const mysql = at(/step failover mysql step promote done/);
+    // db depends on mysql: it may start once MySQL is writable again, not before: the new
+    // primary's own "promote done" (the leader's step line may come after it learns of it)
+    const mysql = at(/lrm mysql promote done|step failover mysql step promote done/);
     const dbStart = at(/vm-failover db: .* starting it on/);
     const appStart = at(/vm-failover app: .* starting it on/);
     const order = tl.filter((l) => /fence|failover|vm-failover|vm-placement/.test(l)).slice(0, 30).join("\n");
