@@ -25,6 +25,11 @@ function get<T>(node: string, path: string, timeoutMs = 2000): Promise<T | null>
 
 export const vmSnapshot = (node: string) => get<VmSnapshot>(node, "/vms");
 export const alarmsOf = async (node: string) => (await get<{ active: AlarmRow[] }>(node, "/alarms"))?.active ?? [];
+/** An alarm active or recently cleared on `node` (GET /alarms?all=1): one raised and cleared between two polls counts. */
+export const alarmSeen = async (node: string, id: string) => {
+  const r = await get<{ active: AlarmRow[]; cleared?: AlarmRow[] }>(node, "/alarms?all=1");
+  return [...(r?.active ?? []), ...(r?.cleared ?? [])].find((a) => a.id === id) ?? null;
+};
 
 /** The leader's snapshot (it holds the register as committed), or null. */
 export async function leaderView(): Promise<{ node: string; s: VmSnapshot } | null> {
