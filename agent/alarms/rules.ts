@@ -7,6 +7,7 @@ import type { RuleConfig } from "./config.ts";
 import { Collector, levelUp } from "./collector.ts";
 import { bmcRules, bondRules, switchRules } from "./rules-hw.ts";
 import { readinessRules } from "./rules-ready.ts";
+import { vmRules } from "./rules-vm.ts";
 import {
   alarmId,
   idPart,
@@ -33,6 +34,7 @@ export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<strin
   if (r.writes) writesDownRules(out, r.node, r.writes);
   for (const e of r.events ?? []) eventRules(out, e);
   if (r.readiness) readinessRules(out, r.readiness);
+  if (r.vms) vmRules(out, r.node, r.vms);
   return { conditions: out.conditions, scopes: [...out.scopes], resolved: out.resolved };
 }
 

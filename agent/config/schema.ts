@@ -13,6 +13,7 @@ import { isHostPort } from "./host-port.ts";
 import { AlarmsSection, NotifySection, checkAlarmsRelations, toAlarmsConfig, toNotifyConfig, type AlarmsConfig, type NotifyConfig } from "../alarms/config.ts";
 import { HostSection, toHostOptions, type HostOptions } from "../hw/host.ts";
 import { MetricsSection, toMetricsConfig, type MetricsConfig } from "../runtime/metrics.ts";
+import { VmsSection, checkVms, toVmsConfig, type VmsConfig } from "./vm-schema.ts";
 import { WebSection, checkWeb, toWebConfig, type WebConfig } from "../web/config.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/bollard/bollard.yaml";
@@ -84,6 +85,8 @@ export interface Config {
   metrics: MetricsConfig;
   /** the hardware watch: what to poll how often (the BMCs and switches are ha's) */
   hw: HwConfig;
+  /** the VMs (docs/vm.md); null: the agent runs none */
+  vms: VmsConfig | null;
   /** the web console (docs/web.md) */
   web: WebConfig;
   /** N+1 readiness (docs/readiness.md) */
@@ -200,6 +203,7 @@ export const ConfigFile = section(
     mysql: MysqlSection.optional(),
     redis: RedisSection.optional(),
     portal: PortalSection.optional(),
+    vms: VmsSection.optional(),
     alarms: AlarmsSection.prefault({}),
     notify: NotifySection.prefault({}),
     metrics: MetricsSection.prefault({}),
@@ -277,6 +281,7 @@ export function toConfig(f: ConfigFile, password: string): Config {
     notify: toNotifyConfig(f.notify),
     metrics: toMetricsConfig(f.metrics),
     hw: { host: toHostOptions(f.hw.host), pollMs: f.hw.poll_ms, selEveryMs: f.hw.sel_every_ms, hostEveryMs: f.hw.host_every_ms },
+    vms: f.vms ? toVmsConfig(f.vms, (n) => f.ha?.nodes[n]?.address) : null,
     web: toWebConfig(f.web),
     readiness: {
       enabled: f.readiness.enabled, fenceCheckMs: f.readiness.fence_check_ms, checkMaxAgeMs: f.readiness.check_max_age_ms,
@@ -326,6 +331,7 @@ export function checkRelations(f: ConfigFile): string[] {
   if (f.ha) errs.push(...checkHa({ ha: f.ha, mysql: null, redis: null, portal: null }, names));
   else if (f.mysql || f.redis || f.portal) errs.push("ha: expected an ha section (nodes' addresses and fencing) with mysql, redis or portal, got none");
   errs.push(...checkAlarmsRelations(f.alarms));
+  if (f.vms) errs.push(...checkVms(f.vms, names, (n) => f.ha?.nodes[n]?.address));
   errs.push(...checkWeb(f.web));
   if (f.readiness.check_max_age_ms < f.readiness.fence_check_ms) {
     errs.push(`readiness.check_max_age_ms: expected at least readiness.fence_check_ms (${f.readiness.fence_check_ms}): every check would be stale before the next, got ${f.readiness.check_max_age_ms}`);
