@@ -6,9 +6,9 @@ NODE_DEPS := node_modules/.installed
 # What the lab and the tests run for real (LAB-NOTES.md): installed only where missing.
 APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libnginx-mod-stream \
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
-	qemu-system-x86 perl python3 fdisk dosfstools mtools chromium
+	qemu-system-x86 qemu-system-common qemu-utils xz-utils perl python3 fdisk dosfstools mtools chromium
 
-.PHONY: test-site bench-web test-web test-upgrade test-coldstart test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
+.PHONY: test-site bench-vm bench-web test-web test-upgrade test-coldstart test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
 
 all: build
 
@@ -83,6 +83,14 @@ nemesis: $(NODE_DEPS) apt build
 # RUNS power-off failovers and one switchover in the lab, under a writer through the VIP.
 bench-failover: $(NODE_DEPS) apt build
 	RUNS=$(RUNS) node --import tsx test/lab/bench-failover.ts
+
+# The VMs in the lab (docs/vm.md): node power-off to the guest's first acknowledged write on
+# its new node (RUNS times, p50/p99, the guest's boot apart), acknowledged guest writes lost,
+# guest write latency with the mirror against without it, a 256 MB guest's live migration.
+# Builds (once, cached) the lab guest from Debian packages. About 5-8 minutes.
+bench-vm: $(NODE_DEPS) apt build
+	RUNS=$(RUNS_VM) node --import tsx test/lab/bench-vm.ts
+RUNS_VM ?= 5
 
 # RSS and CPU (agent + children) of the lab's idle agents over SECONDS (default 60); it only
 # reads /proc. Other agents: node --import tsx test/lab/bench-idle.ts [--seconds N] PID...

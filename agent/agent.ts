@@ -15,6 +15,7 @@ import { ControlComponent } from "./runtime/control-component.ts";
 import type { Route } from "./runtime/control.ts";
 import { HaComponent } from "./runtime/ha-component.ts";
 import { MainLoop } from "./runtime/loop-component.ts";
+import { VmComponent } from "./runtime/vm-component.ts";
 import { UpgradeComponent } from "./runtime/upgrade-component.ts";
 import { ReadinessComponent } from "./runtime/readiness.ts";
 import { WatchComponent } from "./runtime/watch-component.ts";
@@ -51,9 +52,10 @@ export class Agent {
     const cluster = (this.cluster = new ClusterComponents(ctx));
     const ha = new HaComponent(ctx, cluster);
     const ready = new ReadinessComponent(ctx, cluster, ha, routes);
+    const vms = new VmComponent(ctx, cluster, ha, routes);
     const web = new WebComponent(ctx, cluster, ha, routes);
-    const watch = new WatchComponent(ctx, cluster, ha, routes, ready, (h, wall) => web.onHost(h, wall));
-    const control = new ControlComponent(ctx, cluster, ha, watch, routes, ready);
+    const watch = new WatchComponent(ctx, cluster, ha, routes, ready, vms, (h, wall) => web.onHost(h, wall));
+    const control = new ControlComponent(ctx, cluster, ha, watch, routes, ready, vms);
     const upgrade = new UpgradeComponent(ctx, cluster, ha, routes);
     const loop = new MainLoop(ctx, this.notifier, cluster, ha, control);
     const c = cluster.steps;
@@ -67,6 +69,7 @@ export class Agent {
       c.bus, //          the bus connects to the brokers
       ha, //             the data path: MySQL, Redis, the portal, the VIP
       ready, //          N+1 readiness: could the cluster lose each node now (GET /ready)
+      vms, //            the VMs: QEMU, their mirrored disks, placement and restarts (vms: only)
       watch, //          hardware, host and cluster readings -> alarms, metrics
       upgrade, //        bundles staged, on trial, blessed; the rollout's routes (upgrade/)
       loop, //           the tick, the status file, the GC

@@ -7,6 +7,7 @@ import type { RuleConfig } from "./config.ts";
 import { Collector, levelUp } from "./collector.ts";
 import { bmcRules, bondRules, switchRules } from "./rules-hw.ts";
 import { readinessRules } from "./rules-ready.ts";
+import { vmRules } from "./rules-vm.ts";
 import { siteRules } from "./rules-site.ts";
 import {
   alarmId,
@@ -35,6 +36,7 @@ export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<strin
   if (r.sites) siteRules(out, r.node, r.sites);
   for (const e of r.events ?? []) eventRules(out, e);
   if (r.readiness) readinessRules(out, r.readiness);
+  if (r.vms) vmRules(out, r.node, r.vms);
   return { conditions: out.conditions, scopes: [...out.scopes], resolved: out.resolved };
 }
 

@@ -2,6 +2,7 @@
 // (conditions), and what the engine keeps (alarms and their transitions). Everything here
 // is plain data, so a reading can come from a driver, a test or the simulator alike.
 // Times are wall-clock milliseconds since the epoch, passed in by the caller.
+import type { VmAlarmInput } from "../ha/vm-types.ts";
 
 export type Severity = "critical" | "major" | "minor" | "info";
 /** Most severe first. */
@@ -31,6 +32,10 @@ export const RULES = [
   "clock-skew",
   "fence-failed",
   "failover-done",
+  "vm-down",
+  "vm-restart-failed",
+  "vm-mirror-degraded",
+  "vm-no-capacity",
   "writes-down",
   "data-diverged",
   "upgrade-failed",
@@ -198,6 +203,8 @@ export interface Readings {
   events?: EventInput[];
   /** could the cluster lose each node now (runtime/readiness.ts) */
   readiness?: ReadyInput | null;
+  /** the VMs, as the leader's VM manager judges them (alarms/rules-vm.ts) */
+  vms?: VmAlarmInput;
 }
 
 // ---- outputs of the rules -------------------------------------------------------------

@@ -14,6 +14,7 @@ import { SitesSection, checkSites, toSites, type SiteConfig } from "./site-schem
 import { AlarmsSection, NotifySection, checkAlarmsRelations, toAlarmsConfig, toNotifyConfig, type AlarmsConfig, type NotifyConfig } from "../alarms/config.ts";
 import { HostSection, toHostOptions, type HostOptions } from "../hw/host.ts";
 import { MetricsSection, toMetricsConfig, type MetricsConfig } from "../runtime/metrics.ts";
+import { VmsSection, checkVms, toVmsConfig, type VmsConfig } from "./vm-schema.ts";
 import { WebSection, checkWeb, toWebConfig, type WebConfig } from "../web/config.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/bollard/bollard.yaml";
@@ -87,6 +88,8 @@ export interface Config {
   metrics: MetricsConfig;
   /** the hardware watch: what to poll how often (the BMCs and switches are ha's) */
   hw: HwConfig;
+  /** the VMs (docs/vm.md); null: the agent runs none */
+  vms: VmsConfig | null;
   /** the web console (docs/web.md) */
   web: WebConfig;
   /** N+1 readiness (docs/readiness.md) */
@@ -203,6 +206,7 @@ export const ConfigFile = section(
     mysql: MysqlSection.optional(),
     redis: RedisSection.optional(),
     portal: PortalSection.optional(),
+    vms: VmsSection.optional(),
     sites: SitesSection.optional(),
     alarms: AlarmsSection.prefault({}),
     notify: NotifySection.prefault({}),
@@ -282,6 +286,7 @@ export function toConfig(f: ConfigFile, password: string): Config {
     notify: toNotifyConfig(f.notify),
     metrics: toMetricsConfig(f.metrics),
     hw: { host: toHostOptions(f.hw.host), pollMs: f.hw.poll_ms, selEveryMs: f.hw.sel_every_ms, hostEveryMs: f.hw.host_every_ms },
+    vms: f.vms ? toVmsConfig(f.vms, (n) => f.ha?.nodes[n]?.address) : null,
     web: toWebConfig(f.web),
     readiness: {
       enabled: f.readiness.enabled, fenceCheckMs: f.readiness.fence_check_ms, checkMaxAgeMs: f.readiness.check_max_age_ms,
@@ -332,6 +337,7 @@ export function checkRelations(f: ConfigFile): string[] {
   else if (f.mysql || f.redis || f.portal) errs.push("ha: expected an ha section (nodes' addresses and fencing) with mysql, redis or portal, got none");
   errs.push(...checkSites(f.sites, !!f.mysql));
   errs.push(...checkAlarmsRelations(f.alarms));
+  if (f.vms) errs.push(...checkVms(f.vms, names, (n) => f.ha?.nodes[n]?.address));
   errs.push(...checkWeb(f.web));
   if (f.readiness.check_max_age_ms < f.readiness.fence_check_ms) {
     errs.push(`readiness.check_max_age_ms: expected at least readiness.fence_check_ms (${f.readiness.fence_check_ms}): every check would be stale before the next, got ${f.readiness.check_max_age_ms}`);

@@ -117,7 +117,7 @@ export class ConsoleApp {
       return;
     }
     this.ui.message = null;
-    if (/^[1-7]$/.test(k)) return this.show(Number(k) as ScreenNo);
+    if (/^[1-8]$/.test(k)) return this.show(Number(k) as ScreenNo);
     if (k === "L") return this.stop(EXIT_LOGIN);
     if (k === "q" || k === "Q" || k === "ctrl-d") return this.stop(EXIT_QUIT);
     if (k === "r" || k === "ctrl-l") return this.screen.invalidate();

@@ -7,6 +7,7 @@ import { ago, assess, assignments, cut, type Assessment, type Model } from "./mo
 import { nodesScreen, networkScreen } from "./screens-cluster.ts";
 import { alarmsScreen, eventsScreen, logsScreen } from "./screens-lists.ts";
 import { servicesScreen } from "./screens-services.ts";
+import { vmsScreen } from "./screens-vms.ts";
 import { SCREENS, type ScreenNo, type Ui } from "./ui.ts";
 import { ascii, type Line } from "./vt100.ts";
 
@@ -43,6 +44,8 @@ function screenBody(m: Model, ui: Ui, rows: number, a: Assessment): Line[] {
       return networkScreen(m, rows);
     case 7:
       return actionsScreen(m, ui.actions, rows);
+    case 8:
+      return vmsScreen(m, rows);
   }
 }
 
@@ -91,11 +94,12 @@ export function bottomLine(m: Model, ui: Ui): Line {
 }
 
 const KEYS: Record<ScreenNo, string> = {
-  1: "1-7 screens  r redraw",
-  2: "1-7 screens  r redraw",
-  3: "j/k select  a ack  1-7 screens",
+  1: "1-8 screens  r redraw",
+  2: "1-8 screens  r redraw",
+  3: "j/k select  a ack  1-8 screens",
   4: "j/k g/G scroll  n node  v level",
   5: "j/k g/G scroll  n node  t all/timeline",
-  6: "1-7 screens  r redraw",
+  6: "1-8 screens  r redraw",
   7: "letter: choose  x cancel",
+  8: "1-8 screens  r redraw",
 };

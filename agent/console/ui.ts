@@ -11,6 +11,7 @@ export const SCREENS = [
   [5, "Events"],
   [6, "Network"],
   [7, "Actions"],
+  [8, "VMs"],
 ] as const;
 export type ScreenNo = (typeof SCREENS)[number][0];
 

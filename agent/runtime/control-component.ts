@@ -7,6 +7,7 @@ import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";
 import { ControlServer, type CommandResult, type ControlHandlers, type FetchParams, type Route } from "./control.ts";
 import type { HaComponent } from "./ha-component.ts";
+import type { VmComponent } from "./vm-component.ts";
 import { writeStatusFile, type StatusBody } from "./status.ts";
 import type { ReadinessComponent } from "./readiness.ts";
 import type { WatchComponent } from "./watch-component.ts";
@@ -26,6 +27,7 @@ export class ControlComponent implements Component {
     /** routes other components mount while they run */
     private readonly routes: Record<string, Route>,
     private readonly ready?: ReadinessComponent,
+    private readonly vms: VmComponent | null = null,
   ) {}
 
   async start(): Promise<void> {
@@ -56,6 +58,7 @@ export class ControlComponent implements Component {
       watch: this.watch.watch?.snapshot() ?? null,
       ready: this.ready?.snapshot() ?? null,
       control: this.server?.stats() ?? null,
+      vms: this.vms?.runtime?.snapshot() ?? null,
       wall: Date.now(),
     };
   }

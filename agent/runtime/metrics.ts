@@ -14,6 +14,7 @@ import type { NodeView } from "../cluster/view.ts";
 import type { HostReading } from "../hw/host.ts";
 import { isHostPort } from "../config/host-port.ts";
 import type { Logger } from "../env/env.ts";
+import { renderVmMetrics, type VmMetrics } from "./vm-metrics.ts";
 
 export interface MetricsSnapshot {
   node: string;
@@ -58,6 +59,7 @@ export interface MetricsSnapshot {
   sites?: { site: string; up: boolean; state: string; lagSeconds: number | null; lagTransactions: number | null }[];
   alarms?: Partial<Record<Severity, number>>;
   bus?: { received: number; published: number; rejected: Record<string, number> };
+  vms?: VmMetrics;
 }
 
 /** Sensor unit (as ipmitool prints it) -> metric name suffix in base units. */
@@ -158,6 +160,7 @@ export async function renderMetrics(s: MetricsSnapshot): Promise<{ text: string;
     c("bollard_bus_messages_published_total", "Bus messages published", {}, s.bus.published);
     for (const [reason, n] of Object.entries(s.bus.rejected)) c("bollard_bus_messages_rejected_total", "Bus messages dropped, by reason", { reason }, n);
   }
+  if (s.vms) renderVmMetrics(g, s.vms);
   return { text: await reg.metrics(), contentType: reg.contentType };
 }
 

@@ -21,6 +21,8 @@ export interface StatusBody {
   ready?: object | null;
   /** the control socket's requests and what it refused, by HTTP code (runtime/control.ts) */
   control?: object | null;
+  /** the VMs (runtime/vm-runtime.ts snapshot); null without VMs */
+  vms?: object | null;
   /** wall-clock ms when this body was made */
   wall: number;
 }

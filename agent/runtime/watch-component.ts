@@ -6,6 +6,7 @@ import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";
 import type { Route } from "./control.ts";
 import type { HaComponent } from "./ha-component.ts";
+import type { VmComponent } from "./vm-component.ts";
 import type { HostReading } from "../hw/host.ts";
 import type { ReadinessComponent } from "./readiness.ts";
 import { Watch } from "./watch.ts";
@@ -22,6 +23,7 @@ export class WatchComponent implements Component {
     private readonly routes: Record<string, Route>,
     /** N+1 readiness, judged by its own component: the not-ready alarms */
     private readonly ready?: ReadinessComponent,
+    private readonly vms: VmComponent | null = null,
     /** each host reading (the web console's chart samples) */
     private readonly onHost?: (h: HostReading, wall: number) => void,
   ) {}
@@ -35,6 +37,7 @@ export class WatchComponent implements Component {
       siteMetrics: () => this.ha.runtime?.snapshot().sites.map((x) => ({ site: x.site, up: x.state !== "unreachable" && x.state !== "unknown", state: x.state, lagSeconds: x.lagS, lagTransactions: x.lagTrx })) ?? null,
       onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
       uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
+      vms: () => { const rt = this.vms?.runtime; return rt ? { alarms: rt.alarmInput(), metrics: rt.metrics() } : null; },
       ...(this.onHost ? { onHost: this.onHost } : {}),
       readiness: () => this.ready?.snapshot() ?? null,
     });

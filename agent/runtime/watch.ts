@@ -30,6 +30,8 @@ import type { Config } from "../config/schema.ts";
 import type { ClusterEvent, Logger, TimerHandle, Timers } from "../env/env.ts";
 import { atomicWrite } from "../env/store.ts";
 import type { DbFacts } from "../ha/local.ts";
+import type { VmAlarmInput } from "../ha/vm-types.ts";
+import type { VmMetrics } from "./vm-metrics.ts";
 import { bondAlarmInputs, hostAlarmInput, hostSource, readBondStates, readHost, type HostOptions, type HostReading, type HostSource } from "../hw/host.ts";
 import type { SelEntry } from "../hw/ipmi-parse.ts";
 import { alarmRoutes } from "./alarm-routes.ts";
@@ -73,6 +75,8 @@ export interface WatchDeps {
   wall(): number;
   /** N+1 readiness as judged now (runtime/readiness.ts); absent or null: not judged */
   readiness?(): ReadyInput | null;
+  /** the VMs' alarm input and metrics (runtime/vm-runtime.ts); absent without VMs */
+  vms?(): { alarms: VmAlarmInput; metrics: VmMetrics | null } | null;
   /** tests: fakes of the hardware, host and bond readers */
   poller?: HwPoller;
   readHost?(o: HostOptions): Promise<HostReading>;
@@ -282,6 +286,8 @@ export class Watch {
     if (facts && this.d.config.ha?.redis) r.redis = redisInput(facts.redis);
     // like the cluster's: peers not yet heard are not "would be left without"
     if (this.d.readiness && t0 - this.startedAt >= 2 * t.peerDeadMs + 2000) r.readiness = this.d.readiness();
+    const vms = this.d.vms?.();
+    if (vms) r.vms = vms.alarms;
     const writes = this.d.writes?.();
     if (writes) r.writes = writes;
     const sites = this.d.sites?.();
@@ -403,6 +409,7 @@ export class Watch {
     if (sites?.length) s.sites = sites;
     s.alarms = this.service.counts();
     s.bus = busMetrics(this.d.bus.stats());
+    s.vms = this.d.vms?.()?.metrics ?? undefined;
     return s;
   }
 }

@@ -48,9 +48,7 @@ alarms:
 metrics:
   enabled: true
   listen: "$(data_ip "$n"):9464"
-web:
-  enabled: true
-  listen: ["0.0.0.0:443"]           # the node's address and, where it is held, the VIP (docs/web.md)
+$([ "${LAB_NO_WEB:-}" = 1 ] || printf '%s\n' 'web:' '  enabled: true' '  listen: ["0.0.0.0:443"]           # the node address and, where it is held, the VIP (docs/web.md)')
 hw:
   host:
     bonds: [{ name: bond0, file: $d/bond0.status }]   # bond0 is emulated: bondd writes its status there

@@ -6,6 +6,9 @@
 # exists: it defines gen_ha_config NODE, whose output is appended to the node's bollard.yaml.
 # shellcheck source=/dev/null
 [ -f "$LAB_DIR/gen-ha.sh" ] && . "$LAB_DIR/gen-ha.sh"
+# The VMs' section (vms:) comes from gen-vm.sh, with LAB_VMS=1 (docs/vm.md).
+# shellcheck source=/dev/null
+[ -f "$LAB_DIR/gen-vm.sh" ] && . "$LAB_DIR/gen-vm.sh"
 
 secret() { head -c 64 /dev/urandom | base64 | tr -d '/+=' | head -c "${1:-20}"; }
 put_secret() { (umask 077; printf '%s\n' "$2" >"$1"); }
@@ -295,6 +298,7 @@ EOF
   if ! loopback && [ "${LAB_NO_HA:-0}" != 1 ] && declare -F gen_ha_config >/dev/null; then
     gen_ha_config "$n" >>"$d/bollard.yaml" || return 1
   fi
+  if [ "${LAB_VMS:-0}" = 1 ] && ! loopback && declare -F gen_vm_config >/dev/null; then gen_vm_config "$n" >>"$d/bollard.yaml" || return 1; fi
   chmod 600 "$d/bollard.yaml"
   loopback && return 0
 

@@ -75,10 +75,13 @@ const upgradeInfo = async (node: string, bundle: string) => {
 s.before(async () => {
   if (!root) return;
   const t0 = Date.now();
-  // the last commit without rolling upgrades (the parent of the one that added agent/upgrade/):
-  // its agent knows nothing of them, and speaks the same wire protocol (docs/bus.md "Versions")
-  const added = execFileSync("git", ["log", "--diff-filter=A", "--format=%H", "--", "agent/upgrade/gate.ts"], { cwd: REPO, encoding: "utf8" }).trim().split("\n").pop()!;
-  const base = execFileSync("git", ["rev-parse", `${added}^`], { cwd: REPO, encoding: "utf8" }).trim();
+  // the newest commit in this history without rolling upgrades (no agent/upgrade/gate.ts) that
+  // already speaks the bus the lab runs (TLS on every broker: agent/bus/tls.ts): its agent knows
+  // nothing of upgrades, and speaks the same wire protocol (docs/bus.md "Versions")
+  const has = (c: string, f: string) => { try { execFileSync("git", ["cat-file", "-e", `${c}:${f}`], { cwd: REPO, stdio: "ignore" }); return true; } catch { return false; } };
+  const revs = execFileSync("git", ["rev-list", "--date-order", "HEAD"], { cwd: REPO, encoding: "utf8" }).trim().split("\n");
+  const base = revs.find((c) => !has(c, "agent/upgrade/gate.ts") && has(c, "agent/bus/tls.ts"));
+  if (!base) throw new Error("no commit without agent/upgrade/ that has agent/bus/tls.ts in this history");
   const src = join(T, "src");
   mkdirSync(src);
   execFileSync("bash", ["-c", `git -C ${REPO} archive ${base} | tar -x -C ${src}`]);
@@ -95,6 +98,7 @@ s.before(async () => {
 s.after(async () => {
   if (root) await lab("down");
   delete process.env.LAB_AGENT_CMD;
+  delete process.env.LAB_NO_WEB;
   rmSync(T, { recursive: true, force: true });
   console.log(`figures:\n  ${figures.join("\n  ")}`);
 });

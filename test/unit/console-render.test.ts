@@ -71,7 +71,7 @@ R("the top line: state, reason, leader, term, VIP, this node", () => {
 });
 
 R("the bottom line says how old the data is when the agent is down", () => {
-  assert.match(text(model(), 1)[23]!, /^live \| 1-7 screens/);
+  assert.match(text(model(), 1)[23]!, /^live \| 1-8 screens/);
   assert.match(text(STATES["agent down"]!(), 1)[23]!, /^AGENT DOWN, last known 12\.3s old \|/);
   assert.match(text(STATES["no quorum"]!(), 2)[23]!, /^NO QUORUM: view may be stale/);
   assert.match(text(model(), 3, 24, { prompt: "acknowledge a1? y/n" })[23]!, /acknowledge a1\? y\/n/);
