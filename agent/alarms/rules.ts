@@ -8,6 +8,7 @@ import { Collector, levelUp } from "./collector.ts";
 import { bmcRules, bondRules, switchRules } from "./rules-hw.ts";
 import { readinessRules } from "./rules-ready.ts";
 import { vmRules } from "./rules-vm.ts";
+import { siteRules } from "./rules-site.ts";
 import {
   alarmId,
   idPart,
@@ -32,6 +33,7 @@ export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<strin
   if (r.mysql) mysqlRules(out, r.node, r.mysql);
   if (r.redis) redisRules(out, r.node, r.redis);
   if (r.writes) writesDownRules(out, r.node, r.writes);
+  if (r.sites) siteRules(out, r.node, r.sites);
   for (const e of r.events ?? []) eventRules(out, e);
   if (r.readiness) readinessRules(out, r.readiness);
   if (r.vms) vmRules(out, r.node, r.vms);

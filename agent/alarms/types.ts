@@ -39,6 +39,10 @@ export const RULES = [
   "writes-down",
   "data-diverged",
   "upgrade-failed",
+  "site-lag",
+  "site-down",
+  "site-promoted",
+  "site-diverged",
 ] as const;
 export type RuleName = (typeof RULES)[number];
 
@@ -168,6 +172,11 @@ export interface WritesDownInput {
   down: readonly { svc: string; since: number; forMs: number; why: string; command: string | null }[];
 }
 
+/** The remote sites as this node judges them (ha/site.ts): alarms only on the acting leader. */
+export interface SitesInput {
+  sites: readonly { site: string; alarms: readonly { rule: "site-lag" | "site-down" | "site-promoted" | "site-diverged"; severity: Severity; text: string; detail: string }[] }[];
+}
+
 /** One-shot happenings: they raise an alarm that is held after the input is gone. */
 export type EventInput =
   | { kind: "fence-failed"; target: string; detail: string }
@@ -188,6 +197,8 @@ export interface Readings {
   mysql?: MysqlInput | null;
   redis?: RedisInput | null;
   writes?: WritesDownInput;
+  /** the remote sites (issue 18) */
+  sites?: SitesInput;
   /** events since the last evaluation */
   events?: EventInput[];
   /** could the cluster lose each node now (runtime/readiness.ts) */

@@ -18,7 +18,7 @@ function socketOf(ctx: CommandContext): string {
   return r.ok ? r.config.control.socket : `${DEFAULT_STATE_DIR}/agent.sock`;
 }
 
-async function send(ctx: CommandContext, cmd: Command): Promise<number> {
+export async function send(ctx: CommandContext, cmd: Command): Promise<number> {
   try {
     const r = await controlRequest(socketOf(ctx), "POST", "/command", cmd, 15_000);
     const body = r.body as { status?: string; epoch?: number; error?: string };

@@ -91,7 +91,7 @@ export const servicesCommand: SubCommand = {
     if (o.json) {
       const portal = Object.fromEntries(membersOf(m).map((n) => [n, n === m.self ? (ha?.facts.portal ?? null) : (ha?.peers[n]?.portal ?? null)]));
       const vip = Object.fromEntries(membersOf(m).map((n) => [n, n === m.self ? (ha?.facts.vip ?? null) : (ha?.peers[n]?.vip ?? null)]));
-      ctx.io.out(JSON.stringify({ ...liveFields(src), self: m.self, services: serviceViews(m), portal, vip: { address: m.vip, holder: m.status.body?.view.committed.assignments.vip ?? null, up: vip }, procedures: ha?.procedures ?? [], flags: m.status.body?.view.committed.flags ?? {} }));
+      ctx.io.out(JSON.stringify({ ...liveFields(src), self: m.self, services: serviceViews(m), portal, vip: { address: m.vip, holder: m.status.body?.view.committed.assignments.vip ?? null, up: vip }, procedures: ha?.procedures ?? [], flags: m.status.body?.view.committed.flags ?? {}, sites: ha?.sites ?? [] }));
     } else ctx.io.out(servicesLines(m).join("\n"));
     return m.status.live ? 0 : 1;
   },

@@ -10,6 +10,7 @@ import type { Level } from "../env/env.ts";
 import { DEFAULT_TIMING, checkTiming, type Timing } from "../cluster/timing.ts";
 import { HaSection, MysqlSection, PortalSection, RedisSection, checkHa, type HaConfig } from "./ha-schema.ts";
 import { isHostPort } from "./host-port.ts";
+import { SitesSection, checkSites, toSites, type SiteConfig } from "./site-schema.ts";
 import { AlarmsSection, NotifySection, checkAlarmsRelations, toAlarmsConfig, toNotifyConfig, type AlarmsConfig, type NotifyConfig } from "../alarms/config.ts";
 import { HostSection, toHostOptions, type HostOptions } from "../hw/host.ts";
 import { MetricsSection, toMetricsConfig, type MetricsConfig } from "../runtime/metrics.ts";
@@ -77,6 +78,8 @@ export interface Config {
   control: { socket: string };
   /** the data path (issue 4); null: the agent runs the cluster core only */
   ha: HaConfig | null;
+  /** MySQL replicas in other rooms (issue 18, docs/site.md); absent or empty: none */
+  sites?: SiteConfig[];
   /** alarm damping, rule thresholds, history (docs/alarms.md) */
   alarms: AlarmsConfig;
   /** webhooks for alarm transitions */
@@ -204,6 +207,7 @@ export const ConfigFile = section(
     redis: RedisSection.optional(),
     portal: PortalSection.optional(),
     vms: VmsSection.optional(),
+    sites: SitesSection.optional(),
     alarms: AlarmsSection.prefault({}),
     notify: NotifySection.prefault({}),
     metrics: MetricsSection.prefault({}),
@@ -277,6 +281,7 @@ export function toConfig(f: ConfigFile, password: string): Config {
     },
     control: { socket: f.control.socket ?? `${f.state_dir.replace(/\/+$/, "")}/agent.sock` },
     ha: f.ha ? { ha: f.ha, mysql: f.mysql ?? null, redis: f.redis ?? null, portal: f.portal ?? null } : null,
+    sites: toSites(f.sites),
     alarms: toAlarmsConfig(f.alarms),
     notify: toNotifyConfig(f.notify),
     metrics: toMetricsConfig(f.metrics),
@@ -330,6 +335,7 @@ export function checkRelations(f: ConfigFile): string[] {
   }
   if (f.ha) errs.push(...checkHa({ ha: f.ha, mysql: null, redis: null, portal: null }, names));
   else if (f.mysql || f.redis || f.portal) errs.push("ha: expected an ha section (nodes' addresses and fencing) with mysql, redis or portal, got none");
+  errs.push(...checkSites(f.sites, !!f.mysql));
   errs.push(...checkAlarmsRelations(f.alarms));
   if (f.vms) errs.push(...checkVms(f.vms, names, (n) => f.ha?.nodes[n]?.address));
   errs.push(...checkWeb(f.web));

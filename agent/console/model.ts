@@ -4,6 +4,7 @@
 // Model, so what `bollard nodes` prints is what screen 1 shows.
 import type { DbReport, ResReport } from "../bus/messages.ts";
 import type { StatusBody } from "../runtime/status.ts";
+import type { SiteView } from "../runtime/site-runtime.ts";
 
 export type Svc = "mysql" | "redis";
 
@@ -17,6 +18,8 @@ export interface HaSnapshot {
   procedures: string[];
   heldOut: Record<string, string>;
   peers: Record<string, ResReport>;
+  /** remote sites (runtime/site-runtime.ts SiteView); absent from older agents */
+  sites?: SiteView[];
 }
 
 /** The status as last read: live from the agent, or its status.json when it does not answer. */

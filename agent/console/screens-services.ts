@@ -5,6 +5,7 @@
 import { parseGtid, weight } from "../resources/gtid.ts";
 import { ago, alive, assignments, cols, cut, factsOf, flags, haOf, holdsVip, membersOf, services, type Facts, type Model, type Svc } from "./model.ts";
 import type { Line } from "./vt100.ts";
+import type { SiteView } from "../runtime/site-runtime.ts";
 
 export interface ServiceRow {
   node: string;
@@ -136,6 +137,7 @@ export function servicesLines(m: Model): string[] {
   const out: string[] = [];
   for (const v of serviceViews(m)) out.push(...table(v), "");
   out.push(...portalTable(m));
+  out.push(...siteLines(haOf(m)?.sites ?? []));
   const n = notes(m);
   if (n.length) out.push("", ...n);
   return out.map((l) => cut(l, 80));
@@ -145,4 +147,15 @@ export function servicesScreen(m: Model, rows: number): Line[] {
   const lines = servicesLines(m);
   if (lines.length <= rows) return lines;
   return [...lines.slice(0, rows - 1), `... ${lines.length - rows + 1} more lines: bollard services`];
+}
+
+/** The remote sites (issue 18): state, source, lag in seconds and transactions. */
+export function siteLines(sites: readonly SiteView[]): string[] {
+  if (!sites.length) return [];
+  const out = ["", "Remote site  state        lag s  lag trx  source"];
+  for (const x of sites) {
+    out.push(`${x.site.padEnd(12)} ${x.state.padEnd(12)} ${String(x.lagS ?? "-").padStart(5)}  ${String(x.lagTrx ?? "-").padStart(7)}  ${x.source ?? "-"}`);
+    if (x.state !== "replicating" && x.why) out.push(`  ${x.why}`);
+  }
+  return out;
 }

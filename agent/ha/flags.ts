@@ -17,6 +17,8 @@
 //                       leader has compared its position with the replicas' (issue 22 item 2)
 //   failover-to:<svc>   an operator's fenced failover (`bollard failover SVC --to NODE`): the
 //                       node, or "any"
+//   site-promoted:<site>  a remote site's MySQL was promoted (`bollard site promote`): this
+//                       room's MySQL stays read-only, held for re-cloning (ha/site.ts)
 import type { ClusterConfig } from "../bus/messages.ts";
 
 export type Svc = "mysql" | "redis";

@@ -7,6 +7,7 @@
 import type { ClusterConfig } from "../bus/messages.ts";
 import type { NodeView } from "../cluster/view.ts";
 import { confirmedInst, fenceHeld, frozen, type Svc } from "./flags.ts";
+import { promotedSites } from "./site.ts";
 
 export interface DbFacts {
   up: boolean;
@@ -190,6 +191,9 @@ export class LocalManager {
     }
     if (!holder) return d.writable ? { res: svc, do: "demote", why: "no primary is assigned yet" } : null;
     if (holder === this.self) {
+      // a remote site was promoted (ha/site.ts): this room's MySQL is read-only until re-cloned
+      const site = svc === "mysql" ? promotedSites(cfg.flags)[0] : undefined;
+      if (site) return d.writable ? { res: svc, do: "demote", why: `remote site ${site} was promoted: this room stays read-only until it is re-cloned` } : null;
       if (frozen(cfg.flags, svc) === this.self) return d.writable ? { res: svc, do: "demote", why: "planned switchover: read-only until the target has caught up" } : null;
       if (d.role === "primary" && d.writable) return null;
       // R5: promote only while acting, and only on a config known to be the latest

@@ -110,7 +110,10 @@ export class HaManager {
     for (const svc of SERVICES) {
       this.holds.delete(svc);
       const p = this.procs.get(svc);
-      if (p) this.advance(p, inp);
+      // a remote site (ha/site.ts) may hold MySQL: promoted there, or not read yet after a start
+      const siteHold = svc === "mysql" && !p ? inp.siteHold?.() ?? null : null;
+      if (siteHold) this.hold(svc, siteHold, null);
+      else if (p) this.advance(p, inp);
       else if (inp.now >= (this.retryAt.get(svc) ?? -Infinity)) this.watch(svc, cfg, inp);
       else this.hold(svc, `the last try failed (${this.attempts.get(svc)?.last ?? "?"}); trying again in ${Math.round((this.retryAt.get(svc)! - inp.now) / 1000)} s`, null);
     }

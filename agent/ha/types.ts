@@ -19,6 +19,8 @@ export interface HaInput {
   cmp(svc: Svc, a: string, b: string): number | null;
   /** the leader's probes of silent holders' servers (manager.ts probeTargets), by node */
   probes?: ReadonlyMap<string, DataPath>;
+  /** why MySQL must not be placed, failed over or recovered now (a remote site, ha/site.ts), or null */
+  siteHold?: () => string | null;
 }
 
 /** What the leader's probe found of a silent holder's server. */

@@ -29,6 +29,7 @@ import { LocalActions } from "./ha-actions.ts";
 import { LocalReader, dbReport, type LocalDrivers } from "./ha-facts.ts";
 import { LeaderIo } from "./ha-leader.ts";
 import { DataCheck } from "./ha-verify.ts";
+import { SiteRuntime, type SitePrimary } from "./site-runtime.ts";
 
 export { dbReport, mysqlFacts } from "./ha-facts.ts";
 
@@ -61,6 +62,8 @@ export class HaRuntime {
   private actions!: LocalActions;
   private readonly leader: LeaderIo;
   private check: DataCheck | null = null;
+  /** the remote sites' replicas (issue 18), null without `sites:` */
+  private site: SiteRuntime | null = null;
   private readonly busy = new Set<string>();
   private readonly reports = new Map<string, Report>();
   private readonly local: LocalManager;
@@ -113,6 +116,7 @@ export class HaRuntime {
         callTimeoutMs: 1000,
       });
     }
+    if (mysql && this.d.config.sites?.length) this.site = new SiteRuntime({ config: this.d.config, log: this.log.child("site"), command: (c, done) => this.d.node.command(c, done), event: this.d.event });
     if (dr.mysql) this.check = new DataCheck(dr.mysql, mysql!, this.self, this.d.event, this.log, (what) => { this.reader.diverged.mysql = what; });
     if (redis) {
       dr.redis = new RedisDriver({ host: me.address, port: redis.port, password: redis.password_file ? readSecret(redis.password_file) : undefined, announceIp: me.address, log: this.log, minReplicasMaxLagS: redis.min_replicas_max_lag_s });
@@ -139,7 +143,7 @@ export class HaRuntime {
   async stop(): Promise<void> {
     this.stopped = true;
     this.health?.stop();
-    await Promise.allSettled([this.drivers.mysql?.close(), this.drivers.redis?.close()]);
+    await Promise.allSettled([this.drivers.mysql?.close(), this.drivers.redis?.close(), this.site?.stop()]);
   }
 
   /** Messages of the HA layer: peers' resource reports and the leader's query. */
@@ -178,11 +182,12 @@ export class HaRuntime {
     if (!this.polling && this.rate.due(now)) void this.poll();
     const lead = view.role === "leader" && view.acting;
     this.leader.probe(view, now);
+    this.site?.step(now, view, lead, this.sitePrimary(view));
     if (lead) {
       // as of when its facts were read, like a peer's answer to a query: pickCandidate wants
       // positions read after the fence
       this.reports.set(this.self, { r: this.resReport(view.selfFenced), at: this.factsAt });
-      for (const a of this.mgr.tick({ now: performance.now(), wall: Date.now(), view, reports: this.reports, cmp: (svc, a, b) => this.cmp(svc, a, b), probes: this.leader.probes })) void this.leader.act(a);
+      for (const a of this.mgr.tick({ now: performance.now(), wall: Date.now(), view, reports: this.reports, cmp: (svc, a, b) => this.cmp(svc, a, b), probes: this.leader.probes, siteHold: this.site ? () => this.site!.hold(performance.now()) : undefined })) void this.leader.act(a);
     } else if (this.leading) {
       this.mgr.reset("this node no longer leads with a lease");
       this.leader.stopLeading(`${this.self} no longer leads`);
@@ -204,6 +209,20 @@ export class HaRuntime {
     s.at = now;
     this.drivers.redis!.stamp().then((r) => { s.offset = r.offset; s.n = r.stamp; }, (e: Error) => this.log.debug("redis stamp refused", { error: e.message }))
       .finally(() => { s.busy = false; });
+  }
+
+  /** The MySQL holder as the reports say, for the remote sites. */
+  private sitePrimary(view: ReturnType<ClusterNode["view"]>): SitePrimary {
+    const holder = view.committed.assignments.mysql ?? null;
+    const r = !holder ? null : holder === this.self ? this.db("mysql") : this.reports.get(holder)?.r.mysql ?? null;
+    // a holder not heard is not a primary to point the remote at, whatever its last report said
+    const heard = holder === this.self || view.peers.some((p) => p.name === holder && p.alive);
+    return { holder, writable: heard && !!r && r.up && r.writable && r.role === "primary", gtid: r?.up ? r.applied : null };
+  }
+
+  /** The remote sites' alarms, as the acting leader judges them (empty elsewhere). */
+  siteAlarms() {
+    return this.site?.alarms() ?? null;
   }
 
   /** Services without a writable primary clients can reach, as the leader sees them (the alarm). */
@@ -347,7 +366,7 @@ export class HaRuntime {
   snapshot() {
     return {
       facts: this.reader.facts, busy: [...this.busy], procedures: this.mgr.busy(), heldOut: Object.fromEntries(this.local.heldOut),
-      peers: Object.fromEntries([...this.reports].map(([n, x]) => [n, x.r])), writesDown: this.writesDown(),
+      peers: Object.fromEntries([...this.reports].map(([n, x]) => [n, x.r])), writesDown: this.writesDown(), sites: this.site?.snapshot() ?? [],
     };
   }
 }

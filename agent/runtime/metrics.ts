@@ -55,6 +55,8 @@ export interface MetricsSnapshot {
     peers: { peer: string; up: boolean; skewSeconds: number | null }[];
   };
   resources?: { resource: string; role: string; up: boolean; replicationLagSeconds: number | null }[];
+  /** remote sites' replicas (issue 18), as this node reads them */
+  sites?: { site: string; up: boolean; state: string; lagSeconds: number | null; lagTransactions: number | null }[];
   alarms?: Partial<Record<Severity, number>>;
   bus?: { received: number; published: number; rejected: Record<string, number> };
   vms?: VmMetrics;
@@ -145,6 +147,12 @@ export async function renderMetrics(s: MetricsSnapshot): Promise<{ text: string;
     for (const role of new Set(["primary", "replica", "none", r.role])) g("bollard_resource_role", "1 for the role the local instance has", { resource: r.resource, role }, b(role === r.role));
     g("bollard_resource_up", "1 when the local instance answers", { resource: r.resource }, b(r.up));
     g("bollard_resource_replication_lag_seconds", "Replica lag behind its source", { resource: r.resource }, r.replicationLagSeconds);
+  }
+  for (const x of s.sites ?? []) {
+    g("bollard_site_up", "1 when the remote site's MySQL answered the last read", { site: x.site }, b(x.up));
+    g("bollard_site_state", "1 for the remote site's state (docs/site.md)", { site: x.site, state: x.state }, 1);
+    g("bollard_site_replication_lag_seconds", "The remote site's replica behind the primary, seconds (Seconds_Behind_Master)", { site: x.site }, x.lagSeconds);
+    g("bollard_site_replication_lag_transactions", "Transactions the primary has that the remote site's replica has not applied", { site: x.site }, x.lagTransactions);
   }
   if (s.alarms) for (const sev of SEVERITIES) g("bollard_alarms_active", "Active alarms raised by this node", { severity: sev }, s.alarms[sev] ?? 0);
   if (s.bus) {

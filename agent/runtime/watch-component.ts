@@ -33,6 +33,8 @@ export class WatchComponent implements Component {
     const watch = new Watch({
       config, log, bus: this.cluster.bus!, view: () => this.cluster.node?.view() ?? null, facts: () => this.ha.runtime?.snapshot().facts ?? null,
       writes: () => this.ha.runtime?.writesInput() ?? null,
+      sites: () => this.ha.runtime?.siteAlarms() ?? null,
+      siteMetrics: () => this.ha.runtime?.snapshot().sites.map((x) => ({ site: x.site, up: x.state !== "unreachable" && x.state !== "unknown", state: x.state, lagSeconds: x.lagS, lagTransactions: x.lagTrx })) ?? null,
       onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
       uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
       vms: () => { const rt = this.vms?.runtime; return rt ? { alarms: rt.alarmInput(), metrics: rt.metrics() } : null; },

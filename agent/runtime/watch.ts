@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { AlarmHistory, historyDir, mergeAlarms, type ClusterAlarm } from "../alarms/history.ts";
 import { RemoteAck } from "../alarms/remote-ack.ts";
 import { AlarmService } from "../alarms/service.ts";
-import type { Alarm, EventInput, Readings, ReadyInput, SwitchInput, WritesDownInput } from "../alarms/types.ts";
+import type { Alarm, EventInput, Readings, ReadyInput, SitesInput, SwitchInput, WritesDownInput } from "../alarms/types.ts";
 import type { Message } from "../bus/messages.ts";
 import type { AlarmCb, BusStats } from "../bus/mqtt.ts";
 import type { NodeView } from "../cluster/view.ts";
@@ -60,6 +60,10 @@ export interface WatchDeps {
   facts(): { mysql: DbFacts | null; redis: DbFacts | null } | null;
   /** the leader's "writes are down" list (HaRuntime.writesInput()); null without HA */
   writes?(): WritesDownInput | null;
+  /** the remote sites' judgements (SiteRuntime.alarms()); null without sites */
+  sites?(): SitesInput | null;
+  /** the remote sites for the metrics; null without sites */
+  siteMetrics?(): MetricsSnapshot["sites"] | null;
   /** subscribes to the event log (env/real.ts EventLog.onRecord); returns the removal */
   onEvent(fn: (e: ClusterEvent) => void): () => void;
   build: { version: string; rev: string };
@@ -286,6 +290,8 @@ export class Watch {
     if (vms) r.vms = vms.alarms;
     const writes = this.d.writes?.();
     if (writes) r.writes = writes;
+    const sites = this.d.sites?.();
+    if (sites) r.sites = sites;
     try {
       this.service.step(this.d.wall(), r);
       this.stepFailures = 0;
@@ -399,6 +405,8 @@ export class Watch {
         return x ? [{ resource: r, role: x.role, up: x.up, replicationLagSeconds: null }] : [];
       });
     }
+    const sites = this.d.siteMetrics?.();
+    if (sites?.length) s.sites = sites;
     s.alarms = this.service.counts();
     s.bus = busMetrics(this.d.bus.stats());
     s.vms = this.d.vms?.()?.metrics ?? undefined;

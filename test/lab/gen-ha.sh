@@ -53,4 +53,5 @@ hw:
   host:
     bonds: [{ name: bond0, file: $d/bond0.status }]   # bond0 is emulated: bondd writes its status there
 EOF
+  if site2_on; then gen_site2_config; fi
 }

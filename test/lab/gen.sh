@@ -176,6 +176,7 @@ CREATE USER 'bollard'@'%' IDENTIFIED BY '$(get_secret "$S/secrets/mysql-bollard.
 GRANT ALL PRIVILEGES ON *.* TO 'bollard'@'%' WITH GRANT OPTION;
 CREATE USER 'repl'@'198.18.0.%' IDENTIFIED BY '$(get_secret "$S/secrets/mysql-repl.pass")';
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'198.18.0.%';
+$(site2_on && printf "CREATE USER 'repl'@'198.19.2.%%' IDENTIFIED BY '%s';\nGRANT REPLICATION SLAVE ON *.* TO 'repl'@'198.19.2.%%';" "$(get_secret "$S/secrets/mysql-repl.pass")")
 CREATE DATABASE fms;
 CREATE USER 'app'@'198.18.0.%' IDENTIFIED BY '$(get_secret "$S/secrets/mysql-app.pass")';
 GRANT ALL PRIVILEGES ON fms.* TO 'app'@'198.18.0.%';

@@ -33,6 +33,18 @@ NODES=(node1 node2 node3)
 SWITCHES=(switchA switchB)
 # Creation order; down kills mgmt first so no BMC or bondd acts while nodes are torn down.
 ALL_NS=(mgmt switchA switchB node1 node2 node3 client)
+# The second site (issue 18, test/lab/site2.sh): the router `wan` and the remote room `site2`,
+# only when LAB_SITE2=1 at up (a lab that is up says in its lab.env).
+SITE2_NET=198.19.2.0/24
+WAN_DATA_IP=198.18.0.1
+WAN_SITE2_IP=198.19.2.1
+SITE2_IP=198.19.2.10
+site2_on() {
+  local v=""
+  [ -f "$S/ledger" ] && [ -r "$S/lab.env" ] && v=$(sed -n 's/^SITE2=//p' "$S/lab.env")
+  [ "${v:-${LAB_SITE2:-0}}" = 1 ]
+}
+site2_on && ALL_NS+=(wan site2)
 
 DATA_NET=198.18.0.0/24
 MGMT_NET=198.18.1.0/24
@@ -230,6 +242,7 @@ node_boot() {
   for svc in $(node_services); do svc_start "$n" "$svc"; ports+=("$(svc_port "$svc")"); done
   # Like systemd's After=: the agent starts once its local services answer.
   wait_ports "$n" 30 "${ports[@]}" || return 1
+  if site2_on; then ip -n "$n" route replace "$SITE2_NET" via "$WAN_DATA_IP" || return 1; fi
   [ "$agent" = noagent ] || agent_start "$n"
 }
 

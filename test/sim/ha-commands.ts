@@ -11,6 +11,8 @@
 //   <ms> show-writes                 the acting leader's "writes are down" list (the CRITICAL alarm's input)
 //   <ms> blip N MS                   power off and on again MS later (a power blip, a fast reset)
 //   <ms> ha-disarm | ha-arm | ha-ack mysql
+//   <ms> site remote|promote          a remote site's replica appears (the leader judges it, ha/site.ts), or is promoted there
+//   <ms> expect-room-readonly        no live node's MySQL is writable (after a remote site was promoted)
 //   <ms> show-ha                     MySQL role, writability, data, route and VIP per node
 //   <ms> expect-ha                   one writable primary, the one the register names, the VIP
 //                                    on it, every acknowledged write on it, and every other live
@@ -41,6 +43,12 @@ export function haCommand(w: World, op: string, args: string[]): boolean {
     case "ha-arm": viaLeader({ op: "apply", why: "HA armed", flags: { ha: null } }); return true;
     case "ha-ack": viaLeader({ op: "apply", why: `failover of ${args[0]} acknowledged`, flags: { [`ack:${args[0]}`]: String(Math.round(1.7e12 + w.now)) } }); return true;
     case "show-ha": if (h) show(w, h); return true;
+    case "site": if (h) h.remote = { promoted: args[0] === "promote" }; return true;
+    case "expect-room-readonly": {
+      const writable = h ? [...h.n].filter(([n, x]) => x.db.writable && w.node(n).up).map(([n]) => n) : [];
+      if (writable.length) { w.inv.violations.push(`t=${(w.now / 1000).toFixed(3)} HA writable after the remote site was promoted: ${writable.join(",")}`); w.log("---", "VIOLATION", `HA writable: ${writable.join(",")}`); }
+      return true;
+    }
     case "show-writes": {
       const l = leaderOf(w);
       const down = l && h ? h.n.get(l)?.mgr.writesDown() ?? [] : [];

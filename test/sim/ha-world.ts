@@ -15,6 +15,7 @@ import type { Message, ResReport } from "../../agent/bus/messages.ts";
 import type { Svc } from "../../agent/ha/flags.ts";
 import { LocalManager, type DbFacts, type LocalAction } from "../../agent/ha/local.ts";
 import { DEFAULT_HA_TIMING, HaManager, probeTargets, type HaAction, type HaTiming, type Report } from "../../agent/ha/manager.ts";
+import { judgeSite, promotedFlag, type RemoteFacts } from "../../agent/ha/site.ts";
 import type { DataPath } from "../../agent/ha/steps.ts";
 import type { FenceProof } from "../../agent/resources/types.ts";
 import type { App, SimNode, World } from "./world.ts";
@@ -71,6 +72,8 @@ class HaNode {
   broken = false;
   /** consecutive failures of the last local action, as the runtime counts them (stuck after 3) */
   failures = { do: "", n: 0, at: 0 };
+  /** the leader's commit of site-promoted is in flight */
+  siteFlagSent = false;
   constructor(name: string, w: World, h: HaSim) {
     this.mgr = new HaManager(name, SIM_HA_TIMING, { event: (kind, detail) => w.log(name, kind, detail) });
     this.local = new LocalManager(name, (kind, detail) => { w.log(name, kind, detail); h.heldOut.push(`${name}: ${detail}`); });
@@ -102,6 +105,8 @@ export class HaSim implements App {
   private nextId = 1;
   /** when (real ms) MySQL last had no writable primary clients could write to; null while it has */
   private unwritableSince: number | null = null;
+  /** a remote site's replica (`site remote`), promoted by `site promote`; null: no sites */
+  remote: { promoted: boolean } | null = null;
 
   constructor(private readonly w: World) {
     w.app = this;
@@ -203,11 +208,36 @@ export class HaSim implements App {
     this.probe(n, h, view); // every node probes, so that a leader elected meanwhile has the answers
     if (lead) {
       h.reports.set(n.name, { r: this.resOf(n, h), at: this.w.local(n) });
-      const acts = h.mgr.tick({ now: this.w.local(n), wall: 1.7e12 + this.w.now, view, reports: h.reports, cmp: cmpPos, probes: h.probes });
+      const siteHold = this.site(n, h, view);
+      const acts = h.mgr.tick({ now: this.w.local(n), wall: 1.7e12 + this.w.now, view, reports: h.reports, cmp: cmpPos, probes: h.probes, siteHold });
       for (const a of acts) this.leaderAct(n, h, a);
     } else if (h.leading) { h.mgr.reset("no longer the acting leader"); h.fencing.clear(); }
     if (lead && !h.leading) h.leadSince = this.w.now;
     h.leading = lead;
+  }
+
+  /**
+   * The remote site as the leader's SiteRuntime judges it (ha/site.ts): the simulated remote is
+   * always readable; once promoted, the leader commits site-promoted and holds MySQL.
+   */
+  private site(n: SimNode, h: HaNode, view: ReturnType<NonNullable<SimNode["core"]>["view"]>): (() => string | null) | undefined {
+    const x = this.remote;
+    if (!x) return undefined;
+    const facts: RemoteFacts = {
+      up: true, readOnly: !x.promoted, source: x.promoted ? null : "sim", ioRunning: !x.promoted, sqlRunning: !x.promoted, lagSeconds: 0, lastError: null,
+      executed: "", received: "", promoted: x.promoted ? { at: 0, by: "sim", lost: "unknown" } : null, seen: null,
+    };
+    const holder = view.committed.assignments.mysql ?? null;
+    const r = holder ? h.reports.get(holder)?.r.mysql : null;
+    const j = judgeSite({ site: "site2", kind: "mariadb", facts, flags: view.committed.flags, holder, holderAddr: holder, holderWritable: !!r?.writable, primaryGtid: null, lagAlarmS: 30, lagAlarmTrx: 1e9 }, true);
+    if (!(promotedFlag("site2") in view.committed.flags)) h.siteFlagSent = j.actions.some((a) => a.do === "flag-promoted") && h.siteFlagSent;
+    for (const a of j.actions) {
+      if (a.do !== "flag-promoted" || h.siteFlagSent) continue;
+      h.siteFlagSent = true;
+      this.w.log(n.name, "site", `remote site site2 was promoted: holding this room's MySQL read-only`);
+      n.core!.command({ op: "apply", why: "remote site site2 promoted", flags: { [promotedFlag("site2")]: a.why } }, (res) => { if (res.status !== "ok") h.siteFlagSent = false; });
+    }
+    return () => j.hold;
   }
 
   /** The leader's probes of silent holders: the server answers (and is writable, if primary) over the network. */
