@@ -12,7 +12,7 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { promisify } from "node:util";
-import { NODES, REPO, S, VIP, Writer, ackLastFailover, dataIp, faultAt, healthy, lab, lostMysql, lostRedis, status, until } from "./ha-lab.ts";
+import { NODES, REPO, S, VIP, Writer, ackLastFailover, dataIp, faultAt, healthy, lab, lostMysql, lostRedis, sqlLocal, status, until } from "./ha-lab.ts";
 import { type PeerResult, type RunFigure, fmt, summaryLine, table } from "./peers/stats.ts";
 
 const run = promisify(execFile);
@@ -111,7 +111,14 @@ async function peerRun(p: Peer, i: number): Promise<RunFigure> {
     let lost: number | null = null;
     if (p.newPrimary) {
       const np = await p.newPrimary();
-      if (np && np !== "node1") lost = svc === "redis" ? (await lostRedis(w, np, dataIp(np))).length : (await lostMysql(w, np)).length;
+      if (np && np !== "node1" && svc === "redis") lost = (await lostRedis(w, np, dataIp(np))).length;
+      else if (np && np !== "node1") {
+        // as lostMysql, but a query that fails is said, not read as an empty table
+        const out = await sqlLocal(np, "SELECT id FROM fms.writes");
+        const ids = out.split("\n").filter(Boolean);
+        if (ids.every((x) => /^\d+$/.test(x))) { const have = new Set(ids.map(Number)); lost = w.acked("mysql").filter((x) => !have.has(x.id)).length; note = `${note} ${ids.length} rows on ${np}, ${w.acked("mysql").length} acked`; }
+        else note = `${note} lost-write check failed on ${np}: ${out.slice(0, 160)}`;
+      }
       else note ||= "no new primary to check";
       note = `${note} new primary ${np || "-"}`.trim();
     }
