@@ -111,6 +111,7 @@ async function peerRun(p: Peer, i: number): Promise<RunFigure> {
     let lost: number | null = null;
     if (p.newPrimary) {
       const np = await p.newPrimary();
+      if (/\s/.test(np)) throw new Error(`more than one new primary: ${np.split(/\s+/).join(", ")}`);
       if (np && np !== "node1" && svc === "redis") lost = (await lostRedis(w, np, dataIp(np))).length;
       else if (np && np !== "node1") {
         // as lostMysql, but a query that fails is said, not read as an empty table

@@ -46,6 +46,7 @@ CONF
     done
     echo "keepalived: node1 did not take the VIP in 10 s" >&2; exit 1 ;;
   stop) for n in "${NODES[@]}"; do daemon_stop "$n" keepalived; done ;;
-  holder) for n in "${NODES[@]}"; do ip -n "$n" -o addr show dev bond0 2>/dev/null | grep -q " $VIP/" && echo "$n"; done; true ;;
+  # a powered-off node keeps its addresses configured (its links are down): it holds nothing
+  holder) for n in "${NODES[@]}"; do [ "$(cat "$S/$n/power")" = 1 ] && ip -n "$n" -o addr show dev bond0 2>/dev/null | grep -q " $VIP/" && echo "$n"; done; true ;;
   *) echo "usage: keepalived.sh start [ADVERT_INT [VRRP_VERSION]] | stop | holder" >&2; exit 2 ;;
 esac

@@ -94,6 +94,7 @@ CONF
   stop)
     daemon_stop node3 mha-manager
     for n in "${NODES[@]}"; do daemon_stop "$n" sshd; done ;;
-  holder) for n in "${NODES[@]}"; do ip -n "$n" -o addr show dev bond0 2>/dev/null | grep -q " $VIP/" && echo "$n"; done; true ;;
+  # a powered-off node keeps its addresses configured (its links are down): it holds nothing
+  holder) for n in "${NODES[@]}"; do [ "$(cat "$S/$n/power")" = 1 ] && ip -n "$n" -o addr show dev bond0 2>/dev/null | grep -q " $VIP/" && echo "$n"; done; true ;;
   *) echo "usage: mha.sh start|stop|holder" >&2; exit 2 ;;
 esac
