@@ -8,7 +8,7 @@ APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libngi
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
 	qemu-system-x86 qemu-system-common qemu-utils xz-utils perl python3 fdisk dosfstools mtools chromium
 
-.PHONY: test-site bench-vm bench-web test-web test-upgrade test-coldstart test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
+.PHONY: bench-peers test-site bench-vm bench-web test-web test-upgrade test-coldstart test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
 
 all: build
 
@@ -91,6 +91,17 @@ bench-failover: $(NODE_DEPS) apt build
 bench-vm: $(NODE_DEPS) apt build
 	RUNS=$(RUNS_VM) node --import tsx test/lab/bench-vm.ts
 RUNS_VM ?= 5
+
+# bollard against Redis Sentinel, MHA, Pacemaker + Corosync and keepalived (docs/ha.md "Peers"):
+# RUNS power-offs of the primary's node each, under the same writer; one table, one last line
+# "peers: ...". Not part of make test. The peers come from Debian's packages (openssh-server:
+# MHA reaches its nodes over ssh only), installed where missing; under the lab's lock.
+PEER_PKGS := redis-sentinel mha4mysql-manager mha4mysql-node pacemaker corosync fence-agents keepalived openssh-server
+bench-peers: $(NODE_DEPS) apt build
+	@missing=""; for p in $(PEER_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
+	flock -o /run/lock/bollard-lab.lock env RUNS=$(RUNS) node --import tsx test/lab/bench-peers.ts
 
 # RSS and CPU (agent + children) of the lab's idle agents over SECONDS (default 60); it only
 # reads /proc. Other agents: node --import tsx test/lab/bench-idle.ts [--seconds N] PID...

@@ -137,10 +137,13 @@ export class Writer {
   }
   private p: ChildProcess | null = null;
 
-  start(opts: { mysql?: boolean; redis?: boolean; redisWait?: boolean; sample?: boolean }): void {
+  /** mysqlAt, redisAt: other addresses than the VIP's portal ports (make bench-peers: a peer's
+   * VIP on MariaDB's own port); redisSentinels: find the Redis master through Sentinel. */
+  start(opts: { mysql?: boolean; redis?: boolean; redisWait?: boolean; sample?: boolean; mysqlAt?: string; redisAt?: string; redisSentinels?: string }): void {
     const args = ["netns", "exec", "client", process.execPath, "--import", "tsx", join(REPO, "test/lab/writer.ts"), "--out", this.dir, "--password-file", join(S, "secrets/mysql-app.pass")];
-    if (opts.mysql) args.push("--mysql", `${VIP}:3307`);
-    if (opts.redis) args.push("--redis", `${VIP}:6380`);
+    if (opts.mysql) args.push("--mysql", opts.mysqlAt ?? `${VIP}:3307`);
+    if (opts.redis) args.push("--redis", opts.redisAt ?? `${VIP}:6380`);
+    if (opts.redis && opts.redisSentinels) args.push("--redis-sentinels", opts.redisSentinels);
     if (opts.redisWait) args.push("--redis-wait");
     if (opts.sample) args.push("--sample", NODES.map((n) => `${n}=${dataIp(n)}`).join(","));
     this.p = spawn("ip", args, { stdio: "ignore", cwd: REPO });

@@ -3,6 +3,7 @@
 // ack: "<id> <wall ms>"), so a test can check that none is lost after a failover and
 // measure how long writes paused. Run inside the lab's client namespace:
 //   ip netns exec client node --import tsx test/lab/writer.ts --out DIR [--mysql VIP:PORT] [--redis VIP:PORT]
+//     [--redis-sentinels IP:PORT,...] find the Redis master through Sentinel (make bench-peers), not at --redis
 //     [--redis-wait]                  a Redis write counts as acknowledged once WAIT 1 confirms a replica has it
 //     [--sample node1=IP,node2=IP]    every 100 ms, which nodes' MySQL and Redis are writable ("samples")
 // Stops on SIGTERM or after --seconds.
@@ -25,6 +26,8 @@ const { values } = parseArgs({
     "id-base": { type: "string", default: String(Date.now() * 1000) },
     "redis-wait": { type: "boolean", default: false },
     sample: { type: "string" },
+    "redis-sentinels": { type: "string" },
+    "redis-master-name": { type: "string", default: "mymaster" },
   },
 });
 const out = values.out!;
@@ -77,7 +80,12 @@ async function mysqlWriter(target: string): Promise<void> {
 async function redisWriter(target: string): Promise<void> {
   const file = join(out, "redis.acked");
   const errs = join(out, "redis.errors");
-  const r = new Redis({ ...split(target), lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 500, commandTimeout: 1000, retryStrategy: () => 50, enableOfflineQueue: false });
+  // Through Sentinel discovery, as the Sentinel documentation asks of clients: ask a Sentinel
+  // for the master on every (re)connect (ioredis's sentinel mode), the same timeouts otherwise.
+  const where = values["redis-sentinels"]
+    ? { sentinels: values["redis-sentinels"].split(",").map(split), name: values["redis-master-name"], sentinelRetryStrategy: () => 50, sentinelCommandTimeout: 500 }
+    : split(target);
+  const r = new Redis({ ...where, lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 500, commandTimeout: 1000, retryStrategy: () => 50, enableOfflineQueue: false });
   r.on("error", () => undefined);
   let id = Number(values["id-base"]);
   while (!stop) {
@@ -151,4 +159,4 @@ async function sampler(spec: string): Promise<void> {
   for (const c of rd.values()) c.disconnect();
 }
 
-await Promise.all([values.mysql ? mysqlWriter(values.mysql) : null, values.redis ? redisWriter(values.redis) : null, values.sample ? sampler(values.sample) : null]);
+await Promise.all([values.mysql ? mysqlWriter(values.mysql) : null, values.redis || values["redis-sentinels"] ? redisWriter(values.redis ?? "") : null, values.sample ? sampler(values.sample) : null]);
