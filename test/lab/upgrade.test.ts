@@ -39,6 +39,8 @@ async function labUp(bundles: Record<string, string>): Promise<void> {
     rmSync(join(T, n, "bollard.js"), { force: true });
     copyFileSync(bundles[n]!, join(T, n, "bollard.js"));
   }
+  // no web: section: the old agent predates the web console and refuses a key it does not know
+  process.env.LAB_NO_WEB = "1";
   process.env.LAB_AGENT_CMD = `env MALLOC_ARENA_MAX=2 ${REPO}/overlays/usr/lib/bollard/agent-exec ${S}/@NODE@/state/bundles ${T}/@NODE@/bollard.js`;
   await lab("up");
   await until("a healthy MySQL and Redis", 120_000, async () => (await healthy("mysql")) && (await healthy("redis")), 300);
