@@ -226,7 +226,10 @@ export class LocalManager {
       const idle = d.recvAgoMs ?? Infinity;
       return idle >= DETACH_IDLE_MS ? { res: svc, do: "detach", why: `${holder} is not heard and nothing came from it for ${idle === Infinity ? "ever" : `${Math.round(idle)} ms`}: stop replicating from it` } : null;
     }
-    if (d.source === holder) {
+    // Attached to the holder, unless it detached while the holder was silent (a partition): its
+    // receiver stays stopped until it is pointed at the holder again, below (found by make
+    // nemesis, seed 112: a replica cut off for 5.7 s never caught up after the partition healed).
+    if (d.source === holder && !(svc === "mysql" && d.receiving === false)) {
       this.heldOut.delete(svc);
       return null;
     }

@@ -176,6 +176,15 @@ Lrm("a replica detaches from a silent holder only when it is being fenced or not
   assert.equal(plan("node1", db({ role: "replica" }), c2, { peerPrimary: () => false }), [], "nor to one that is not a writable primary (restarted)");
 });
 
+Lrm("a replica that detached from a silent holder attaches again once the holder is heard (nemesis seed 112)", () => {
+  const c2 = { ...cfg(), assignments: { mysql: "node2" } };
+  const detached = db({ role: "replica", source: "node2", receiving: false, recvAgoMs: 6000 });
+  assert.equal(plan("node1", detached, c2).map((a) => a.do), ["replicate"], "heard again: pointed at it again");
+  assert.equal(plan("node1", { ...detached, receiving: true }, c2), [], "attached and receiving: nothing to do");
+  assert.equal(plan("node1", detached, { ...c2, flags: { "fencing:node2": "1" } }), [], "not while it is being fenced");
+  assert.equal(plan("node1", detached, c2, { extra: () => "0-1-9" }), [], "not if it has what the holder lacks (held out, after the suspicion delay)");
+});
+
 Lrm("a replica whose data differs stops replicating and is held out", () => {
   const m = new LocalManager("node3", () => undefined);
   const c2 = { ...cfg(), assignments: { mysql: "node1" } };
