@@ -8,26 +8,13 @@
 // where the time goes from the leader's events.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync } from "node:fs";
-import { execFileSync } from "node:child_process";
-import { NODES, REPO, type Run, awaitOr, caughtUp, checkAfter, healthy, lab, sameData, startWriters, status, timeline, until } from "./ha-lab.ts";
+import { NODES, type Run, awaitOr, caughtUp, checkAfter, healthy, lab, labFrame, sameData, startWriters, status, timeline, until } from "./ha-lab.ts";
 
 const root = process.getuid?.() === 0;
 const s = suite("whole-room cold start, in the lab");
 const figures: string[] = [];
 
-s.before(async () => {
-  if (!root) return;
-  if (!existsSync(`${REPO}/dist/bollard.js`)) execFileSync("node", ["build.mjs"], { cwd: REPO });
-  await lab("down");
-  await lab("up");
-});
-
-s.after(async () => {
-  if (!root) return;
-  await lab("down");
-  console.log(`figures:\n  ${figures.join("\n  ")}`);
-});
+labFrame(s, figures);
 
 /** Every node's power cut at the same moment (each BMC told at once). */
 async function roomOff(): Promise<void> {

@@ -3,12 +3,11 @@
 // Times are printed as figures, never asserted (make bench-failover measures them); what is
 // asserted is the order of the events (fence proof before promotion), what was lost, and
 // who refuses writes.
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { execFileSync } from "node:child_process";
 import {
-  NODES, REPO, S, Writer, bollard, dataIp, events, faultAt, healthy, lab, lostMysql, lostRedis, restore as restoreLab, sh, sqlLocal, status, until,
+  NODES, REPO, S, Writer, bollard, dataIp, events, faultAt, healthy, lab, labFrame, lostMysql, lostRedis, restore as restoreLab, sh, sqlLocal, status, until,
 } from "./ha-lab.ts";
 
 const root = process.getuid?.() === 0;
@@ -26,18 +25,7 @@ function timeline(leader: string, t0: string): string[] {
 
 const index = (lines: string[], re: RegExp) => lines.findIndex((l) => re.test(l));
 
-s.before(async () => {
-  if (!root) return;
-  if (!existsSync(`${REPO}/dist/bollard.js`)) execFileSync("node", ["build.mjs"], { cwd: REPO });
-  await lab("down");
-  await lab("up");
-});
-
-s.after(async () => {
-  if (!root) return;
-  await lab("down");
-  console.log(`figures:\n  ${figures.join("\n  ")}`);
-});
+labFrame(s, figures);
 
 interface CaseOpts {
   redis?: boolean;

@@ -8,11 +8,10 @@
 // pauses are printed as figures (make bench-failover measures the lost node).
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import {
-  NODES, REPO, S, type Run, awaitOr, checkAfter, events, faultAt, healthy, lab, restore, sh, sqlLocal, startWriters, status, timeline, until,
-} from "./ha-lab.ts";
-import { existsSync } from "node:fs";
 import { execFileSync } from "node:child_process";
+import {
+  NODES, REPO, S, type Run, awaitOr, checkAfter, events, faultAt, healthy, lab, labFrame, pause, restore, sh, sqlLocal, startWriters, status, timeline, until,
+} from "./ha-lab.ts";
 
 const root = process.getuid?.() === 0;
 const suiteOf = suite("faults smaller than a node, in the lab");
@@ -20,20 +19,8 @@ const suiteOf = suite("faults smaller than a node, in the lab");
 const s = Object.assign((name: string, fn: () => Promise<void>) => (!process.env.ONLY || name.includes(process.env.ONLY) ? suiteOf(name, fn) : suiteOf.skip(name, fn)),
   { before: suiteOf.before, after: suiteOf.after, run: suiteOf.run });
 const figures: string[] = [];
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-s.before(async () => {
-  if (!root) return;
-  if (!existsSync(`${REPO}/dist/bollard.js`)) execFileSync("node", ["build.mjs"], { cwd: REPO });
-  await lab("down");
-  await lab("up");
-});
-
-s.after(async () => {
-  if (!root) return;
-  await lab("down");
-  console.log(`figures:\n  ${figures.join("\n  ")}`);
-});
+labFrame(s, figures);
 
 const begin = () => startWriters();
 const end = (name: string, r: Run, o: { nodes?: string[]; heal?: () => Promise<void> } = {}) => checkAfter(figures, name, r, o);

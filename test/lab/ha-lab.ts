@@ -331,7 +331,7 @@ export async function caughtUp(holder: string, nodes = NODES): Promise<void> {
   }, 300);
 }
 
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface Run {
   holder: string;
@@ -391,4 +391,21 @@ export async function awaitOr<T>(t0: string, what: string, ms: number, f: () => 
 /** The leader's (or every node's) events since `t0`, as "node kind detail" lines. */
 export function timeline(t0: string, nodes = NODES): string[] {
   return nodes.flatMap((n) => events(n).filter((e) => e.ts >= t0).map((e) => `${e.ts.slice(11, 23)} ${n} ${e.kind} ${e.detail}`)).sort();
+}
+
+/** A lab suite's frame, as root only: a fresh lab before its cases (the bundle built if missing),
+ *  down after them, then its figures printed. */
+export function labFrame(s: { before: (fn: () => Promise<void>) => void; after: (fn: () => Promise<void>) => void }, figures: string[]): void {
+  const root = process.getuid?.() === 0;
+  s.before(async () => {
+    if (!root) return;
+    if (!existsSync(`${REPO}/dist/bollard.js`)) execFileSync("node", ["build.mjs"], { cwd: REPO });
+    await lab("down");
+    await lab("up");
+  });
+  s.after(async () => {
+    if (!root) return;
+    await lab("down");
+    console.log(`figures:\n  ${figures.join("\n  ")}`);
+  });
 }
