@@ -153,6 +153,16 @@ export function cmpRedisPositions(a: string, b: string): number {
 }
 
 /** Reads the manifest and incr files of `dir/appendDir` and says where the server stands. */
+/** Where the AOF is, from `CONFIG GET app* dir`'s flat reply; null when appendonly is off. */
+export function aofConfig(reply: unknown): Parsed<{ dir: string; appendDir: string; file: string } | null> {
+  const kv = new Map<string, string>();
+  if (Array.isArray(reply)) for (let i = 0; i + 1 < reply.length; i += 2) kv.set(String(reply[i]), String(reply[i + 1]));
+  if (kv.get("appendonly") !== "yes") return { ok: true, value: null };
+  const [dir, appendDir, file] = [kv.get("dir"), kv.get("appenddirname"), kv.get("appendfilename")];
+  if (!dir || !appendDir || !file) return { ok: false, error: `CONFIG GET dir appenddirname appendfilename: got ${JSON.stringify([...kv])}` };
+  return { ok: true, value: { dir, appendDir, file } };
+}
+
 export async function readAofPosition(dir: string, appendDir: string, appendFilename: string, stamp: number): Promise<Parsed<AofPosition>> {
   const base = join(dir, appendDir);
   try {

@@ -7,7 +7,7 @@
 // The password is handed to ioredis and redacted from every message; it is never logged.
 import { Redis } from "ioredis";
 import type { Logger } from "../env/env.ts";
-import { type AofPosition, STAMP_KEY, readAofPosition } from "./redis-aof.ts";
+import { type AofPosition, STAMP_KEY, aofConfig, readAofPosition } from "./redis-aof.ts";
 import { DriverError, type RedisStatus } from "./types.ts";
 
 /** min-replicas-to-write while fenced: INT_MAX, the parameter's upper bound in Redis's
@@ -348,12 +348,10 @@ export class RedisDriver {
   /** Where a server that restarted from its AOF stands (redis-aof.ts): the stamp it loaded and
    *  the commands after it. null when it keeps no AOF (appendonly no). Throws DriverError. */
   async aofPosition(): Promise<AofPosition | null> {
-    const cfg = await this.cmd("CONFIG GET", "CONFIG", "GET", "app*", "dir");
-    const kv = new Map<string, string>();
-    if (Array.isArray(cfg)) for (let i = 0; i + 1 < cfg.length; i += 2) kv.set(String(cfg[i]), String(cfg[i + 1]));
-    if (kv.get("appendonly") !== "yes") return null;
-    const [dir, appendDir, file] = [kv.get("dir"), kv.get("appenddirname"), kv.get("appendfilename")];
-    if (!dir || !appendDir || !file) throw new DriverError("redis", `${this.address}: CONFIG GET dir appenddirname appendfilename: got ${show([...kv])}`);
+    const where = aofConfig(await this.cmd("CONFIG GET", "CONFIG", "GET", "app*", "dir"));
+    if (!where.ok) throw new DriverError("redis", `${this.address}: ${where.error}`);
+    if (!where.value) return null;
+    const { dir, appendDir, file } = where.value;
     const raw = await this.cmd(`GET ${STAMP_KEY}`, "GET", STAMP_KEY);
     const stamp = raw === null ? 0 : Number(raw);
     if (!Number.isSafeInteger(stamp) || stamp < 0) throw new DriverError("redis", `${this.address}: GET ${STAMP_KEY}: expected a count, got ${show(raw)}`);

@@ -2,7 +2,7 @@
 // out, a command cut short by a power cut not counted, bad bytes an error value.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { aofTail, cmpRedisPositions, parseAofPosition, parseManifest } from "../../agent/resources/redis-aof.ts";
+import { aofConfig, aofTail, cmpRedisPositions, parseAofPosition, parseManifest } from "../../agent/resources/redis-aof.ts";
 
 const resp = (...argv: string[]) => `*${argv.length}\r\n${argv.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`;
 const buf = (s: string) => Buffer.from(s, "latin1");
@@ -56,6 +56,15 @@ t("positions: stamps then commands; a live offset ahead of any AOF position", ()
   assert.ok(cmpRedisPositions("12", "9") > 0);
   assert.equal(parseAofPosition("aof:4+2"), { stamp: 4, after: 2 });
   assert.is(parseAofPosition("4"), null);
+});
+
+
+t("where the AOF is, from CONFIG GET's flat reply; off is null; a reply without the names is an error", () => {
+  assert.equal(aofConfig(["appendonly", "yes", "appenddirname", "appendonlydir", "appendfilename", "appendonly.aof", "dir", "/var/lib/redis"]), { ok: true, value: { dir: "/var/lib/redis", appendDir: "appendonlydir", file: "appendonly.aof" } });
+  assert.equal(aofConfig(["appendonly", "no", "dir", "/d"]), { ok: true, value: null });
+  const bad = aofConfig(["appendonly", "yes", "dir", "/d"]);
+  assert.is(bad.ok, false);
+  assert.match(bad.ok ? "" : bad.error, /appenddirname appendfilename: got/);
 });
 
 t.run();
