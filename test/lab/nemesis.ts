@@ -9,7 +9,7 @@
 //   last line: nemesis: schedules=N failed=F seeds_failed=[...] lost_mysql=0 lost_redis=0 two_writable=0
 import { parseArgs } from "node:util";
 import {
-  NODES, Writer, caughtUp, dataIp, events, healthy, lab, lostMysql, lostRedis, restore, sameData, status, until,
+  NODES, Writer, caughtUp, tornEventLines, dataIp, events, healthy, lab, lostMysql, lostRedis, restore, sameData, status, until,
 } from "./ha-lab.ts";
 
 export const HEAL_BOUND_MS = 120_000;
@@ -172,17 +172,26 @@ async function main(): Promise<void> {
       console.log(`schedule ${seed}: ${o.ok ? "ok" : "FAILED"}: ${o.said.join("; ")}; ${o.figures}`);
       if (!o.ok) {
         for (const p of o.problems) console.log(`  ${p}`);
-        for (const l of timelineSince(t0).slice(-40)) console.log(`    ${l}`);
+        try {
+          for (const l of timelineSince(t0).slice(-40)) console.log(`    ${l}`);
+        } catch (e) {
+          console.log(`    (timeline not read: ${String(e).slice(0, 200)})`);
+        }
         console.log(`  replay: make nemesis RUNS=1 SEED=${seed}`);
       }
     }
+  } catch (e) {
+    // whatever ends the campaign early still gets its summary line below, with the cause
+    console.log(`campaign stopped early: ${String((e as Error)?.stack ?? e).slice(0, 500)}`);
+    out.push({ seed: -1, said: [], ok: false, problems: [String(e)], figures: "", lostMysql: 0, lostRedis: 0, twoWritable: 0 });
   } finally {
-    await lab("down");
+    await lab("down").catch((e) => console.log(`lab down failed: ${String(e).slice(0, 200)}`));
   }
+  if (tornEventLines) console.log(`(${tornEventLines} event lines cut by power-offs were skipped)`);
   for (const f of figures) console.log(f);
   const failed = out.filter((o) => !o.ok);
   console.log(`nemesis: schedules=${out.length} failed=${failed.length} seeds_failed=[${failed.map((o) => o.seed).join(",")}] lost_mysql=${out.reduce((a, o) => a + o.lostMysql, 0)} lost_redis=${out.reduce((a, o) => a + o.lostRedis, 0)} two_writable=${out.reduce((a, o) => a + o.twoWritable, 0)}`);
   process.exit(failed.length ? 1 : 0);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) void main();
+if (import.meta.url === `file://${process.argv[1]}`) main().catch((e) => { console.log(`nemesis: crashed: ${String((e as Error)?.stack ?? e).slice(0, 500)}`); process.exit(2); });
