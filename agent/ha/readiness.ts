@@ -12,8 +12,9 @@
 //                             replicating from X, MySQL: heard from X lately; Redis: close behind);
 //   - lose acknowledged S writes  MySQL: X's semi-sync master side is not acknowledging
 //                             (Rpl_semi_sync_master_status OFF, or no semi-sync client);
-//   - leave a workload nowhere to run  when the survivors' free memory (or anti-affinity) cannot
-//                             take what X runs that would move (VMs);
+//   - leave a VM down         when no survivor holds an in-sync copy of its disks, or the one that
+//                             does cannot run it (memory capacity, hard anti-affinity): the VM
+//                             manager's own rule (readiness-vms.ts);
 //   - be slower               when X holds something and no fence level 1 or 2 was proven
 //                             recently by whoever would fence it: the failover then waits for
 //                             X's self-fence deadline (fence/deadline.ts).
@@ -23,7 +24,9 @@
 import type { ClusterConfig, FenceCheck, Measured, ReadyBody, ResReport } from "../bus/messages.ts";
 import { majority } from "../cluster/register.ts";
 import { armed, flapHold, type Svc } from "./flags.ts";
+import { vmBlocks, vmsOn } from "./readiness-vms.ts";
 import { ineligible } from "./steps.ts";
+import type { VmCatalog } from "./vm-types.ts";
 
 export type Verdict = "yes" | "slower" | "no" | "down";
 
@@ -56,13 +59,6 @@ export interface Readiness {
   /** the one line: "can lose any one node: yes" or "losing node2 would stop MySQL writes: no in-sync replica" */
   line: string;
   nodes: NodeReadiness[];
-}
-
-export interface Workload {
-  name: string;
-  memBytes: number;
-  /** anti-affinity group: two of one group never on one node */
-  group?: string;
 }
 
 export interface ReadinessTiming {
@@ -98,8 +94,8 @@ export interface ReadinessInput {
   bodies: Record<string, ReadyBody | null | undefined>;
   /** which fence levels each node has configured */
   fencing: Record<string, { bmc: boolean; ports: boolean }>;
-  /** what each node runs that would move elsewhere if it were lost (VMs) */
-  workloads?: Record<string, Workload[]>;
+  /** the VMs defined (config vms:), when there are any: their restarts are judged too */
+  vms?: VmCatalog | null;
   t: ReadinessTiming;
 }
 
@@ -168,25 +164,6 @@ function leaseWait(inp: ReadinessInput): number | null {
   return best?.ms ?? null;
 }
 
-/** Where the workloads of a lost node would go: first-fit by size onto the survivor with most room. */
-function placeWorkloads(inp: ReadinessInput, x: string, survivors: string[]): Effect | null {
-  const moving = [...(inp.workloads?.[x] ?? [])].sort((a, b) => b.memBytes - a.memBytes);
-  if (!moving.length) return null;
-  const free = new Map(survivors.map((n) => [n, inp.bodies[n]?.mem?.available ?? null]));
-  const groups = new Map(survivors.map((n) => [n, new Set((inp.workloads?.[n] ?? []).map((w) => w.group).filter(Boolean) as string[])]));
-  for (const w of moving) {
-    const fits = survivors.filter((n) => (free.get(n) ?? -1) >= w.memBytes && !(w.group && groups.get(n)!.has(w.group)));
-    if (!fits.length) {
-      const room = survivors.map((n) => `${n} ${free.get(n) === null ? "memory unknown" : `${Math.round(free.get(n)! / 2 ** 20)} MiB free`}${w.group && groups.get(n)!.has(w.group) ? `, holds group ${w.group}` : ""}`);
-      return { effect: `leave ${w.name} nowhere to run`, why: `it needs ${Math.round(w.memBytes / 2 ** 20)} MiB${w.group ? ` apart from group ${w.group}` : ""}; ${room.join("; ") || "no survivor"}` };
-    }
-    const to = fits.sort((a, b) => free.get(b)! - free.get(a)!)[0]!;
-    free.set(to, free.get(to)! - w.memBytes);
-    if (w.group) groups.get(to)!.add(w.group);
-  }
-  return null;
-}
-
 export function nodeReadiness(inp: ReadinessInput, x: string): NodeReadiness {
   const out: NodeReadiness = { node: x, verdict: "yes", blocks: [], slows: [], notes: [], predictedMs: {}, breakdown: {} };
   const members = inp.committed.members.map((m) => m.name);
@@ -203,7 +180,8 @@ export function nodeReadiness(inp: ReadinessInput, x: string): NodeReadiness {
   }
   const flags = inp.committed.flags;
   const held = inp.services.filter((s) => inp.committed.assignments[s] === x);
-  const holdsSomething = held.length > 0 || inp.committed.assignments.vip === x || (inp.workloads?.[x]?.length ?? 0) > 0;
+  const vmIn = inp.vms ? { catalog: inp.vms, committed: inp.committed, alive: inp.alive } : null;
+  const holdsSomething = held.length > 0 || inp.committed.assignments.vip === x || (vmIn !== null && vmsOn(vmIn, x).length > 0);
   for (const svc of held) {
     const name = SVC_NAME[svc];
     const hold = flapHold(flags, svc, inp.wall, inp.t.antiFlapMs);
@@ -233,8 +211,7 @@ export function nodeReadiness(inp: ReadinessInput, x: string): NodeReadiness {
     const why = levels.length ? proven.map((p) => p.why).join("; ") : "no BMC and no switch port configured for it";
     out.slows.push({ effect: `wait ${sec(deadlineMs(inp.t))} for its self-fence deadline before any failover`, why });
   }
-  const placed = placeWorkloads(inp, x, survivors);
-  if (placed) out.blocks.push(placed);
+  if (vmIn) out.blocks.push(...vmBlocks(vmIn, x));
   // the predicted failover time of what it holds
   const lw = inp.leader === x ? (leaseWait(inp) ?? 0) : 0;
   for (const svc of held) {

@@ -195,6 +195,7 @@ export class ReadinessComponent implements Component {
       alive: Object.fromEntries([[c.cluster.node, true], ...view.peers.map((p) => [p.name, p.alive])]),
       committed: view.committed, services, reports, bodies: Object.fromEntries(this.bodies),
       fencing: Object.fromEntries(view.committed.members.map((m) => [m.name, fencingOf(c.ha, m.name)])),
+      vms: c.vms?.catalog ?? null,
       t: {
         peerDeadMs: c.timing.peerDeadMs, quorumLossMs: c.timing.quorumLossMs, maxDrift: c.timing.maxDrift,
         watchdogMs: h?.watchdog_ms ?? 5000, fenceMarginMs: h?.fence_margin_ms ?? 2000, antiFlapMs: h?.anti_flap_ms ?? 600_000,

@@ -8,6 +8,7 @@ import { AlarmsSection, toAlarmsConfig } from "../../agent/alarms/config.ts";
 import type { DbReport, ReadyBody, ResReport } from "../../agent/bus/messages.ts";
 import { evaluate } from "../../agent/alarms/rules.ts";
 import { deadlineMs, readiness, type ReadinessInput } from "../../agent/ha/readiness.ts";
+import type { VmDef } from "../../agent/ha/vm-types.ts";
 import { FailoverMeter } from "../../agent/runtime/readiness-meter.ts";
 import { readMem } from "../../agent/runtime/readiness-checks.ts";
 
@@ -158,16 +159,55 @@ J("the leader's loss adds the lease wait it last measured", () => {
   assert.is(node(readiness(inp), "node1").predictedMs.mysql, 1200 + 700 + 171 + 1076);
 });
 
-J("capacity: what would move must fit on the survivors, apart from its group", () => {
+/** A VM definition for the readiness cases. */
+const vm = (name: string, memoryMb: number, group: string | null, over: Partial<VmDef> = {}): VmDef => ({
+  name, vcpus: 1, memoryMb, disks: [{ name: "root", sizeMb: 64, image: null }], nics: [], group, priority: 0, dependsOn: [], autostart: true, kernel: null, ...over,
+});
+
+J("VMs: each one on the lost node restarts only on its in-sync replica's node, if it fits there", () => {
   const inp = healthy();
-  const gib = 2 ** 30;
-  inp.workloads = { node1: [{ name: "vm:k8s-cp1", memBytes: 2 * gib, group: "k8s-cp" }], node2: [{ name: "vm:k8s-cp2", memBytes: gib, group: "k8s-cp" }], node3: [] };
-  assert.is(node(readiness(inp), "node1").verdict, "yes", "node3 has room and no k8s-cp");
-  inp.workloads.node3 = [{ name: "vm:k8s-cp3", memBytes: gib, group: "k8s-cp" }];
+  inp.vms = { defs: [vm("cp1", 1024, "cp"), vm("cp2", 1024, "cp"), vm("app1", 2048, null)], groups: { cp: { antiAffinity: "hard" } }, capacity: { node1: 4096, node2: 4096, node3: 4096 } };
+  Object.assign(inp.committed.assignments, { "vm:cp1": "node1", "vm:cp2": "node2", "vm:app1": "node1" });
+  Object.assign(inp.committed.flags, { "vm-synced:cp1": "node3", "vm-synced:cp2": "node3", "vm-synced:app1": "node2" });
+  let r = readiness(inp);
+  assert.equal(r.nodes.map((n) => n.verdict), ["yes", "yes", "yes"], "cp1 fits node3, app1 node2; cp2 node3");
+  // cp2's replica on node1, where cp1 runs: a hard group member cannot restart there
+  inp.committed.flags["vm-synced:cp2"] = "node1";
+  assert.match(node(readiness(inp), "node2").blocks[0]!.why, /its replica's node cannot run it: node1: holds cp1 of group cp \(hard anti-affinity\)/);
+  inp.committed.flags["vm-synced:cp2"] = "node3";
+  // app1's mirror broke: its replica is outdated
+  delete inp.committed.flags["vm-synced:app1"];
+  r = readiness(inp);
+  assert.is(node(r, "node1").verdict, "no");
+  assert.equal(node(r, "node1").blocks.map((b) => b.effect), ["leave VM app1 down"]);
+  assert.match(node(r, "node1").blocks[0]!.why, /no other node holds an in-sync copy of its disks/);
+  assert.match(r.line, /^losing node1 would leave VM app1 down: no other node/);
+  // its replica is on node2, where cp2 already runs: memory (4096 - 1024 = 3072 free) fits 2048 ...
+  inp.committed.flags["vm-synced:app1"] = "node2";
+  inp.vms.defs[2]!.memoryMb = 3500;
+  r = readiness(inp);
+  assert.equal(node(r, "node1").blocks.map((b) => b.effect), ["leave VM app1 down"], "... but not 3500 MB");
+  assert.match(node(r, "node1").blocks[0]!.why, /its replica's node cannot run it: node2: 3072 MB free, 3500 MB needed/);
+});
+
+J("VMs: hard anti-affinity counts the survivors' group members, and restarts fill nodes in start order", () => {
+  const inp = healthy();
+  inp.vms = { defs: [vm("cp1", 512, "cp"), vm("cp2", 512, "cp"), vm("cp3", 512, "cp"), vm("db", 1024, null, { priority: 9 }), vm("web", 1024, null, { dependsOn: ["db"] })], groups: { cp: { antiAffinity: "hard" } }, capacity: { node1: 4096, node2: 4096, node3: 1536 } };
+  Object.assign(inp.committed.assignments, { "vm:cp1": "node1", "vm:cp2": "node2", "vm:cp3": "node3", "vm:db": "node1", "vm:web": "node1" });
+  Object.assign(inp.committed.flags, { "vm-synced:cp1": "node2", "vm-synced:cp2": "node3", "vm-synced:cp3": "node1", "vm-synced:db": "node3", "vm-synced:web": "node3" });
   const n1 = node(readiness(inp), "node1");
-  assert.is(n1.verdict, "no");
-  assert.equal(n1.blocks[0]!.effect, "leave vm:k8s-cp1 nowhere to run");
-  assert.match(n1.blocks[0]!.why, /it needs 2048 MiB apart from group k8s-cp; node2 4096 MiB free, holds group k8s-cp; node3 4096 MiB free, holds group k8s-cp/);
+  // cp1's replica node2 already runs cp2 (hard group); db fills node3 (1536 - 512 cp3 = 1024), so web does not fit after it
+  assert.equal(n1.blocks.map((b) => b.effect), ["leave VM cp1 down", "leave VM web down"], "db first (priority 9), then cp1 and web by name");
+  assert.match(n1.blocks.find((b) => b.effect === "leave VM cp1 down")!.why, /node2: holds cp2 of group cp \(hard anti-affinity\)/);
+  assert.match(n1.blocks.find((b) => b.effect === "leave VM web down")!.why, /node3: 0 MB free, 1024 MB needed/);
+  // soft anti-affinity: cp1 may share node2 with cp2
+  inp.vms.groups.cp!.antiAffinity = "soft";
+  assert.equal(node(readiness(inp), "node1").blocks.map((b) => b.effect), ["leave VM web down"]);
+  // an operator-stopped VM does not move, and a survivor in maintenance cannot take one
+  inp.committed.flags["vm-stop:web"] = "operator";
+  assert.is(node(readiness(inp), "node1").verdict, "yes");
+  inp.committed.flags["maint:node3"] = "on";
+  assert.match(node(readiness(inp), "node1").blocks[0]!.why, /node3: is in maintenance/);
 });
 
 J("without quorum this node cannot tell", () => {
