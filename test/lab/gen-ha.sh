@@ -44,10 +44,12 @@ portal:
   mysql_listen: "3307"
   redis_listen: "6380"
 alarms:
-  max_clear_after_ms: 60000         # a flapping fault holds at most a minute: the lab's tests follow each other
+  max_clear_after_ms: ${LAB_MAX_CLEAR_AFTER_MS:-60000}         # a flapping fault holds at most a minute: the lab's tests follow each other
+$([ -z "${LAB_CLEAR_AFTER_MS:-}" ] || echo "  clear_after_ms: $LAB_CLEAR_AFTER_MS   # LAB_CLEAR_AFTER_MS: the alarms test's shorter hold")
 metrics:
   enabled: true
   listen: "$(data_ip "$n"):9464"
+$([ -z "${LAB_FENCE_CHECK_MS:-}" ] || printf '%s\n' 'readiness:' "  fence_check_ms: $LAB_FENCE_CHECK_MS   # LAB_FENCE_CHECK_MS: the readiness test's shorter round")
 $([ "${LAB_NO_WEB:-}" = 1 ] || printf '%s\n' 'web:' '  enabled: true' '  listen: ["0.0.0.0:443"]           # the node address and, where it is held, the VIP (docs/web.md)')
 hw:
   host:
