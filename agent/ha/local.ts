@@ -127,9 +127,17 @@ export class LocalManager {
     if (!busy.has("portal") && p && (p.running === false || (p.downMs ?? 0) >= this.t.serviceFailMs)) {
       out.push({ res: "portal", do: "restart", why: p.running === false ? "nginx is not running" : `nginx has not answered its health check for ${Math.round(p.downMs!)} ms` });
     } else if (!busy.has("portal") && f.portal) {
-      const want = fenced ? { mysql: null, redis: null } : { mysql: cfg.assignments.mysql ?? null, redis: cfg.assignments.redis ?? null };
+      // A holder that is being fenced (or was) gets no new client connection: nginx closes it
+      // at once instead of letting it wait out proxy_connect_timeout (1 s) against a dead node.
+      // A client that reached a new VIP holder before its portal switched waited that second
+      // (2 of 5 bench-peers runs). Routing nowhere is always safe: fewer writes, never two.
+      const to = (svc: "mysql" | "redis") => {
+        const h = cfg.assignments[svc] ?? null;
+        return h && fenceHeld(cfg.flags, h) ? null : h;
+      };
+      const want = fenced ? { mysql: null, redis: null } : { mysql: to("mysql"), redis: to("redis") };
       if (want.mysql !== f.portal.mysql || want.redis !== f.portal.redis) {
-        out.push({ res: "portal", do: "route", ...want, why: fenced ? "self-fenced: route no writes" : `committed epoch ${cfg.epoch}` });
+        out.push({ res: "portal", do: "route", ...want, why: fenced ? "self-fenced: route no writes" : want.mysql !== (cfg.assignments.mysql ?? null) || want.redis !== (cfg.assignments.redis ?? null) ? `committed epoch ${cfg.epoch}: no route to a node being fenced` : `committed epoch ${cfg.epoch}` });
       }
     }
     if (!busy.has("vip") && f.vip !== null) {

@@ -10,7 +10,7 @@ import { evaluate } from "../../agent/alarms/rules.ts";
 import type { Alarm } from "../../agent/alarms/types.ts";
 import type { ClusterConfig } from "../../agent/bus/messages.ts";
 import type { NodeView } from "../../agent/cluster/view.ts";
-import { LocalManager, type DbFacts, type LocalFacts } from "../../agent/ha/local.ts";
+import { LocalManager, type DbFacts, type LocalFacts, type PortalFacts } from "../../agent/ha/local.ts";
 import { withoutGtid } from "../../agent/resources/gtid.ts";
 import { checksumSql, describe, parseDifferences } from "../../agent/resources/mysql-verify.ts";
 import { hexAddr, killListener, listeningInodes, type ProcFs } from "../../agent/resources/process.ts";
@@ -191,6 +191,24 @@ Lrm("a replica whose data differs stops replicating and is held out", () => {
   const f: LocalFacts = { now: 0, view: view(c2, { node: "node3" }), mysql: db({ role: "replica", source: "node1", receiving: true, diverged: "fms.writes (72 rows here, 71 on the primary) at check 5" }), redis: null, portal: null, vip: null, peerApplied: () => "0-1-5", alive: () => true, peerVip: () => false, extra: () => null };
   assert.equal(m.plan(f, new Set()).map((a) => a.do), ["detach"]);
   assert.match(m.heldOut.get("mysql")!, /data differs from node1's: fms\.writes/);
+});
+
+Lrm("a portal routes no client to a holder being fenced: an immediate close instead of a 1 s connect timeout", () => {
+  const m = new LocalManager("node3", () => undefined);
+  const routes = (c: ClusterConfig, portal: PortalFacts = { mysql: "node1", redis: "node1", running: true, downMs: 0 }) => {
+    const f: LocalFacts = { now: 0, view: view(c, { node: "node3" }), mysql: null, redis: null, portal, vip: null, peerApplied: () => "0-1-5", alive: () => true, peerVip: () => false, extra: () => null };
+    return m.plan(f, new Set()).filter((a) => a.res === "portal");
+  };
+  const c = { ...cfg(), assignments: { mysql: "node1", redis: "node1", vip: "node3" } };
+  assert.equal(routes(c), [], "routes to the holder while nothing fences it");
+  for (const flag of ["fencing:node1", "fenced:node1"]) {
+    const r = routes({ ...c, flags: { [flag]: "1" } });
+    assert.equal(r.map((a) => a.do === "route" && [a.mysql, a.redis]), [[null, null]], flag);
+    assert.match(r[0]!.why, /no route to a node being fenced/);
+  }
+  assert.equal(routes({ ...c, flags: { "fencing:node2": "1" } }), [], "another node's fence changes nothing");
+  const moved = { ...c, assignments: { mysql: "node2", redis: "node2", vip: "node3" }, flags: { "fenced:node1": "1" } };
+  assert.equal(routes(moved, { mysql: null, redis: null, running: true, downMs: 0 }).map((a) => a.do === "route" && [a.mysql, a.redis]), [["node2", "node2"]], "the new holder once committed");
 });
 
 Lrm.run();
