@@ -156,6 +156,23 @@ P("the room loses power: the primary and a replica with unapplied acknowledged w
   assert.is(await h.sql(2, "SELECT GROUP_CONCAT(v ORDER BY id) FROM d.t"), await h.sql(3, "SELECT GROUP_CONCAT(v ORDER BY id) FROM d.t"), "every node holds the same rows");
 });
 
+P("a caught-up replica killed -9 and restarted (bench-web's lab kill): nothing to replay, it reports up and replicates again", async ({ h, d }) => {
+  await h.sql(1, "INSERT INTO d.t (v) VALUES ('before the kill')");
+  const full = (await d[0]!.status()).gtidExecuted;
+  await until(async () => (await d[2]!.status()).gtidExecuted === full);
+  await h.kill9(3);
+  await h.restart(3, ["--skip-slave-start"]);
+  const s = await d[2]!.status();
+  console.log(`  restarted: up ${s.up}, executed ${s.gtidExecuted}, ${s.lastError ?? "no error"}; replays ${JSON.stringify(d[2]!.relayReplays)}`);
+  assert.is(s.up, true, s.lastError);
+  assert.is(s.gtidExecuted, full);
+  assert.is(d[2]!.relayReplayFailures, 0);
+  await d[2]!.replicateFrom(h.server(1).host, h.server(1).port);
+  await h.sql(1, "INSERT INTO d.t (v) VALUES ('after the kill')");
+  const end = (await d[0]!.status()).gtidExecuted;
+  await until(async () => (await d[2]!.status()).gtidExecuted === end);
+});
+
 P("a replica killed with a group cut before its Xid at the end of its relay log: the replay drops it (never acknowledged), keeps the rest", async ({ h, d, proxy }) => {
   await h.sql(2, "STOP SLAVE SQL_THREAD");
   await h.sql(1, "INSERT INTO d.t (v) VALUES ('whole')");
