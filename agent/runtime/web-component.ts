@@ -26,7 +26,7 @@ import { loadAssets } from "../web/assets.ts";
 import { AuditLog } from "../web/audit.ts";
 import { Lockout, Sessions, sessionKey } from "../web/auth.ts";
 import { LiveHub } from "../web/live.ts";
-import { Samples } from "../web/samples.ts";
+import { Samples, redisLagBytes } from "../web/samples.ts";
 import { WebServer } from "../web/server.ts";
 import { VmConsoles } from "../web/vm-console.ts";
 import { vmPaths } from "../resources/qemu-args.ts";
@@ -55,13 +55,15 @@ export class WebComponent implements Component {
   onHost(h: HostReading, wall: number): void {
     if (!this.ctx.config.web.enabled) return;
     const fs = h.filesystems.ok ? Math.max(0, ...h.filesystems.value.map((f) => f.usedRatio)) : null;
-    const facts = this.ha.runtime?.snapshot().facts;
+    const snap = this.ha.runtime?.snapshot();
+    const facts = snap?.facts;
+    const src = facts?.redis?.source;
     this.samples.record(wall, {
       cpu: h.cpu.ok ? h.cpu.value.usedRatio : null,
       mem: h.memory.ok ? h.memory.value.usedRatio : null,
       disk: fs,
       mysqlLag: facts?.mysql?.role === "replica" ? (facts.mysql.repl?.lagSeconds ?? null) : null,
-      redisLag: facts?.redis?.role === "replica" && typeof facts.redis.recvAgoMs === "number" ? facts.redis.recvAgoMs / 1000 : null,
+      redisLag: redisLagBytes(facts?.redis, src ? snap?.peers[src]?.redis : null),
     });
   }
 

@@ -50,6 +50,9 @@ function passQuery(q: URLSearchParams, allowed: Record<string, RegExp>): URLSear
 const NODE_Q = /^[a-z][a-z0-9-]{0,30}$/;
 const N_Q = /^[0-9]{1,4}$/;
 
+const isSnapshot = (s: VmSnapshot | null): boolean =>
+  !!s && Array.isArray(s.catalog?.defs) && typeof s.committed?.assignments === "object" && typeof s.committed?.flags === "object" && typeof s.peers === "object";
+
 export class Api {
   constructor(private readonly d: ApiDeps) {}
 
@@ -106,6 +109,7 @@ export class Api {
     const a = await this.control("GET", "/alarms");
     const alarms = a.code === 200 ? ((a.body as { active?: AlarmRow[] }).active ?? []) : [];
     const s = r.body as VmSnapshot;
+    if (!isSnapshot(s)) return bad("GET /vms: not a VM snapshot", 502);
     return { code: 200, body: { status: "ok", node: s.node, accel: s.accel, accelWhy: s.accelWhy, vms: vmRows(s, alarms) } };
   }
 
@@ -215,6 +219,7 @@ export class Api {
     const snap = await this.control("GET", "/vms");
     if (snap.code !== 200) return snap.code === 404 ? bad("this cluster runs no VMs (no vms: section)", 404) : snap;
     const s = snap.body as VmSnapshot;
+    if (!isSnapshot(s)) return bad("GET /vms: not a VM snapshot", 502);
     if (!s.catalog.defs.some((d) => d.name === b.vm)) return bad(`no VM ${b.vm}`, 404);
     const to = typeof b.node === "string" ? b.node : null;
     if (to && !(to in s.peers) && to !== s.node) return bad(`node: ${to} is not a member`);

@@ -61,7 +61,11 @@ export class VmConsoles {
   constructor(private readonly d: VmConsoleDeps) {}
 
   private lib(): Promise<WsModule> {
-    return (this.ws ??= import("ws").then((m) => ((m as unknown as { default?: WsModule }).default ?? m) as WsModule));
+    // ws's ESM wrapper names both; the bundle's CommonJS form hangs them on the default export
+    return (this.ws ??= import("ws").then((m) => {
+      const x = m as Partial<WsModule> & { default?: Partial<WsModule> };
+      return { WebSocket: x.WebSocket ?? x.default?.WebSocket, WebSocketServer: x.WebSocketServer ?? x.default?.WebSocketServer } as WsModule;
+    }));
   }
 
   /** Takes an authenticated upgrade; answers it with an HTTP error or a console. Never throws. */
