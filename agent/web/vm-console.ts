@@ -154,6 +154,7 @@ export class VmConsoles {
       up.terminate();
       return refuse(502, err);
     }
+    if (socket.destroyed) return void up.close(); // the browser left while the peer answered
     const ws = await this.accept(req, socket, head);
     this.d.record(c, `vm console ${vm}`, "ok", `on ${node}, through ${this.d.self}`);
     this.track(ws, { close: () => up.close() }, `${vm}'s console (through ${node})`);
