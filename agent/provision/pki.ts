@@ -6,8 +6,9 @@
 //
 // Keys are EC P-256 (RFC 5480): small, fast to make, and what both Node's TLS and Mosquitto's
 // OpenSSL accept. A node certificate carries CN = the node's name and subjectAltName = its data
-// address (IP) and its name (DNS) (RFC 5280 §4.2.1.6), with extendedKeyUsage serverAuth and
-// clientAuth: the same certificate is its broker's and its client's.
+// and management addresses and the VIP (IP) and its name (DNS) (RFC 5280 §4.2.1.6), with
+// extendedKeyUsage serverAuth and clientAuth: the same certificate is its broker's, its
+// client's and its web console's.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";

@@ -115,7 +115,9 @@ export function makeSeeds(o: GenOptions): Seed[] {
     bmc[n] = { ...b, ...(o.bmcPassword ? { password: o.bmcPassword } : {}), cipher_suite: o.bmcCipherSuite };
   }
   return o.nodes.map((node) => {
-    const nodeCert = issueNodeCert(o.ca, { cluster: o.cluster, node, ips: [addrOf(dataOf(node))] });
+    // one certificate for the bus and the web console (docs/web.md "Certificate"): the browser
+    // reaches a node at its data or management address, and the portal's VIP
+    const nodeCert = issueNodeCert(o.ca, { cluster: o.cluster, node, ips: [addrOf(dataOf(node)), addrOf(mgmtOf(node)), ...(o.vip ? [addrOf(withPrefix(o.vip))] : [])] });
     const raw = {
       version: SEED_VERSION,
       cluster: o.cluster,

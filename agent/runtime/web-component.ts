@@ -4,9 +4,14 @@
 // (web/live.ts). The chart samples are taken on each host reading of the watch and served to
 // any node through the bus's fetch (GET /samples?node=N on the control socket).
 //
-// The certificate: web.cert_file/key_file when given; else the cluster CA's node pair when
-// the node has one (<state_dir>/tls/node.pem and node.key, issue 17); else a self-signed pair
-// in <state_dir>/web/, made once with openssl at the first start (the seed carries none yet).
+// The certificate: web.cert_file/key_file when given; else the node's certificate from the
+// cluster CA, the bus's (bus.tls: cert_file, key_file; made by `bollard seed`, issue 17, naming
+// the node's data and management addresses and the VIP, so the browser trusts it at either);
+// else (a lab or test without the bus's TLS) a self-signed pair in <state_dir>/web/, made once
+// with openssl at the first start.
+//
+// The VM consoles (web/vm-console.ts) exist with a vms: section: a console of a VM on another
+// node is opened on that node's web console, its certificate checked against the cluster CA.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -21,8 +26,11 @@ import { loadAssets } from "../web/assets.ts";
 import { AuditLog } from "../web/audit.ts";
 import { Lockout, Sessions, sessionKey } from "../web/auth.ts";
 import { LiveHub } from "../web/live.ts";
-import { Samples } from "../web/samples.ts";
+import { Samples, redisLagBytes } from "../web/samples.ts";
 import { WebServer } from "../web/server.ts";
+import { VmConsoles } from "../web/vm-console.ts";
+import { vmPaths } from "../resources/qemu-args.ts";
+import type { VmSnapshot } from "../console/screens-vms.ts";
 import { usersOf, type User } from "../web/users.ts";
 import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";
@@ -33,6 +41,7 @@ export class WebComponent implements Component {
   readonly name = "web";
   server: WebServer | null = null;
   private hw: LazyHw | null = null;
+  private consoles: VmConsoles | null = null;
   readonly samples = new Samples();
 
   constructor(
@@ -46,13 +55,15 @@ export class WebComponent implements Component {
   onHost(h: HostReading, wall: number): void {
     if (!this.ctx.config.web.enabled) return;
     const fs = h.filesystems.ok ? Math.max(0, ...h.filesystems.value.map((f) => f.usedRatio)) : null;
-    const facts = this.ha.runtime?.snapshot().facts;
+    const snap = this.ha.runtime?.snapshot();
+    const facts = snap?.facts;
+    const src = facts?.redis?.source;
     this.samples.record(wall, {
       cpu: h.cpu.ok ? h.cpu.value.usedRatio : null,
       mem: h.memory.ok ? h.memory.value.usedRatio : null,
       disk: fs,
       mysqlLag: facts?.mysql?.role === "replica" ? (facts.mysql.repl?.lagSeconds ?? null) : null,
-      redisLag: facts?.redis?.role === "replica" && typeof facts.redis.recvAgoMs === "number" ? facts.redis.recvAgoMs / 1000 : null,
+      redisLag: redisLagBytes(facts?.redis, src ? snap?.peers[src]?.redis : null),
     });
   }
 
@@ -63,7 +74,8 @@ export class WebComponent implements Component {
     const wlog = log.child("web");
     const socket = config.control.socket;
     const request: Request = (method, path, body, timeoutMs) => controlRequest(socket, method, path, body, timeoutMs);
-    const tls = ensureCert(config.stateDir, web.certFile, web.keyFile, config.cluster.node, wlog);
+    const bt = config.bus.tls;
+    const tls = ensureCert(config.stateDir, web.certFile ?? bt?.certFile ?? null, web.certFile ? web.keyFile : (bt?.keyFile ?? null), config.cluster.node, wlog);
     const secret = config.cluster.join?.token ?? localSecret(config.stateDir);
     const sessions = new Sessions(sessionKey(secret, config.cluster.name), web.session);
     const lockout = new Lockout(web.lockout);
@@ -98,7 +110,27 @@ export class WebComponent implements Component {
       const r = await this.cluster.fetcher!.get(node, { what: "samples", n: 1 });
       return { code: 200, body: { status: "ok", node, samples: r.items[0] ?? null } };
     };
-    const server = new WebServer({ tls, listen: web.listen, api, hub, assets: await loadAssets(), sessions, lockout, users, members, log: wlog, wall: Date.now });
+    const vms = config.vms;
+    const port = web.listen[0]!.port;
+    const consoles = vms ? new VmConsoles({
+      self: config.cluster.node,
+      paths: (vm) => vmPaths(vms.dir, vm),
+      placement: async (vm) => {
+        const r = await request("GET", "/vms", undefined, 5000);
+        if (r.code !== 200) throw new Error(`GET /vms: HTTP ${r.code}`);
+        const s = r.body as VmSnapshot;
+        return { known: s.catalog.defs.some((d) => d.name === vm), node: s.committed.assignments[`vm:${vm}`] ?? null };
+      },
+      peer: (n) => (vms.addresses[n] ? `https://${vms.addresses[n]}${port === 443 ? "" : `:${port}`}` : null),
+      ca: bt ? readFileSync(bt.caFile, "utf8") : null,
+      record: (c, what, result, detail) => void audit.record({ user: c.user.name, role: c.user.role, from: c.from, what, result, ...(detail ? { detail } : {}) }),
+      log: wlog,
+    }) : null;
+    this.consoles = consoles;
+    const server = new WebServer({
+      tls, listen: web.listen, api, hub, assets: await loadAssets(), sessions, lockout, users, members, log: wlog, wall: Date.now,
+      ...(consoles ? { vmConsole: (req, socket, head, caller, csrf) => consoles.handle(req, socket, head, caller, csrf) } : {}),
+    });
     await server.start();
     this.server = server;
     wlog.info("web console listening", { on: server.addresses().map((a) => `${a.host}:${a.port}`).join(" ") });
@@ -107,6 +139,8 @@ export class WebComponent implements Component {
   async stop(): Promise<void> {
     delete this.routes["GET /samples"];
     this.cluster.fetcher?.provide("samples", null);
+    this.consoles?.close();
+    this.consoles = null;
     await this.server?.stop();
     this.server = null;
     this.hw?.close();
@@ -138,8 +172,6 @@ class LazyHw {
 /** The pair to serve, per the order in the file's first comment. */
 export function ensureCert(stateDir: string, certFile: string | null, keyFile: string | null, node: string, log: { info(m: string, f?: Record<string, unknown>): void }): { cert: string; key: string } {
   if (certFile && keyFile) return { cert: readFileSync(certFile, "utf8"), key: readFileSync(keyFile, "utf8") };
-  const ca = { cert: join(stateDir, "tls", "node.pem"), key: join(stateDir, "tls", "node.key") };
-  if (existsSync(ca.cert) && existsSync(ca.key)) return { cert: readFileSync(ca.cert, "utf8"), key: readFileSync(ca.key, "utf8") };
   const dir = join(stateDir, "web");
   const cert = join(dir, "cert.pem");
   const key = join(dir, "key.pem");

@@ -6,7 +6,9 @@
 import type { Command } from "../bus/messages.ts";
 import { NAME_RE } from "../config/schema.ts";
 import type { Request } from "../console/source.ts";
-import { requests } from "../ha/requests.ts";
+import { VM_OPS, requests, type VmOp } from "../ha/requests.ts";
+import { vmRows, type VmSnapshot } from "../console/screens-vms.ts";
+import type { AlarmRow } from "../console/model.ts";
 import type { AuditLog, AuditRecord } from "./audit.ts";
 import { DUMMY_HASH, ROLES, hashPassword, passwordProblem, verifyPassword, type Role, type Session } from "./auth.ts";
 import { USER_RE, USER_TEXT, lastAdmin, redactText, removeUserCommand, setUserCommand, type User } from "./users.ts";
@@ -47,6 +49,9 @@ function passQuery(q: URLSearchParams, allowed: Record<string, RegExp>): URLSear
 
 const NODE_Q = /^[a-z][a-z0-9-]{0,30}$/;
 const N_Q = /^[0-9]{1,4}$/;
+
+const isSnapshot = (s: VmSnapshot | null): boolean =>
+  !!s && Array.isArray(s.catalog?.defs) && typeof s.committed?.assignments === "object" && typeof s.committed?.flags === "object" && typeof s.peers === "object";
 
 export class Api {
   constructor(private readonly d: ApiDeps) {}
@@ -96,7 +101,17 @@ export class Api {
   events = (q: URLSearchParams) => this.pass("/events", q, { node: NODE_Q, n: N_Q, since: /^[0-9TZ:.+-]{10,40}$/ });
   alarms = (q: URLSearchParams) => this.pass("/alarms", q, { all: /^1$/ });
   samples = (q: URLSearchParams) => this.pass("/samples", q, { node: NODE_Q });
-  vms = (q: URLSearchParams) => this.pass("/vms", q, {});
+  /** The VMs as `bollard vm list` shows them (console/screens-vms.ts vmRows), with this node's snapshot. */
+  async vms(q: URLSearchParams): Promise<ApiReply> {
+    if ([...q.keys()].length) return bad("this route takes no parameters");
+    const r = await this.control("GET", "/vms");
+    if (r.code !== 200) return r;
+    const a = await this.control("GET", "/alarms");
+    const alarms = a.code === 200 ? ((a.body as { active?: AlarmRow[] }).active ?? []) : [];
+    const s = r.body as VmSnapshot;
+    if (!isSnapshot(s)) return bad("GET /vms: not a VM snapshot", 502);
+    return { code: 200, body: { status: "ok", node: s.node, accel: s.accel, accelWhy: s.accelWhy, vms: vmRows(s, alarms) } };
+  }
 
   /** This node's audit records and every other member's (their "audit" events, over the bus). */
   async audit(members: string[], stats: unknown): Promise<ApiReply> {
@@ -194,13 +209,22 @@ export class Api {
     return r;
   }
 
+  /** start, stop, restart, migrate: the very command `bollard vm` sends (ha/requests.ts). */
   async vmAction(c: Caller, raw: unknown): Promise<ApiReply> {
     const b = (raw ?? {}) as { vm?: unknown; action?: unknown; node?: unknown };
-    if (!str(b.vm, 64) || !/^[a-z][a-z0-9-]{0,30}$/.test(b.vm)) return bad("vm: expected a VM name");
-    if (!["start", "stop", "restart", "migrate"].includes(b.action as string)) return bad("action: expected start, stop, restart or migrate");
-    if (b.node !== undefined && (typeof b.node !== "string" || !NAME_RE.test(b.node))) return bad("node: expected a node name");
-    const r = await this.control("POST", "/vms/action", { vm: b.vm, action: b.action, ...(b.node ? { node: b.node } : {}), who: `${c.user.name} (web)` }, 15_000);
-    this.record(c, `vm ${b.action} ${b.vm}${b.node ? ` to ${b.node}` : ""}`, r);
+    if (!str(b.vm, 64) || !NAME_RE.test(b.vm)) return bad("vm: expected a VM name");
+    if (!VM_OPS.includes(b.action as VmOp)) return bad(`action: expected ${VM_OPS.join(", ")}`);
+    const op = b.action as VmOp;
+    if (b.node !== undefined && b.node !== null && (op !== "migrate" || typeof b.node !== "string" || !NAME_RE.test(b.node))) return bad(op !== "migrate" ? "node: goes with migrate" : "node: expected a node name");
+    const snap = await this.control("GET", "/vms");
+    if (snap.code !== 200) return snap.code === 404 ? bad("this cluster runs no VMs (no vms: section)", 404) : snap;
+    const s = snap.body as VmSnapshot;
+    if (!isSnapshot(s)) return bad("GET /vms: not a VM snapshot", 502);
+    if (!s.catalog.defs.some((d) => d.name === b.vm)) return bad(`no VM ${b.vm}`, 404);
+    const to = typeof b.node === "string" ? b.node : null;
+    if (to && !(to in s.peers) && to !== s.node) return bad(`node: ${to} is not a member`);
+    const r = await this.control("POST", "/command", requests.vm(op, b.vm, this.d.wall(), to, `vm ${op} ${b.vm}${to ? ` to ${to}` : ""} by ${c.user.name} (web, ${c.from})`), 15_000);
+    this.record(c, `vm ${op} ${b.vm}${to ? ` to ${to}` : ""}`, r);
     return r;
   }
 

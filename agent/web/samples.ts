@@ -15,7 +15,7 @@ export interface Sample {
   disk: number | null;
   /** bytes/s per NIC since the previous sample */
   nics: Record<string, { rx: number; tx: number }>;
-  /** MySQL: transactions behind the primary; Redis: bytes behind; null on the primary or unknown */
+  /** MySQL: seconds behind (Seconds_Behind_Master); Redis: bytes behind (redisLagBytes); null on the primary or unknown */
   mysqlLag: number | null;
   redisLag: number | null;
 }
@@ -33,6 +33,18 @@ export function parseNetDev(text: string): Record<string, { rx: number; tx: numb
     if (f.length >= 9 && Number.isFinite(f[0]) && Number.isFinite(f[8])) out[m[1]!] = { rx: f[0]!, tx: f[8]! };
   }
   return out;
+}
+
+/**
+ * A Redis replica's lag in bytes: the offset its primary last reported over the bus less the
+ * replica's own (INFO replication: master_repl_offset there, slave_repl_offset here), as the
+ * N+1 readiness check counts it (ha/readiness.ts). Null unless both are offsets (an AOF position
+ * read after a restart is not) or when this node is no replica of `holder`. Never below 0: the
+ * primary's report may be older than this node's reading.
+ */
+export function redisLagBytes(mine: { role: string; received: string; source: string | null } | null | undefined, holder: { received: string } | null | undefined): number | null {
+  if (!mine || mine.role !== "replica" || !holder || !/^\d+$/.test(mine.received) || !/^\d+$/.test(holder.received)) return null;
+  return Math.max(0, Number(holder.received) - Number(mine.received));
 }
 
 const round = (v: number | null, d = 3) => (v === null || !Number.isFinite(v) ? null : Math.round(v * 10 ** d) / 10 ** d);

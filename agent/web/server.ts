@@ -44,6 +44,8 @@ export interface WebStats {
   loginFailed: number;
   loginLocked: number;
   streams: number;
+  /** VM consoles opened (WebSocket upgrades past every check) */
+  consoles: number;
 }
 
 export interface WebServerDeps {
@@ -58,8 +60,8 @@ export interface WebServerDeps {
   members(): string[];
   log: Logger;
   wall(): number;
-  /** the VM console's WebSocket (vm-console.ts), once VMs exist */
-  vmConsole?(req: IncomingMessage, socket: Duplex, head: Buffer, caller: Caller): void;
+  /** the VM console's WebSocket (vm-console.ts), when the agent runs VMs */
+  vmConsole?(req: IncomingMessage, socket: Duplex, head: Buffer, caller: Caller, csrf: string): Promise<void>;
 }
 
 class BodyError extends Error {
@@ -69,7 +71,7 @@ class BodyError extends Error {
 }
 
 export class WebServer {
-  readonly stats: WebStats = { requests: 0, rejected: {}, badSession: 0, badCsrf: 0, badOrigin: 0, badBody: 0, loginFailed: 0, loginLocked: 0, streams: 0 };
+  readonly stats: WebStats = { requests: 0, rejected: {}, badSession: 0, badCsrf: 0, badOrigin: 0, badBody: 0, loginFailed: 0, loginLocked: 0, streams: 0, consoles: 0 };
   private servers: Server[] = [];
   private loginQueue: Promise<unknown> = Promise.resolve();
   private loginsWaiting = 0;
@@ -308,6 +310,7 @@ export class WebServer {
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.stats.requests++;
     const refuse = (code: number, why: string) => {
       this.count(code, req);
       socket.end(`HTTP/1.1 ${code} ${code === 401 ? "Unauthorized" : code === 403 ? "Forbidden" : "Not Found"}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${why}\n`);
@@ -320,14 +323,31 @@ export class WebServer {
     }
     const route = routeOf("GET", url.pathname);
     if (!route || url.pathname !== "/api/vms/console" || !this.d.vmConsole) return refuse(404, "no WebSocket here");
-    // a WebSocket carries no CSRF header: its Origin is the check (RFC 6455 §10.2)
-    if (req.headers.origin !== `https://${req.headers.host}`) {
+    // a WebSocket carries no custom header: its Origin (RFC 6455 §10.2) and Sec-Fetch-Site are
+    // checked as a POST's are, and the CSRF token comes as a subprotocol, "csrf.<token>"
+    const site = req.headers["sec-fetch-site"];
+    if (req.headers.origin !== `https://${req.headers.host}` || (site !== undefined && site !== "same-origin")) {
       this.stats.badOrigin++;
       return refuse(403, "cross-site WebSocket refused (Origin)");
     }
     const a = this.authenticate(req, route.role ?? "admin");
-    if ("code" in a) return refuse(a.code, (a.body as { error: string }).error);
-    this.d.vmConsole(req, socket, head, a.caller);
+    if ("code" in a) {
+      if (a.code === 401) this.stats.badSession++;
+      return refuse(a.code, (a.body as { error: string }).error);
+    }
+    const offered = String(req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
+    const csrf = offered.find((p) => p.startsWith("csrf."))?.slice(5);
+    if (!this.d.sessions.csrfOk(a.caller.session, csrf)) {
+      this.stats.badCsrf++;
+      return refuse(403, "CSRF token missing or wrong: reload the page");
+    }
+    // the connection's idle timeout (IDLE_MS) is the HTTP server's: a console stays open idle
+    req.socket.setTimeout(0);
+    this.stats.consoles++;
+    void this.d.vmConsole(req, socket, head, a.caller, csrf!).catch((e: Error) => {
+      this.d.log.error("web console upgrade failed", { err: e });
+      socket.destroy();
+    });
   }
 }
 

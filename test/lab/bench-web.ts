@@ -49,10 +49,14 @@ const r = await until("redis holder", 10_000, () => healthy("redis"), 500);
 console.log(`measuring ${x} (leader ${h.leader}, mysql on ${h.holder}, redis on ${r.holder}), ${SECONDS} s each`);
 await new Promise((res) => setTimeout(res, SETTLE_MS));
 const on = await measure(agentPid(x));
-await lab("kill", x);
+// the agent alone restarted with the console off (its supervisor restarts it, Restart=always):
+// `lab kill` took the node's MariaDB with it, and a replica killed mid-relay-log stayed out of
+// replication on 2026-12-06 (its relay log not replayed), which is no idle agent to measure
 const cfg = join(S, x, "bollard.yaml");
 writeFileSync(cfg, readFileSync(cfg, "utf8").replace(/^web:\n  enabled: true/m, "web:\n  enabled: false"));
-await lab("boot", x);
+const was = agentPid(x);
+process.kill(was, "SIGTERM");
+await until(`${x}'s agent restarted`, 60_000, async () => { try { const p = agentPid(x); return p !== was ? p : null; } catch { return null; } }, 500);
 await until(`${x} back`, 120_000, async () => (await status(x))?.quorum === true && (await healthy("mysql")) !== null, 500);
 await new Promise((res) => setTimeout(res, SETTLE_MS));
 const off = await measure(agentPid(x));

@@ -5,6 +5,8 @@
 # 128 MB and one vCPU each, their disks in $S/NODE/vms. Groups: cp, hard anti-affinity (cp1-cp3,
 # and cp4, which three nodes cannot take); web, soft (web1-web4, started by an operator). db
 # depends on MySQL and app on db; both write a counter to their disk (the others idle).
+# LAB_VM_SET=console (test/lab/web.test.ts): one VM instead, con1, writing and printing its
+# counter once a second (the web console's serial console reads it).
 gen_vm_config() { # NODE: prints YAML to append to bollard.yaml
   local n=$1 d g m i idle writer
   d=$(node_dir "$n")
@@ -25,6 +27,13 @@ gen_vm_config() { # NODE: prints YAML to append to bollard.yaml
   echo "  groups:"
   echo "    cp: { anti_affinity: hard }"
   echo "    web: { anti_affinity: soft }"
+  if [ "${LAB_VM_SET:-}" = console ]; then
+    echo "  disks:"
+    echo "    con1-d: { size_mb: 16 }"
+    echo "  machines:"
+    echo "    con1: { memory_mb: 128, disks: [con1-d], priority: 50, kernel: { path: $g/vmlinux, initrd: $g/initrd.img, append: \"${writer/gap_us=${LAB_VM_GAP_US:-50000}/gap_us=1000000}\" } }"
+    return 0
+  fi
   echo "  disks:"
   for i in cp1 cp2 cp3 cp4 web1 web2 web3 web4; do echo "    $i-d: { size_mb: 16 }"; done
   echo "    db-d: { size_mb: 32 }"

@@ -46,7 +46,8 @@ gen_secrets() {
 }
 
 # The bus's TLS as `bollard seed` makes it (agent/provision/pki.ts): one CA for the lab, and
-# for each node a key and a certificate (CN its name, subjectAltName its broker's address)
+# for each node a key and a certificate (CN its name, subjectAltName its data and management
+# addresses and the VIP: the bus's and the web console's, docs/web.md)
 # issued with OpenSSL 3's `req -x509 -CA`. The CA's key stays in $S/secrets/tls, the
 # operator's: no node holds it. Each node gets $S/NODE/tls/{ca.crt,node.crt,node.key}.
 tls_req() { OPENSSL_CONF=/dev/null openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 "$@"; }
@@ -63,7 +64,7 @@ gen_tls() {
     tls_req -keyout "$d/node.key" -out "$d/node.crt" -days 3650 -subj "/O=bollard/OU=$CLUSTER/CN=$n" \
       -CA "$ca/ca.crt" -CAkey "$ca/ca.key" -set_serial "0x1$(od -An -tx1 -N15 /dev/urandom | tr -d ' \n')" \
       -addext "basicConstraints=critical,CA:FALSE" -addext "keyUsage=critical,digitalSignature,keyAgreement" \
-      -addext "extendedKeyUsage=serverAuth,clientAuth" -addext "subjectAltName=IP:$(data_ip "$n"),DNS:$n" \
+      -addext "extendedKeyUsage=serverAuth,clientAuth" -addext "subjectAltName=IP:$(data_ip "$n"),IP:$(mgmt_ip "$n"),IP:$VIP_RESERVED,DNS:$n" \
       -addext "subjectKeyIdentifier=hash" -addext "authorityKeyIdentifier=keyid" 2>>"$ca/openssl.log" || { cat "$ca/openssl.log" >&2; return 1; }
     chmod 600 "$d/node.key"
   done

@@ -84,6 +84,9 @@ Gen("addresses, NICs, BMCs, switches and the network's servers from the command 
   assert.equal(a2.network.mgmt, { interface: "eno1", address: "10.9.0.2/24", gateway: "10.9.0.254" });
   assert.equal(a2.network.ntp, ["ntp1.example", "10.9.0.123"]);
   assert.is(a2.network.vip, "10.1.0.100/24");
+  // the same certificate serves the web console (docs/web.md): the browser may come by the
+  // management address or the VIP
+  assert.equal(certFacts(a2.tls.cert).ips, ["10.1.0.2", "10.9.0.2", "10.1.0.100"]);
   assert.equal(a2.bmc.a1, { host: "10.9.1.1", port: 623, user: "root", password: "s3cret", cipher_suite: 3 });
   assert.is(a2.bmc.a2!.port, 6230);
   assert.equal(a2.switches[1], { name: "swb", host: "10.9.2.2", port: 1161, read_community: "public", write_community: "private", ports: { a1: "swp1", a2: "swp2", a3: "swp3" } });
@@ -101,7 +104,7 @@ Gen("a node joining a running cluster: its token, the founders' brokers", () => 
   const [s] = makeSeeds(genOptions(["--cluster", "port-fms", "--out", dir, "--nodes", "node4", "--founders", "node1,node2,node3", "--token-file", join(dir, "token"), "--ca-dir", join(dir, "ca")]).o);
   assert.is(s!.join_token, "an-existing-cluster-token-123");
   assert.is(s!.tls.ca_cert, ca.cert, "node4's certificate is the running cluster's CA's");
-  assert.equal(certFacts(s!.tls.cert).ips, ["198.18.0.14"]);
+  assert.equal(certFacts(s!.tls.cert).ips, ["198.18.0.14", "198.18.1.14"], "its data and management addresses");
   assert.equal(s!.members.map((m) => m.name), ["node1", "node2", "node3"]);
   assert.is(s!.network.data.address, "198.18.0.14/24");
   rmSync(dir, { recursive: true });
@@ -252,7 +255,7 @@ Apply("TLS: the node's key and certificates from its seed, and a listener that r
   assert.is(f.get("/var/lib/bollard/secrets/tls/node.key")!.text, s.tls.key.trim() + "\n");
   assert.is(f.get("/var/lib/bollard/secrets/tls/node.crt")!.text, s.tls.cert.trim() + "\n");
   assert.is(f.get("/var/lib/bollard/secrets/tls/ca.crt")!.text, s.tls.ca_cert.trim() + "\n");
-  assert.equal(certFacts(s.tls.cert).ips, ["198.18.0.13"]);
+  assert.equal(certFacts(s.tls.cert).ips, ["198.18.0.13", "198.18.1.13"]);
   assert.is(certFacts(s.tls.cert).cn, "node3");
   assert.equal(f.get("/etc/mosquitto/conf.d/bollard-listener.conf")!.text.split("\n").slice(1, -1), [
     "listener 1883 198.18.0.13",

@@ -4,7 +4,7 @@
 // line's judgement (assess) is the very code the console and `bollard status` use.
 // Every text from the agent is rendered by preact as text: a `<script>` in an alarm stays text.
 import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { html } from "htm/preact";
 import { assess, emptyHardware, type AlarmRow, type Model } from "../../console/model.ts";
 import { api, PAGES, type Me, type PageName } from "./client.ts";
@@ -18,16 +18,28 @@ const emptyModel = (self: string): Model => ({
   alarms: { available: null, active: [], error: null }, logs: { node: "", lines: [], error: null }, events: { lines: [], errors: [] }, hw: emptyHardware(),
 });
 
-/** The live stream: the Model as the agent last sent it, and when it last spoke. */
+/** A stream silent this long is dead (a status comes at least every 2 s, live.ts): reopened. */
+const SILENT_MS = 5000;
+
+/**
+ * The live stream: the Model as the agent last sent it, and when it last spoke. Reached through
+ * the VIP, the stream's node may be powered off: no RST comes for a connection to a dead node,
+ * so a stream silent for SILENT_MS is closed and opened again, and reaches whichever node holds
+ * the address now (sessions hold on every node, auth.ts). The Model is kept meanwhile.
+ */
 function useLive(me: Me | null, hw: boolean): { m: Model; heardAt: number; open: boolean } {
   const [st, set] = useState({ m: emptyModel(me?.node ?? ""), heardAt: 0, open: false });
+  const [gen, setGen] = useState(0);
+  const model = useRef<Model | null>(null);
   useEffect(() => {
     if (!me) return;
-    let m = emptyModel(me.node);
+    let m = (model.current ??= emptyModel(me.node));
+    let last = Date.now();
     const es = new EventSource(`/api/live${hw ? "?hw=1" : ""}`);
     const upd = (f: (x: Model) => Model) => {
-      m = f(m);
-      set({ m, heardAt: Date.now(), open: true });
+      m = model.current = f(m);
+      last = Date.now();
+      set({ m, heardAt: last, open: true });
     };
     es.addEventListener("init", (e) => upd((x) => {
       const d = JSON.parse((e as MessageEvent).data) as { members: string[]; vip: string | null; addresses: Record<string, string> };
@@ -40,8 +52,9 @@ function useLive(me: Me | null, hw: boolean): { m: Model; heardAt: number; open:
     es.onmessage = () => upd((x) => x);
     es.onerror = () => set((s) => ({ ...s, open: false }));
     // a comment (keepalive) fires no event: the stream's liveness is the status, sent every 2 s
-    return () => es.close();
-  }, [me, hw]);
+    const watch = setInterval(() => Date.now() - last > SILENT_MS && (clearInterval(watch), es.close(), setGen((g) => g + 1)), 1000);
+    return () => (clearInterval(watch), es.close());
+  }, [me, hw, gen]);
   return st;
 }
 

@@ -9,6 +9,7 @@ import "uplot/dist/uPlot.min.css";
 import { alive, assignments, flags, factsOf, haOf, holdsVip, membersOf, type AlarmRow, type EventLine, type Model } from "../../console/model.ts";
 import { api, type Me, type PageName } from "./client.ts";
 import { timelines, type Timeline } from "./timeline.ts";
+import { Vms } from "./vms.ts";
 
 
 export interface Ctx {
@@ -17,11 +18,11 @@ export interface Ctx {
   tick: number;
 }
 
-const can = (me: Me, role: "operator" | "admin") => (role === "operator" ? me.role !== "viewer" : me.role === "admin");
+export const can = (me: Me, role: "operator" | "admin") => (role === "operator" ? me.role !== "viewer" : me.role === "admin");
 const time = (ms: number | string | null | undefined) => (ms === null || ms === undefined ? "-" : new Date(ms).toISOString().slice(11, 19));
 
 /** A confirmation that states the effect, then the request, then its answer on the page. */
-function useAction(me: Me): { ask(text: string, path: string, body: unknown): void; view: unknown } {
+export function useAction(me: Me): { ask(text: string, path: string, body: unknown): void; view: unknown } {
   const [q, setQ] = useState<{ text: string; path: string; body: unknown } | null>(null);
   const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
   const [busy, setBusy] = useState(false);
@@ -121,18 +122,6 @@ function Services({ ctx }: { ctx: Ctx }) {
   </section>`;
 }
 
-function Vms({ ctx }: { ctx: Ctx }) {
-  const [r, setR] = useState<{ code: number; body: Record<string, unknown> } | null>(null);
-  useEffect(() => void api("/api/vms", ctx.me).then(setR), []);
-  const vms = (r?.body.vms as { name: string; state: string; node: string; replica?: string; mirror?: string; group?: string; priority?: number }[] | undefined) ?? [];
-  return html`<section><h2>VMs</h2>
-    ${!r ? html`<p>reading…</p>` : r.code !== 200 || vms.length === 0
-      ? html`<p data-testid="no-vms">No VMs are defined in this cluster${r.code !== 200 ? " (this agent runs none)" : ""}.</p>`
-      : html`<table><thead><tr><th>name</th><th>state</th><th>node</th><th>mirror</th><th>replica</th><th>group</th><th>priority</th></tr></thead><tbody>
-        ${vms.map((v) => html`<tr><td>${v.name}</td><td>${v.state}</td><td>${v.node}</td><td>${v.mirror ?? "-"}</td><td>${v.replica ?? "-"}</td><td>${v.group ?? "-"}</td><td>${v.priority ?? "-"}</td></tr>`)}</tbody></table>`}
-  </section>`;
-}
-
 function AlarmTable({ ctx, rows }: { ctx: Ctx; rows: AlarmRow[] }) {
   const act = useAction(ctx.me);
   if (!rows.length) return html`<p class="muted">none</p>`;
@@ -229,7 +218,8 @@ function Charts({ ctx }: { ctx: Ctx }) {
       <${Chart} title="CPU, memory, fullest disk (ratio)" t=${t} series=${[{ label: "cpu", data: c.cpu! }, { label: "mem", data: c.mem! }, { label: "disk", data: c.disk! }]} />
       <${Chart} title="NIC receive (bytes/s)" t=${t} series=${nic("rx:")} />
       <${Chart} title="NIC transmit (bytes/s)" t=${t} series=${nic("tx:")} />
-      <${Chart} title="replication: MySQL lag (s), Redis s since last data" t=${t} series=${[{ label: "mysql", data: c.mysqlLag! }, { label: "redis", data: c.redisLag! }]} />`}
+      <${Chart} title="MySQL replication lag (s behind the primary)" t=${t} series=${[{ label: "mysql", data: c.mysqlLag! }]} />
+      <${Chart} title="Redis replication lag (bytes behind the primary's offset)" t=${t} series=${[{ label: "redis", data: c.redisLag! }]} />`}
   </section>`;
 }
 
