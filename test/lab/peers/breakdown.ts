@@ -6,6 +6,8 @@ import { events, NODES } from "../ha-lab.ts";
 
 export const STEPS = ["started", "fenced", "picked", "committed", "promoted", "portal", "vip", "write"] as const;
 export type Breakdown = Partial<Record<(typeof STEPS)[number], number>> & { candidate?: string };
+// portal: the VIP holder's nginx routes svc to the candidate (before it, a client that reaches
+// the VIP is proxied to the old, dead holder until proxy_connect_timeout)
 
 interface Ev { node: string; kind: string; detail: string; at: number }
 
@@ -28,9 +30,10 @@ export function breakdown(all: Ev[], svc: "mysql" | "redis", holder: string, wri
   if (cand) {
     b.candidate = cand;
     b.promoted = first(new RegExp(`^lrm ${svc} promote done`), cand)?.at;
-    // the portal on the VIP's holder (the MySQL candidate) routes svc to cand
-    b.portal = first(new RegExp(`^lrm portal route done in \\d+ ms: .*${svc} -> ${cand}`))?.at;
-    b.vip = first(/^lrm vip acquire done/)?.at;
+    // clients come in through the VIP: what counts is the portal of the node that took it
+    const vip = first(/^lrm vip acquire done/);
+    b.vip = vip?.at;
+    if (vip) b.portal = first(new RegExp(`^lrm portal route done in \\d+ ms: .*${svc} -> ${cand}`), vip.node)?.at;
   }
   return b;
 }
