@@ -95,8 +95,8 @@ RUNS_VM ?= 5
 # bollard against Redis Sentinel, MHA, Pacemaker + Corosync and keepalived (docs/ha.md "Peers"):
 # RUNS power-offs of the primary's node each, under the same writer; one table, one last line
 # "peers: ...". Not part of make test. The peers come from Debian's packages (openssh-server:
-# MHA reaches its nodes over ssh only), installed where missing; under the lab's lock.
-PEER_PKGS := redis-sentinel mha4mysql-manager mha4mysql-node pacemaker corosync fence-agents keepalived openssh-server
+# MHA reaches its nodes over ssh only; crmsh loads the Pacemaker configuration), installed where missing; under the lab's lock.
+PEER_PKGS := redis-sentinel mha4mysql-manager mha4mysql-node pacemaker corosync crmsh resource-agents fence-agents keepalived openssh-server
 bench-peers: $(NODE_DEPS) apt build
 	@missing=""; for p in $(PEER_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \

@@ -10,9 +10,10 @@
 // peers: bollard_mysql_p50=... mha_p50=... ... lost_acked=bollard:0,mha:K,...
 // PEERS=bollard,sentinel,keepalived,keepalived_v3,mha,pacemaker picks some (default: all).
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { NODES, REPO, S, VIP, Writer, ackLastFailover, dataIp, faultAt, healthy, lab, lostMysql, lostRedis, sqlLocal, status, until } from "./ha-lab.ts";
+import { breakdown, breakdownLine, eventsSince } from "./peers/breakdown.ts";
 import { type PeerResult, type RunFigure, fmt, summaryLine, table } from "./peers/stats.ts";
 
 const run = promisify(execFile);
@@ -166,6 +167,15 @@ async function bollardRuns(): Promise<PeerResult[]> {
     out.redis.push({ run: i, seconds: r.afterMs / 1000, lost: lr, note: `${holder} -> ${rh.holder}` });
     out.vip.push({ run: i, seconds: ((w.connectAfter(off.end) ?? NaN) - off.start) / 1000, lost: null });
     console.log(`bollard run ${i}: ${holder} off: mysql ${fmt(m.afterMs / 1000)} s (lost ${lm}), redis ${fmt(r.afterMs / 1000)} s (lost ${lr}), vip ${fmt(out.vip.at(-1)!.seconds)} s`);
+    // where the time went (ms after the power-off), from the agents' event logs
+    const evs = eventsSince(t0, off.start);
+    console.log(`  ${breakdownLine("mysql", breakdown(evs, "mysql", holder, m.afterMs))}`);
+    console.log(`  ${breakdownLine("redis", breakdown(evs, "redis", holder, r.afterMs))}`);
+    if (process.env.BENCH_PEERS_KEEP) {
+      mkdirSync(process.env.BENCH_PEERS_KEEP, { recursive: true });
+      writeFileSync(`${process.env.BENCH_PEERS_KEEP}/bollard-${i}.events`, evs.map((e) => `${String(e.at).padStart(6)} ${e.node} ${e.kind} ${e.detail}`).join("\n") + "\n");
+      await run("cp", ["-r", w.dir, `${process.env.BENCH_PEERS_KEEP}/bollard-${i}-writer`]).catch(() => undefined);
+    }
     await lab("power", holder, "on");
   }
   await down();
