@@ -164,7 +164,7 @@ P("a caught-up replica killed -9 and restarted (bench-web's lab kill): nothing t
   await h.restart(3, ["--skip-slave-start"]);
   const s = await d[2]!.status();
   console.log(`  restarted: up ${s.up}, executed ${s.gtidExecuted}, ${s.lastError ?? "no error"}; replays ${JSON.stringify(d[2]!.relayReplays)}`);
-  assert.is(s.up, true, s.lastError);
+  assert.is(s.up, true, s.lastError ?? undefined);
   assert.is(s.gtidExecuted, full);
   assert.is(d[2]!.relayReplayFailures, 0);
   await d[2]!.replicateFrom(h.server(1).host, h.server(1).port);
