@@ -23,7 +23,7 @@ export function vmPaths(vmsDir: string, vm: string): VmPaths {
 }
 
 /** QEMU node names: the file, the raw format node the device uses, the mirror's NBD target. */
-export const nodeNames = (disk: string) => ({ file: `f-${disk}`, fmt: `d-${disk}`, target: `t-${disk}`, job: `mirror-${disk}` });
+export const nodeNames = (disk: string) => ({ file: `f-${disk}`, fmt: `d-${disk}`, target: `t-${disk}`, job: `mirror-${disk}`, copy: `b-${disk}`, rebuild: `rebuild-${disk}` });
 /** the NBD export name of a VM's disk on its replica */
 export const exportName = (vm: string, disk: string) => `${vm}.${disk}`;
 /** a VM's tap device for its n-th NIC: at most 15 characters (IFNAMSIZ) */

@@ -72,7 +72,7 @@ export class VmRuntime {
       procs: new Map(this.c.catalog.defs.map((def) => [def.name, new VmProcess(def, { vmsDir: this.c.dir, qemu: this.c.qemu, machine: this.c.machine, log: this.log })])),
       storage: new StorageDaemon({ vmsDir: this.c.dir, bin: this.c.storageDaemon, address, port: this.c.nbdPort, log: this.log }),
       mirrorTo: new Map(), broken: new Map(), stalledSince: new Map(), pausedForMirror: new Set(), incoming: new Map(), migrations: new Map(),
-      errors: new Map(), expectedExit: new Set(), lastInst: new Map(),
+      errors: new Map(), expectedExit: new Set(), lastInst: new Map(), mirrorCopy: new Map(), marked: new Map(),
     };
     this.local = new VmLocal(this.self);
     const h = d.config.ha?.ha;
