@@ -130,6 +130,7 @@ export function checkVms(f: VmsFile, members: string[], haAddress: (node: string
     if (!n) errs.push(`vms.nodes: expected an entry for member ${m} (address, memory_mb), got none`);
     else if (!n.address && !haAddress(m)) errs.push(`vms.nodes.${m}.address: expected the node's data address (ha.nodes.${m} has none either), got nothing`);
   }
+  if (f.backup?.node && !members.includes(f.backup.node)) errs.push(`vms.backup.node: ${JSON.stringify(f.backup.node)} is not a member (${members.join(", ")})`);
   const largest = Math.max(0, ...Object.values(f.nodes).map((n) => n.memory_mb));
   const owner = new Map<string, string>();
   const names = Object.keys(f.machines);
