@@ -91,7 +91,11 @@ export async function takeBackup(q: Qmp, r: BackupRequest): Promise<BackupResult
       await q.execute("blockdev-add", { driver: "qcow2", "node-name": node, file: { driver: "file", filename: file }, backing: null });
       added.push(node);
     }
-    const consistency = await freeze(r.paths.qga, r.agentMs ?? 1500);
+    // the guest opens its end of the agent's port only where qemu-ga runs (query-chardev frontend-open)
+    const chardevs = await q.execute<{ label: string; "frontend-open": boolean }[]>("query-chardev");
+    const consistency = chardevs.find((c) => c.label === "qga0")?.["frontend-open"]
+      ? await freeze(r.paths.qga, r.agentMs ?? 3000)
+      : { frozen: false, why: "no guest agent: the guest has not opened its guest agent port (crash-consistent: as after a power cut)" };
     frozen = consistency.frozen;
     const actions: unknown[] = [];
     for (const d of r.def.disks) {
