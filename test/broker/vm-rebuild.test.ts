@@ -1,5 +1,5 @@
 // Incremental rebuild of a lost mirror (issue 14 §2) against real QEMU and qemu-storage-daemon on
-// loopback (agent/resources/vm-rebuild.ts, vm-mirror.ts): a 32 MB disk of random data mirrored
+// loopback (agent/resources/vm-rebuild.ts, vm-mirror.ts): a 128 MB disk of random data mirrored
 // write-blocking to a replica; the replica's daemon is killed (its node lost), the mirror yanked,
 // the guest's device written on; the daemon comes back with the same file and the mirror is
 // rebuilt from the dirty bitmap, with writes during the rebuild: the replica equals the source
@@ -54,9 +54,10 @@ if (skip) {
   s.before(async () => { port = await freePort(); });
 
   s("lost, written, back: only the dirty blocks are copied; the replica equals the source; a file made anew: a full copy, said so", async () => {
+    const MB = 128;
     const img = join(root, "img.raw");
-    writeFileSync(img, randomBytes(32 * 1024 * 1024));
-    const d = vmDef(guest, "r1", { sizeMb: 32, image: img });
+    writeFileSync(img, randomBytes(MB * 1024 * 1024));
+    const d = vmDef(guest, "r1", { sizeMb: MB, image: img });
     await up(d);
     const vm = vmProc(root, d, "n1");
     await vm.start({ accel: "tcg", paused: true });
@@ -91,7 +92,7 @@ if (skip) {
     assert.is(inc.dirtyBytes, 64 * 1024 * 4, "the bitmap lists the 64 KiB areas written since the mirror began (1M, 5M x2, 20M)");
     await deviceWrite(vm, disk, "write -P 0x66 9M 4k");
     assert.ok(same(d), "the replica equals the source after the incremental rebuild");
-    figures.push(`32 MB disk of random data: full copy ${Math.round(fullMs)} ms, ${fullBytes} bytes; incremental rebuild ${Math.round(incMs)} ms, ${inc.dirtyBytes} bytes`);
+    figures.push(`${MB} MB disk of random data: full copy ${Math.round(fullMs)} ms, ${fullBytes} bytes; incremental rebuild ${Math.round(incMs)} ms, ${inc.dirtyBytes} bytes`);
     // the bitmap now holds only what was written since the rebuild began (on-success)
     const bm = (await diskBitmaps(vm.need(), d))[0]!.bitmaps.find((b) => b.name.startsWith("bollard.n2."))!;
     assert.ok(bm.count > 0 && bm.count < inc.dirtyBytes!, `bitmap trimmed to ${bm.count} bytes`);
