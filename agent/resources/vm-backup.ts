@@ -73,7 +73,8 @@ export async function takeBackup(q: Qmp, r: BackupRequest): Promise<BackupResult
     wantFull: r.full, latest: latestOf(manifests, r.def.name),
     disks: r.def.disks.map((d) => ({ name: d.name, sizeMb: d.sizeMb, bitmaps: bms.find((b) => b.disk === d.name)?.bitmaps.map((x) => x.name) ?? [] })),
   });
-  const running = (await q.execute<{ device: string; type: string }[]>("query-block-jobs")).filter((j) => j.type === "backup");
+  // a mirror's incremental rebuild (vm-rebuild.ts) is a backup job too: wait for it; a concluded one is no obstacle
+  const running = (await q.execute<{ device: string; type: string; status: string }[]>("query-block-jobs")).filter((j) => j.type === "backup" && j.status !== "concluded");
   if (running.length) throw new DriverError("backup", `${r.def.name}: a backup job runs already (${running.map((j) => j.device).join(", ")}): try again when it is done`);
   mkdirSync(tmp, { recursive: true, mode: 0o750 });
   const added: string[] = [];

@@ -17,6 +17,7 @@ import * as assert from "uvu/assert";
 import type { VmDef } from "../../agent/ha/vm-types.ts";
 import { attachMirror, detachMirror, jobs, mirrorFacts, waitReady } from "../../agent/resources/vm-mirror.ts";
 import { diskBitmaps, markInSync } from "../../agent/resources/vm-rebuild.ts";
+import { takeBackup } from "../../agent/resources/vm-backup.ts";
 import { StorageDaemon } from "../../agent/resources/vm-storage.ts";
 import { readPid, type VmProcess } from "../../agent/resources/vm.ts";
 import { buildGuest, diskCounter, lastAck, readSerial, type Guest } from "../lab/guest/guest.ts";
@@ -93,6 +94,10 @@ if (skip) {
     await deviceWrite(vm, disk, "write -P 0x66 9M 4k");
     assert.ok(same(d), "the replica equals the source after the incremental rebuild");
     figures.push(`${MB} MB disk of random data: full copy ${Math.round(fullMs)} ms, ${fullBytes} bytes; incremental rebuild ${Math.round(incMs)} ms, ${inc.dirtyBytes} bytes`);
+    // a VM backup beside the mirror and the concluded rebuild job (both on the disk's file node)
+    const bk = await takeBackup(vm.need(), { def: d, paths: vm.paths, root: join(root, "bk"), node: "n1", storedOn: "n3", full: false });
+    assert.is(bk.manifest.bytes, MB * 1024 * 1024);
+    assert.ok(same(d), "the mirror is untouched by the backup");
     // the bitmap now holds only what was written since the rebuild began (on-success)
     const bm = (await diskBitmaps(vm.need(), d))[0]!.bitmaps.find((b) => b.name.startsWith("bollard.n2."))!;
     assert.ok(bm.count > 0 && bm.count < inc.dirtyBytes!, `bitmap trimmed to ${bm.count} bytes`);
