@@ -5,7 +5,7 @@
 // validates against it on receipt.
 import { z } from "zod";
 import { ACKED_BY_RE, ALARM_ID_RE } from "../alarms/types.ts";
-import { VmReport } from "./vm-messages.ts";
+import { VmCopies, VmReport } from "./vm-messages.ts";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -278,7 +278,7 @@ export type ReadyBody = z.infer<typeof ReadyBody>;
 
 export const Message = z.discriminatedUnion("t", [
   Hb, Ack, VoteReq, VoteResp, CmdReq, CmdResp, JoinHello, JoinChallenge, JoinProof, JoinResult, ResReport, ResQuery, FetchReq, FetchResp,
-  AlarmAckReq, AlarmAckResp, VmReport, UpgradeReq, UpgradeResp, BundleGet, BundlePart,
+  AlarmAckReq, AlarmAckResp, VmReport, VmCopies, UpgradeReq, UpgradeResp, BundleGet, BundlePart,
 ]);
 export type Message = z.infer<typeof Message>;
 export type Hb = z.infer<typeof Hb>;

@@ -41,3 +41,18 @@ export const VmReport = z
   })
   .strict();
 export type VmReport = z.infer<typeof VmReport>;
+
+/**
+ * Which copy of each VM's replica disks the sender holds (vm-storage.ts copyId), so that a
+ * holder rebuilds its mirror there incrementally only over the copy its dirty bitmap covers
+ * (ha/vm-rebuild.ts). Its own message type, not a field of "vm": an older agent drops it as a
+ * schema reject, and the holder then copies in full (docs/bus.md "Versions").
+ */
+export const VmCopies = z
+  .object({
+    v: z.literal(1),
+    t: z.literal("vm-copies"),
+    copies: z.record(name, z.string().regex(/^[0-9a-z-]{1,400}$/, "a copy id")),
+  })
+  .strict();
+export type VmCopies = z.infer<typeof VmCopies>;

@@ -1,4 +1,4 @@
-// `bollard vm list|start|stop|restart|migrate|console` (issue 14 §4, docs/vm.md). The changes go
+// `bollard vm list|start|stop|restart|migrate|console|backup|restore` (issues 14 §4, 23 §5; docs/vm.md). The changes go
 // through the leader as register flags (ha/vm-flags.ts) that its VM manager and the nodes' local
 // VM managers carry out; the command then waits (unless --no-wait) until it sees the outcome, or
 // the VM alarm that says why not. The console connects to the VM's serial socket on this node.
@@ -15,12 +15,15 @@ import { vmPaths } from "../resources/qemu-args.ts";
 import { alive, readPid } from "../resources/vm.ts";
 import { controlRequest } from "../runtime/control.ts";
 import type { CommandContext, SubCommand } from "./types.ts";
+import { backupCmd, restoreCmd } from "./vm-backup-cmd.ts";
 
 const USAGE = [
   "vm list [--json]                 every VM: state, node, replica and sync, problems",
   "vm start|stop|restart NAME       start (placing it if need be), stop, restart a VM",
   "vm migrate NAME [--to NODE]      live-migrate a VM with its disks (--no-wait on each)",
   "vm console NAME [--seconds N]    its serial console, on its node (Ctrl-] leaves)",
+  "vm backup NAME [--full]          a backup of its disks (incremental when it can), on its node",
+  "vm restore NAME --backup ID [--as NEWNAME] [--confirm NAME]   its disks from a backup (stopped VM)",
 ];
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -79,13 +82,13 @@ export const vmCommand: SubCommand = {
   async run(args, ctx) {
     let p;
     try {
-      p = parseArgs({ args, allowPositionals: true, strict: true, options: { json: { type: "boolean" }, to: { type: "string" }, "no-wait": { type: "boolean" }, seconds: { type: "string" } } });
+      p = parseArgs({ args, allowPositionals: true, strict: true, options: { json: { type: "boolean" }, to: { type: "string" }, "no-wait": { type: "boolean" }, seconds: { type: "string" }, full: { type: "boolean" }, backup: { type: "string" }, as: { type: "string" }, confirm: { type: "string" } } });
     } catch (e) {
       return fail(ctx, `${(e as Error).message}\nrun "bollard vm --help" for usage`, 2);
     }
     const [op, name, ...extra] = p.positionals;
     const json = !!(p.values.json || ctx.json);
-    if (!op || !["list", "start", "stop", "restart", "migrate", "console"].includes(op)) return fail(ctx, `expected list, start, stop, restart, migrate or console, got ${op ?? "nothing"}\nrun "bollard vm --help" for usage`, 2);
+    if (!op || !["list", "start", "stop", "restart", "migrate", "console", "backup", "restore"].includes(op)) return fail(ctx, `expected list, start, stop, restart, migrate, console, backup or restore, got ${op ?? "nothing"}\nrun "bollard vm --help" for usage`, 2);
     if (op === "list" ? name !== undefined : !name || extra.length) return fail(ctx, op === "list" ? "list takes no name" : `expected: vm ${op} NAME`, 2);
     const e = env(ctx);
     if (typeof e === "string" && op === "list" && / has no vms: section/.test(e)) {
@@ -96,6 +99,9 @@ export const vmCommand: SubCommand = {
     if (op === "list") return list(ctx, e, json);
     if (!e.config.vms!.catalog.defs.some((d) => d.name === name)) return fail(ctx, `no VM ${JSON.stringify(name)} in vms.machines (${e.config.vms!.catalog.defs.map((d) => d.name).join(", ") || "none"})`, 2);
     if (op === "console") return consoleOf(ctx, e, name!, p.values.seconds);
+    if (op === "backup") return backupCmd(ctx, e, name!, !!p.values.full, json);
+    if (op === "restore") return restoreCmd(ctx, e, name!, { backup: p.values.backup, as: p.values.as, confirm: p.values.confirm, json });
+    if (p.values.full || p.values.backup || p.values.as || p.values.confirm) return fail(ctx, "--full goes with backup; --backup, --as and --confirm with restore", 2);
     const to = p.values.to;
     if (to !== undefined && (op !== "migrate" || !e.config.cluster.members.some((m) => m.name === to))) return fail(ctx, op !== "migrate" ? "--to goes with migrate" : `--to: ${to} is not a member`, 2);
     return change(ctx, e, op as "start" | "stop" | "restart" | "migrate", name!, to, !!p.values["no-wait"]);

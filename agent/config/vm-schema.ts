@@ -58,8 +58,10 @@ export const VmsSection = section(
     groups: z.record(vmName(), section({ anti_affinity: z.enum(["hard", "soft"], expect('"hard" or "soft"')).default("soft") }, "anti_affinity"), expect("a mapping of group name to its anti-affinity")).default({}),
     disks: z.record(vmName(), section({ size_mb: z.number(expect("a whole number of MB, 1-16777216")).int().min(1).max(16_777_216), image: absPath("a raw image to start from").optional() }, "size_mb, image"), expect("a mapping of disk name to its size")).default({}),
     machines: z.record(vmName(), Machine, expect("a mapping of VM name to its definition")).default({}),
+    /** `bollard vm backup`: the chain's directory (another node's storage: an NFS mount of it) and that node */
+    backup: section({ dir: absPath("where VM backups are kept"), node: z.string().regex(/^[a-z][a-z0-9-]{0,30}$/).optional() }, "dir, node").optional(),
   },
-  "dir, qemu, storage_daemon, accel, probe, machine, nbd_port, migration_port, stop_timeout_ms, anti_flap_ms, migrate_timeout_ms, degraded_alarm_ms, nodes, groups, disks, machines",
+  "dir, qemu, storage_daemon, accel, probe, machine, nbd_port, migration_port, stop_timeout_ms, anti_flap_ms, migrate_timeout_ms, degraded_alarm_ms, nodes, groups, disks, machines, backup",
 );
 export type VmsFile = z.infer<typeof VmsSection>;
 
@@ -81,6 +83,8 @@ export interface VmsConfig {
   catalog: VmCatalog;
   /** vms.machines' digest: every node reports it, the leader compares */
   digest: string;
+  /** vms.backup: where `bollard vm backup` keeps the chain, and the node whose storage that is */
+  backup: { dir: string; node: string | null } | null;
 }
 
 /** The typed section; `haAddress` gives a node's address from ha.nodes when vms.nodes has none. */
@@ -103,6 +107,7 @@ export function toVmsConfig(f: VmsFile, haAddress: (node: string) => string | un
     probe: f.probe ? { kernel: f.probe.kernel, initrd: f.probe.initrd ?? null, append: f.probe.append, expect: f.probe.expect } : null,
     machine: f.machine, nbdPort: f.nbd_port, migrationPort: f.migration_port, stopTimeoutMs: f.stop_timeout_ms, antiFlapMs: f.anti_flap_ms,
     migrateTimeoutMs: f.migrate_timeout_ms, degradedAlarmMs: f.degraded_alarm_ms, addresses, catalog, digest: defsDigest(catalog),
+    backup: f.backup ? { dir: f.backup.dir, node: f.backup.node ?? null } : null,
   };
 }
 
@@ -125,6 +130,7 @@ export function checkVms(f: VmsFile, members: string[], haAddress: (node: string
     if (!n) errs.push(`vms.nodes: expected an entry for member ${m} (address, memory_mb), got none`);
     else if (!n.address && !haAddress(m)) errs.push(`vms.nodes.${m}.address: expected the node's data address (ha.nodes.${m} has none either), got nothing`);
   }
+  if (f.backup?.node && !members.includes(f.backup.node)) errs.push(`vms.backup.node: ${JSON.stringify(f.backup.node)} is not a member (${members.join(", ")})`);
   const largest = Math.max(0, ...Object.values(f.nodes).map((n) => n.memory_mb));
   const owner = new Map<string, string>();
   const names = Object.keys(f.machines);

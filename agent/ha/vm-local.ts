@@ -11,9 +11,10 @@ import type { VmCatalog, VmFacts, VmNodeFacts } from "./vm-types.ts";
 
 export type VmLocalAction =
   /** start: with `mirror`, the guest is held (-S) until its disks are mirrored there, then continued */
-  | { vm: string; do: "start"; mirror?: string; why: string }
+  | { vm: string; do: "start"; mirror?: string; copy?: string | null; why: string }
   | { vm: string; do: "incoming" | "cont" | "pause" | "stop" | "kill" | "quit" | "export" | "unexport" | "unmirror"; why: string }
-  | { vm: string; do: "mirror"; to: string; why: string }
+  /** mirror: `copy` is the copy of the disks `to` says it holds (an incremental rebuild needs it) */
+  | { vm: string; do: "mirror"; to: string; copy?: string | null; why: string }
   | { vm: string; do: "migrate"; to: string; port: number; why: string };
 
 export interface VmLocalInput {
@@ -156,7 +157,7 @@ export class VmLocal {
         // the guest waits until the leader has outdated it.
         if (synced && synced !== me) {
           if (!inp.alive(synced) || !inp.peer(synced)?.exports.includes(vm)) return null;
-          return { vm, do: "start", mirror: synced, why: `${why}; mirrored to ${synced}, its replica in sync, before the guest runs` };
+          return { vm, do: "start", mirror: synced, copy: inp.peer(synced)?.copies?.[vm] ?? null, why: `${why}; mirrored to ${synced}, its replica in sync, before the guest runs` };
         }
         return { vm, do: "start", why };
       }
@@ -178,7 +179,7 @@ export class VmLocal {
     if (!m) {
       const p = inp.peer(replica);
       if (!inp.alive(replica) || !p?.exports.includes(vm)) return null;
-      return { vm, do: "mirror", to: replica, why: synced === replica ? `resume the mirror to ${replica}` : `new replica on ${replica}` };
+      return { vm, do: "mirror", to: replica, copy: p.copies?.[vm] ?? null, why: synced === replica ? `resume the mirror to ${replica}` : `new replica on ${replica}` };
     }
     if (m.state !== "broken") return null;
     // A job that failed lets guest writes complete on this disk only: they must not be

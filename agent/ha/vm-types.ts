@@ -100,6 +100,9 @@ export interface VmNodeFacts {
   storage: boolean;
   /** VMs whose disks it serves (NBD exports) as their replica */
   exports: string[];
+  /** per exported VM: which copy of its disks this node holds (vm-storage.ts copyId); a
+   *  holder's mirror to it is rebuilt incrementally only over the copy its bitmap covers */
+  copies?: Record<string, string>;
   vms: VmFacts[];
 }
 

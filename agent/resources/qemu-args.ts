@@ -11,6 +11,10 @@ import type { VmDef } from "../ha/vm-types.ts";
 export interface VmPaths {
   dir: string;
   qmp: string;
+  /** a second QMP monitor for tools beside the agent (`bollard vm backup`): QMP takes one client per socket */
+  ctl: string;
+  /** the guest agent's channel (virtio-serial org.qemu.guest_agent.0): answers only where the guest runs qemu-ga */
+  qga: string;
   serial: string;
   serialLog: string;
   pid: string;
@@ -19,11 +23,11 @@ export interface VmPaths {
 
 export function vmPaths(vmsDir: string, vm: string): VmPaths {
   const dir = join(vmsDir, vm);
-  return { dir, qmp: join(dir, "qmp.sock"), serial: join(dir, "serial.sock"), serialLog: join(dir, "serial.log"), pid: join(dir, "qemu.pid"), disk: (d) => join(dir, `${d}.raw`) };
+  return { dir, qmp: join(dir, "qmp.sock"), ctl: join(dir, "ctl.sock"), qga: join(dir, "qga.sock"), serial: join(dir, "serial.sock"), serialLog: join(dir, "serial.log"), pid: join(dir, "qemu.pid"), disk: (d) => join(dir, `${d}.raw`) };
 }
 
 /** QEMU node names: the file, the raw format node the device uses, the mirror's NBD target. */
-export const nodeNames = (disk: string) => ({ file: `f-${disk}`, fmt: `d-${disk}`, target: `t-${disk}`, job: `mirror-${disk}` });
+export const nodeNames = (disk: string) => ({ file: `f-${disk}`, fmt: `d-${disk}`, target: `t-${disk}`, job: `mirror-${disk}`, copy: `b-${disk}`, rebuild: `rebuild-${disk}` });
 /** the NBD export name of a VM's disk on its replica */
 export const exportName = (vm: string, disk: string) => `${vm}.${disk}`;
 /** a VM's tap device for its n-th NIC: at most 15 characters (IFNAMSIZ) */
@@ -53,6 +57,9 @@ export function qemuArgs(l: Launch): string[] {
     "-qmp", `unix:${paths.qmp},server=on,wait=off`,
     "-chardev", `socket,id=ser0,path=${paths.serial},server=on,wait=off,logfile=${paths.serialLog},logappend=on`,
     "-serial", "chardev:ser0",
+    "-qmp", `unix:${paths.ctl},server=on,wait=off`,
+    "-chardev", `socket,id=qga0,path=${paths.qga},server=on,wait=off`,
+    "-device", "virtio-serial-pci,id=vser0", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
   ];
   def.disks.forEach((d, i) => {
     const n = nodeNames(d.name);

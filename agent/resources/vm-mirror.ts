@@ -8,10 +8,12 @@
 //   blockdev-mirror sync=full copy-mode=write-blocking   the first copy in the background, and
 //                             from the start every guest write completes only once both disks
 //                             have it (BLOCK_JOB_READY: the first copy is done).
-// QEMU 7.2's blockdev-mirror takes no dirty bitmap (upstream added one later), so a rebuilt
-// mirror copies the whole disk; zero and unallocated areas cost little (block status).
+// A mirror rebuilt to a node that holds an older copy copies only the blocks written since
+// (dirty bitmaps, vm-rebuild.ts); otherwise the whole disk (zero areas cost little: block status).
 import type { VmDef } from "../ha/vm-types.ts";
 import type { MirrorFacts } from "../ha/vm-types.ts";
+import { rebuildChoice } from "../ha/vm-rebuild.ts";
+import { diskBitmaps, prepareBitmaps, startIncremental } from "./vm-rebuild.ts";
 import { exportName, nodeNames } from "./qemu-args.ts";
 import type { Qmp } from "./qmp.ts";
 import { DriverError } from "./types.ts";
@@ -36,9 +38,27 @@ export async function jobs(q: Qmp): Promise<JobInfo[]> {
   return q.execute<JobInfo[]>("query-block-jobs");
 }
 
-/** Mirrors every disk of `def` to `host:port` (the replica's NBD server). Jobs already there are kept. */
-export async function attachMirror(q: Qmp, def: VmDef, host: string, port: number): Promise<void> {
-  const have = new Set((await jobs(q)).map((j) => j.device));
+export interface AttachResult {
+  /** full: the whole disk is copied; incremental: the blocks a dirty bitmap lists; kept: jobs already there */
+  mode: "full" | "incremental" | "kept";
+  why: string;
+  /** bytes the incremental copy has to send (the bitmaps' dirty bytes) */
+  dirtyBytes?: number;
+}
+
+/**
+ * Mirrors every disk of `def` to `host:port` (the replica's NBD server). Jobs already there are
+ * kept. With `rb` (the replica's node and the copy it reports holding), a dirty bitmap for that
+ * node is kept from now on, and where one already covers the node's older copy only the blocks
+ * written since are copied (vm-rebuild.ts); otherwise, a full copy.
+ */
+export async function attachMirror(q: Qmp, def: VmDef, host: string, port: number, rb?: { node: string; copy: string | null }): Promise<AttachResult> {
+  const js = await jobs(q);
+  const have = new Set(js.map((j) => j.device));
+  if (def.disks.every((d) => have.has(nodeNames(d.name).job))) return { mode: "kept", why: "its mirror jobs run already" };
+  await dismissRebuilds(q, def, js);
+  const choice = rb ? rebuildChoice(rb.node, rb.copy, await diskBitmaps(q, def)) : { mode: "full" as const, why: "a full copy" };
+  if (rb) await prepareBitmaps(q, def, rb.node, rb.copy, choice.mode === "full");
   const nodes = new Set((await q.execute<{ "node-name": string }[]>("query-named-block-nodes", { flat: true })).map((x) => x["node-name"]));
   for (const d of def.disks) {
     const n = nodeNames(d.name);
@@ -50,22 +70,53 @@ export async function attachMirror(q: Qmp, def: VmDef, host: string, port: numbe
       }, 10_000);
     }
     await q.execute("blockdev-mirror", {
-      "job-id": n.job, device: n.fmt, target: n.target, sync: "full", "copy-mode": "write-blocking",
+      "job-id": n.job, device: n.fmt, target: n.target, sync: choice.mode === "incremental" ? "none" : "full", "copy-mode": "write-blocking",
       "on-source-error": "stop", "on-target-error": "report", "auto-finalize": true, "auto-dismiss": false,
     });
   }
+  if (choice.mode === "incremental") {
+    try {
+      await startIncremental(q, def, host, port, (disk) => exportName(def.name, disk), choice.bitmap, RECONNECT_S);
+    } catch (e) {
+      // a sync=none mirror alone would call itself ready with the older copy: it must not stay
+      await detachMirror(q, def, { yank: false }).catch(() => undefined);
+      throw new DriverError("mirror", `${def.name}: the incremental copy to ${rb!.node} did not start: ${(e as Error).message}`, e);
+    }
+    return { mode: "incremental", why: choice.why, dirtyBytes: choice.dirtyBytes };
+  }
+  return { mode: "full", why: choice.why };
 }
 
-/** The mirror as the jobs say: none, syncing (first copy), ready (every disk in sync), broken. */
+/** Rebuild jobs that ended: dismissed, their NBD connections closed (before another mirror). */
+async function dismissRebuilds(q: Qmp, def: VmDef, js: JobInfo[]): Promise<void> {
+  for (const d of def.disks) {
+    const n = nodeNames(d.name);
+    const j = js.find((x) => x.device === n.rebuild);
+    if (j && j.status !== "concluded") continue;
+    if (j) await q.execute("job-dismiss", { id: n.rebuild });
+    try { await q.execute("blockdev-del", { "node-name": n.copy }); } catch { /* not there */ }
+  }
+}
+
+/**
+ * The mirror as the jobs say: none, syncing (first copy, or an incremental rebuild under way),
+ * ready (every disk in sync), broken. A rebuild that concluded without error is done.
+ */
 export async function mirrorFacts(q: Qmp, def: VmDef, to: string): Promise<MirrorFacts | null> {
   const js = await jobs(q);
   const mine = def.disks.map((d) => js.find((j) => j.device === nodeNames(d.name).job));
   if (mine.every((j) => !j)) return null;
-  const bad = mine.find((j) => !j || j.status === "concluded" || j.status === "aborting" || j.error || (j["io-status"] && j["io-status"] !== "ok"));
+  const failed = (j: JobInfo | undefined) => !!j && (j.status === "aborting" || !!j.error || (!!j["io-status"] && j["io-status"] !== "ok"));
+  const bad = mine.find((j) => !j || j.status === "concluded" || failed(j));
   if (bad) return { to, state: "broken", done: 0, error: bad ? (bad.error ?? `job ${bad.device} ${bad.status}${bad["io-status"] && bad["io-status"] !== "ok" ? `, io-status ${bad["io-status"]}` : ""}`) : "a disk has no mirror job" };
-  const len = mine.reduce((a, j) => a + j!.len, 0);
-  const off = mine.reduce((a, j) => a + Math.min(j!.offset, j!.len), 0);
-  const ready = mine.every((j) => j!.ready);
+  const rebuilds = def.disks.map((d) => js.find((j) => j.device === nodeNames(d.name).rebuild)).filter((j): j is JobInfo => !!j);
+  const rbad = rebuilds.find(failed);
+  if (rbad) return { to, state: "broken", done: 0, error: `the incremental rebuild ${rbad.device} failed: ${rbad.error ?? rbad.status}` };
+  const running = rebuilds.filter((j) => j.status !== "concluded");
+  const all = [...mine.map((j) => j!), ...running];
+  const len = all.reduce((a, j) => a + j.len, 0);
+  const off = all.reduce((a, j) => a + Math.min(j.offset, j.len), 0);
+  const ready = mine.every((j) => j!.ready) && !running.length;
   return { to, state: ready ? "ready" : "syncing", done: len ? Math.min(1, off / len) : 1 };
 }
 
@@ -106,12 +157,31 @@ export async function detachMirror(q: Qmp, def: VmDef, o: { yank: boolean }): Pr
       await sleep(20);
     }
     if (j) await q.execute("job-dismiss", { id: n.job });
+    await endRebuild(q, n.rebuild, n.copy, o.yank);
     try {
       await q.execute("blockdev-del", { "node-name": n.target });
     } catch (e) {
       if (!/not find|not found/i.test((e as Error).message)) throw e;
     }
   }
+}
+
+/** An incremental rebuild's backup job ended (cancelled if it runs: its bitmap is merged back) and its NBD node removed. */
+async function endRebuild(q: Qmp, id: string, node: string, yank: boolean): Promise<void> {
+  if (yank) {
+    try { await q.execute("yank", { instances: [{ type: "block-node", "node-name": node }] }); } catch { /* no such node */ }
+  }
+  let j = (await jobs(q)).find((x) => x.device === id);
+  if (j && j.status !== "concluded") {
+    try { await q.execute("block-job-cancel", { device: id, force: true }); } catch { /* concluded meanwhile */ }
+  }
+  const end = performance.now() + 10_000;
+  while ((j = (await jobs(q)).find((x) => x.device === id)) && j.status !== "concluded") {
+    if (performance.now() > end) throw new DriverError("mirror", `the rebuild job ${id} did not end within 10 s (${j.status})`);
+    await sleep(20);
+  }
+  if (j) await q.execute("job-dismiss", { id });
+  try { await q.execute("blockdev-del", { "node-name": node }); } catch { /* not there */ }
 }
 
 export interface MigrationResult {

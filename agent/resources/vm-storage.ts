@@ -5,7 +5,7 @@
 // block-export-add type=nbd; block-export-del mode=hard and blockdev-del to stop serving one.
 // The file is opened with O_DIRECT where the filesystem allows it (cache.direct), and without
 // image locking: the QEMU of a live migration's target opens the same file while it is served.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../env/env.ts";
 import type { VmDef } from "../ha/vm-types.ts";
@@ -59,6 +59,21 @@ export class StorageDaemon {
     const xs = await q.execute<{ id: string; "shutting-down": boolean }[]>("query-block-exports");
     const live = new Set(xs.filter((x) => !x["shutting-down"]).map((x) => x.id));
     return defs.filter((d) => d.disks.length && d.disks.every((k) => live.has(ids(d.name, k.name).exp))).map((d) => d.name);
+  }
+
+  /**
+   * Which copy of each exported VM's disks this node holds: the files' inode and birth time,
+   * so that a file made anew (lost, removed) is never taken for the copy a holder's dirty bitmap
+   * covers (ha/vm-rebuild.ts). Null for a VM whose files cannot be read.
+   */
+  copies(defs: readonly VmDef[], vms: readonly string[]): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const def of defs) {
+      if (!vms.includes(def.name)) continue;
+      const id = copyId(def.disks.map((d) => vmPaths(this.o.vmsDir, def.name).disk(d.name)));
+      if (id) out[def.name] = id;
+    }
+    return out;
   }
 
   /** Serves each disk of `def` (made, empty and sparse, if it is not there yet). */
@@ -117,5 +132,14 @@ export class StorageDaemon {
   private need(): Qmp {
     if (!this.qmp?.isOpen) throw new DriverError("storage", "qemu-storage-daemon does not answer on its QMP socket");
     return this.qmp;
+  }
+}
+
+/** The identity of a set of disk files (inode and birth time, base 36), or null when one is missing. */
+export function copyId(files: readonly string[]): string | null {
+  try {
+    return files.map((f) => { const st = statSync(f, { bigint: true }); return `${st.ino.toString(36)}x${(st.birthtimeNs / 1000n).toString(36)}`; }).join("-");
+  } catch {
+    return null;
   }
 }

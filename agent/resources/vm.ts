@@ -101,7 +101,7 @@ export class VmProcess {
   async start(o: { accel: "kvm" | "tcg"; paused?: boolean; incoming?: boolean }): Promise<void> {
     mkdirSync(this.paths.dir, { recursive: true, mode: 0o750 });
     this.makeDisks();
-    for (const f of [this.paths.qmp, this.paths.serial, this.paths.pid]) rmSync(f, { force: true });
+    for (const f of [this.paths.qmp, this.paths.ctl, this.paths.qga, this.paths.serial, this.paths.pid]) rmSync(f, { force: true });
     const args = qemuArgs({ qemu: this.o.qemu, def: this.def, paths: this.paths, accel: o.accel, machine: this.o.machine, paused: !!o.paused, incoming: !!o.incoming });
     try {
       await runDaemon(this.o.qemu, args);

@@ -41,8 +41,11 @@ export async function runVmAction(x: ActionContext, a: VmLocalAction): Promise<s
         bridgeTaps(def, x.log);
         if (!a.mirror) return `started (${x.accel}, QEMU ${p.inst})`;
         const t0 = performance.now();
-        await attachMirror(p.need(), def, addr(a.mirror), c.nbdPort);
+        const how = await attachMirror(p.need(), def, addr(a.mirror), c.nbdPort, { node: a.mirror, copy: a.copy ?? null });
         s.mirrorTo.set(a.vm, a.mirror);
+        s.mirrorCopy.set(a.vm, a.copy ?? null);
+        s.marked.delete(a.vm);
+        x.log.info(`${a.vm}: mirror to ${a.mirror}: ${how.why}`);
         await waitReady(p.need(), def, a.mirror, START_SYNC_MS);
         await p.cont();
         return `started (${x.accel}, QEMU ${p.inst}); held until its mirror to ${a.mirror} was in sync (${Math.round(performance.now() - t0)} ms), then continued`;
@@ -89,10 +92,13 @@ export async function runVmAction(x: ActionContext, a: VmLocalAction): Promise<s
     }
     case "mirror": {
       s.broken.delete(a.vm);
-      await attachMirror(p.need(), def, addr(a.to), c.nbdPort);
+      const how = await attachMirror(p.need(), def, addr(a.to), c.nbdPort, { node: a.to, copy: a.copy ?? null });
       s.mirrorTo.set(a.vm, a.to);
+      s.mirrorCopy.set(a.vm, a.copy ?? null);
+      s.marked.delete(a.vm);
       s.stalledSince.delete(a.vm);
-      return `mirroring to ${a.to} (${addr(a.to)}:${c.nbdPort}), write-blocking`;
+      const what = how.mode === "incremental" ? `incremental rebuild: ${how.why}` : how.mode === "full" ? how.why : "its jobs run already";
+      return `mirroring to ${a.to} (${addr(a.to)}:${c.nbdPort}), write-blocking; ${what}`;
     }
     case "unmirror": {
       await detachMirror(p.need(), def, { yank: true });

@@ -5,6 +5,7 @@
 import type { VmCatalog, VmFacts, VmNodeFacts, VmRunState } from "../ha/vm-types.ts";
 import type { VmLocal } from "../ha/vm-local.ts";
 import { incomingDone, mirrorFacts } from "../resources/vm-mirror.ts";
+import { markInSync } from "../resources/vm-rebuild.ts";
 import type { StorageDaemon } from "../resources/vm-storage.ts";
 import type { VmProcess } from "../resources/vm.ts";
 
@@ -31,6 +32,10 @@ export interface VmLocalState {
   expectedExit: Set<string>;
   /** the QEMU instance seen running at the last read */
   lastInst: Map<string, string>;
+  /** the copy of the disks each VM's mirror target said it holds when the mirror was attached */
+  mirrorCopy: Map<string, string | null>;
+  /** "node/copy" whose in-sync mark (vm-rebuild.ts markInSync) each VM's QEMU has */
+  marked: Map<string, string>;
 }
 
 const STATES: Record<string, VmRunState> = {
@@ -61,7 +66,8 @@ export async function readVmFacts(c: ReadContext): Promise<VmNodeFacts> {
   if (storage) {
     try { exports = await c.s.storage.exported(c.catalog.defs); } catch { /* daemon gone: the next ensure() starts it */ }
   }
-  return { epoch: c.epoch, defs: c.defs, storage, exports, vms };
+  const copies = c.s.storage.copies(c.catalog.defs, exports);
+  return { epoch: c.epoch, defs: c.defs, storage, exports, ...(Object.keys(copies).length ? { copies } : {}), vms };
 }
 
 async function readOne(c: ReadContext, vm: string): Promise<VmFacts | null> {
@@ -74,6 +80,8 @@ async function readOne(c: ReadContext, vm: string): Promise<VmFacts | null> {
     if (was) {
       s.lastInst.delete(vm);
       s.mirrorTo.delete(vm);
+      s.mirrorCopy.delete(vm);
+      s.marked.delete(vm);
       s.pausedForMirror.delete(vm);
       s.incoming.delete(vm);
       if (!s.expectedExit.delete(vm) && holder === c.self) {
@@ -114,6 +122,12 @@ async function readOne(c: ReadContext, vm: string): Promise<VmFacts | null> {
       const since = s.stalledSince.get(vm);
       if (m && m.state !== "broken" && since !== undefined && c.now - since >= STALL_MS) x.mirror = { ...m, state: "broken", error: `stalled: ${to}'s storage daemon has not answered for ${Math.round(c.now - since)} ms` };
       else x.mirror = m;
+      // the copy on `to` is complete: from now on its bitmap may serve an incremental rebuild
+      const copy = s.mirrorCopy.get(vm);
+      if (m?.state === "ready" && copy && s.marked.get(vm) !== `${to}/${copy}`) {
+        await markInSync(p.need(), p.def, to, copy);
+        s.marked.set(vm, `${to}/${copy}`);
+      }
     } catch (e) {
       x.mirror = { to, state: "broken", done: 0, error: (e as Error).message };
     }

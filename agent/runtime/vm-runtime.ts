@@ -51,6 +51,10 @@ export class VmRuntime {
   private readonly leader: VmLeaderIo;
   private readonly busy = new Map<string, string>();
   private readonly reports = new Map<string, Reported>();
+  /** each peer's replica copies ("vm-copies"), merged into its reports */
+  private readonly copies = new Map<string, Record<string, string>>();
+  private lastCopies = "";
+  private copiesTick = 0;
   private readonly res = new Map<string, { r: ResReport; at: number }>();
   private facts: VmNodeFacts | null = null;
   private polling: Promise<void> | null = null;
@@ -72,7 +76,7 @@ export class VmRuntime {
       procs: new Map(this.c.catalog.defs.map((def) => [def.name, new VmProcess(def, { vmsDir: this.c.dir, qemu: this.c.qemu, machine: this.c.machine, log: this.log })])),
       storage: new StorageDaemon({ vmsDir: this.c.dir, bin: this.c.storageDaemon, address, port: this.c.nbdPort, log: this.log }),
       mirrorTo: new Map(), broken: new Map(), stalledSince: new Map(), pausedForMirror: new Set(), incoming: new Map(), migrations: new Map(),
-      errors: new Map(), expectedExit: new Set(), lastInst: new Map(),
+      errors: new Map(), expectedExit: new Set(), lastInst: new Map(), mirrorCopy: new Map(), marked: new Map(),
     };
     this.local = new VmLocal(this.self);
     const h = d.config.ha?.ha;
@@ -112,7 +116,14 @@ export class VmRuntime {
   receive(from: string, msg: Message): void {
     if (msg.t === "vm") {
       const { v: _v, t: _t, ...r } = msg;
-      this.reports.set(from, { r, at: performance.now() });
+      // a copy no longer served is forgotten: served again, it counts only once said again
+      const copies = this.copies.get(from);
+      if (copies) for (const vm of Object.keys(copies)) if (!r.exports.includes(vm)) delete copies[vm];
+      this.reports.set(from, { r: copies ? { ...r, copies } : r, at: performance.now() });
+    } else if (msg.t === "vm-copies") {
+      this.copies.set(from, { ...msg.copies });
+      const x = this.reports.get(from);
+      if (x) this.reports.set(from, { ...x, r: { ...x.r, copies: msg.copies } });
     } else if (msg.t === "res") this.res.set(from, { r: msg, at: performance.now() });
   }
 
@@ -208,11 +219,17 @@ export class VmRuntime {
   private report(force: boolean): void {
     if (!this.facts || this.stopped) return;
     const f = this.withBusy(this.facts);
-    const msg: VmReport = { v: 1, t: "vm", ...f, vms: f.vms.slice(0, 64), exports: f.exports.slice(0, 64) };
+    const { copies, ...rest } = f;
+    const msg: VmReport = { v: 1, t: "vm", ...rest, vms: f.vms.slice(0, 64), exports: f.exports.slice(0, 64) };
     const key = JSON.stringify(msg);
     const now = performance.now();
     if (!force && key === this.lastReport && now - this.lastReportAt < REPORT_EVERY_MS) return;
     if (key === this.lastReport && now - this.lastReportAt < 100) return;
+    // the copies travel apart (vm-copies), before the report they complete, when they change and
+    // every 10th report (a peer that started later hears them)
+    const ck = JSON.stringify(copies ?? {});
+    if (copies && (ck !== this.lastCopies || ++this.copiesTick % 10 === 0)) this.d.send("*", { v: 1, t: "vm-copies", copies });
+    this.lastCopies = ck;
     this.lastReport = key;
     this.lastReportAt = now;
     this.d.send("*", msg);

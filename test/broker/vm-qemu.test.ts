@@ -6,46 +6,17 @@
 // replica's copy goes on from there; a hung target stops the guest's writes until the mirror is
 // yanked; a target that comes back is reconnected; a live migration to the replica's copy.
 // Every process is stopped by its PID; the temporary directory is removed.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import type { Logger } from "../../agent/env/env.ts";
-import type { VmDef } from "../../agent/ha/vm-types.ts";
 import { kvmPrecheck, probeKvm } from "../../agent/resources/kvm-probe.ts";
 import { attachMirror, detachMirror, incomingDone, listenIncoming, migrateOut, mirrorFacts, waitReady } from "../../agent/resources/vm-mirror.ts";
 import { StorageDaemon } from "../../agent/resources/vm-storage.ts";
 import { VmProcess, alive, readPid } from "../../agent/resources/vm.ts";
-import { buildGuest, diskCounter, guestAppend, lastAck, readSerial, type Guest } from "../lab/guest/guest.ts";
-
-const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function why(): string | null {
-  if (process.getuid?.() !== 0) return "needs root (apt-get download for the guest; QEMU's sockets under /tmp are fine otherwise)";
-  for (const b of ["qemu-system-x86_64", "qemu-storage-daemon"]) if (spawnSync(b, ["--version"], { stdio: "ignore" }).error) return `${b} is not installed (apt-get install qemu-system-x86 qemu-system-common)`;
-  return null;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
-  });
-}
-
-async function until<T>(f: () => T | null | false | undefined, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
+import { buildGuest, diskCounter, lastAck, readSerial, type Guest } from "../lab/guest/guest.ts";
+import { Pids, ackCount as acks, freePort, quiet, sleep, until, vmDef, vmProc, why } from "./vm-harness.ts";
 
 const skip = why();
 let guest: Guest | null = null;
@@ -55,17 +26,13 @@ if (!skip) {
   guest = g;
 }
 const root = mkdtempSync(join(tmpdir(), "bollard-vm-qemu-"));
-const pids = new Set<number>();
-const track = (p: number | null) => p && pids.add(p);
-const def = (name: string, gapUs = 20_000): VmDef => ({
-  name, vcpus: 1, memoryMb: 128, disks: [{ name: `${name}-d`, sizeMb: 16, image: null }], nics: [], group: null, priority: 0, dependsOn: [], autostart: true,
-  kernel: { path: guest?.kernel ?? "/nonexistent", initrd: guest?.initrd ?? null, append: guestAppend(gapUs) },
-});
-const proc = (d: VmDef, node: string) => new VmProcess(d, { vmsDir: join(root, node), qemu: "qemu-system-x86_64", machine: "q35", log: quiet });
-const acks = (vm: VmProcess) => readSerial(vm.paths.serialLog).acks.length;
+const pids = new Pids();
+const track = (p: number | null) => pids.track(p);
+const def = (name: string, gapUs = 20_000) => vmDef(guest, name, { gapUs });
+const proc = (d: ReturnType<typeof def>, node: string) => vmProc(root, d, node);
 
 function cleanup(): void {
-  for (const p of pids) { try { process.kill(p, "SIGCONT"); process.kill(p, "SIGKILL"); } catch { /* gone */ } }
+  pids.killAll();
   rmSync(root, { recursive: true, force: true });
 }
 

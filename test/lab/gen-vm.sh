@@ -22,6 +22,11 @@ gen_vm_config() { # NODE: prints YAML to append to bollard.yaml
   echo "  stop_timeout_ms: 2000            # the busybox guests do not act on ACPI power-off: killed after 2 s"
   echo "  degraded_alarm_ms: 3000"
   echo "  anti_flap_ms: ${LAB_VM_ANTI_FLAP_MS:-600000}       # make bench-vm: 1000, one power-off after another"
+  # VM backups go to the next node's directory (the lab's nodes share the host's filesystem; on the
+  # appliance: a mount of that node's storage)
+  local nx
+  nx=${NODES[0]}; for i in "${!NODES[@]}"; do [ "${NODES[$i]}" = "$n" ] && nx=${NODES[$(( (i + 1) % ${#NODES[@]} ))]}; done
+  echo "  backup: { dir: $(node_dir "$nx")/backups, node: $nx }"
   echo "  nodes:"
   for m in "${NODES[@]}"; do echo "    $m: { memory_mb: 1024 }        # address: ha.nodes.$m's"; done
   echo "  groups:"

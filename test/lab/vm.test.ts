@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { buildGuest } from "./guest/guest.ts";
+import { buildGuest, diskCounter } from "./guest/guest.ts";
 import { NODES, S, bollard, faultAt, healthy, lab, status, until } from "./ha-lab.ts";
 import { ensureBundle, skipReason } from "./helpers.ts";
 import { acksAcross, alarmSeen, alarmsOf, boots, checkConsistent, firstAck, gapIn, leaderView, row, rows, serialMark, serialOf, timeline } from "./vm-lab.ts";
@@ -235,6 +235,62 @@ if (skip) {
     const t = timeline(since);
     figures.push(`mirror target ${r} lost: ${t.find((l) => /replica on .* outdated/.test(l))?.slice(0, 12) ?? "?"} outdated, ${t.find((l) => /in sync with/.test(l))?.slice(0, 12) ?? "?"} in sync with ${third} (power-off ${since.slice(11, 23)})`);
   }
+
+  s("the mirror target lost again: the mirror goes back to the node that returned, incrementally (dirty bitmap); the guest's counter intact", async () => {
+    const { app } = await settled(["app"]);
+    const r = app!.replica;
+    const back = NODES.find((n) => n !== app!.node && n !== r)!;
+    const since = new Date().toISOString();
+    const n0 = serialOf(app!.node, "app").acks.length;
+    await lab("power", r, "off");
+    try {
+      const x = await until(`app's replica rebuilt on ${back}`, 90_000, async () => { const y = await row("app"); return y?.replica === back && y.inSync ? y : null; }, 500);
+      assert.is(x.node, app!.node, "app kept running where it was");
+    } finally {
+      await powerOn(r);
+    }
+    const t = timeline(since);
+    const line = t.find((l) => /app/.test(l) && /mirroring to/.test(l) && l.includes(back));
+    assert.ok(line, `the mirror to ${back} in the events:\n${t.filter((l) => /app/.test(l)).slice(0, 20).join("\n")}`);
+    assert.match(line!, /incremental rebuild: .* only the \d+ bytes written since/);
+    figures.push(`mirror back to ${back} after ${r} was lost: ${line!.replace(/^.*incremental rebuild: /, "").slice(0, 120)}`);
+    await until("the guest writing on (20 more writes)", 30_000, async () => serialOf(app!.node, "app").acks.length > n0 + 20 || null, 200);
+    const acks = serialOf(app!.node, "app").acks.slice(n0);
+    assert.is(gapIn(acks), null, "no gap in the guest's counter");
+    await consistent();
+  });
+
+  s("VM backup: full, more writes, incremental, more writes; stopped and restored: its disk holds the counter as of the backup", async () => {
+    const { app } = await settled(["app"]);
+    const h = app!.node;
+    const full = await bollard(h, "vm backup app --full");
+    assert.match(full, /full backup app-\S+ of app/);
+    assert.match(full, /crash-consistent: no guest agent/);
+    const n0 = serialOf(h, "app").acks.length;
+    await until("more writes", 20_000, async () => serialOf(h, "app").acks.length > n0 + 20 || null, 200);
+    const before = lastAckOf(h, "app");
+    const inc = JSON.parse(await bollard(h, "vm backup app --json")) as { manifest: { id: string; parent: string | null; bytes: number; storedOn: string }; ms: number };
+    const after = lastAckOf(h, "app");
+    assert.ok(inc.manifest.parent, "incremental");
+    assert.is.not(inc.manifest.storedOn, h, "kept on another node");
+    figures.push(`VM backup of app (32 MB): ${full.split("\n")[0]!.replace(/^.*: /, "")}; incremental ${inc.manifest.bytes} bytes in ${inc.ms} ms`);
+    const n1 = serialOf(h, "app").acks.length;
+    await until("writes after the backup", 20_000, async () => serialOf(h, "app").acks.length > n1 + 20 || null, 200);
+    await bollard("node1", "vm stop app");
+    const last = lastAckOf(h, "app");
+    const refused = await bollard(h, `vm restore app --backup ${inc.manifest.id}`).then(() => "", (e: Error) => e.message);
+    assert.match(refused, /needs its name typed: --confirm app/);
+    const out = await bollard(h, `vm restore app --backup ${inc.manifest.id} --confirm app`);
+    assert.match(out, /restored app-\S+ \(2 backups/);
+    const c = diskCounter(join(S, h, "vms", "app", "app-d.raw"));
+    assert.ok(c >= before && c <= after + 1 && c < last, `restored counter ${c}: acknowledged ${before}..${after} around the backup, ${last} at the stop`);
+    const booted = boots(h, "app");
+    await bollard("node1", "vm start app");
+    await until("app booted from the restored disk", 60_000, async () => serialOf(h, "app").found.length > booted || null, 500);
+    const found = serialOf(h, "app").found.at(-1)!;
+    assert.is(found, c, "the guest finds the restored counter");
+    await settled(["app"]);
+  });
 
   s("maintenance on: its VMs live-migrate away (no write lost), a control-plane VM with nowhere to go stops; off: it runs there again", async () => {
     const { app } = await settled(["app", "cp1", "cp2", "cp3"]);

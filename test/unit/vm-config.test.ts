@@ -136,6 +136,13 @@ Bad("a member without vms.nodes, a VM with neither disks nor kernel", () => {
   has(errors(GOOD.replace("db: { memory_mb: 256, disks: [db-data]", "db: { memory_mb: 256")), /^vms\.machines\.db: expected disks \(it boots from the first\) or kernel, got neither$/);
 });
 
+Bad("vms.backup: its node must be a member, its dir absolute", () => {
+  has(errors(`${GOOD}  backup: { dir: /srv/backups, node: node9 }\n`), /^vms\.backup\.node: "node9" is not a member \(node1, node2, node3\)$/);
+  has(errors(`${GOOD}  backup: { dir: backups, node: node2 }\n`), /^vms\.backup\.dir: /);
+  const ok = parseConfig(`${GOOD}  backup: { dir: /srv/backups, node: node2 }\n`, "test.yaml");
+  assert.ok(ok.ok && ok.config.vms?.backup?.node === "node2" && ok.config.vms.backup.dir === "/srv/backups");
+});
+
 Bad("schema errors name the path: a bad name, a missing size, an unknown key", () => {
   has(errors(GOOD.replace("cp1: { memory_mb: 128", "Cp1: { memory_mb: 128")), /^vms\.machines\.Cp1: /);
   has(errors(GOOD.replace("cp1-data: { size_mb: 64 }", "cp1-data: { }")), /^vms\.disks\.cp1-data\.size_mb: expected a whole number of MB/);

@@ -110,6 +110,14 @@ Rep("the holder mirrors to the replica once it serves the disks; a moved replica
   assert.equal(brief(plan(l, c, report([vmFact("a", "running", { mirror: { to: "node3", state: "ready", done: 1 } })]))), ["a unmirror"]);
 });
 
+Rep("the mirror action carries the copy the replica says it holds (an incremental rebuild needs it); none said: null", () => {
+  const l = new VmLocal("node1");
+  const c = cfg({ "vm:a": "node1" }, { "vm-replica:a": "node2" });
+  const copyOf = (peer: ReturnType<typeof report>) => plan(l, c, report([vmFact("a", "running")]), { peers: { node2: peer } }).map((a) => (a as { copy?: string | null }).copy);
+  assert.equal(copyOf(report([], { exports: ["a"], copies: { a: "4x9-1" } })), ["4x9-1"]);
+  assert.equal(copyOf(report([], { exports: ["a"] })), [null]);
+});
+
 Rep("a broken mirror while the register calls the replica synced: pause; outdated: continue, then mirror again", () => {
   const l = new VmLocal("node1");
   const synced = cfg({ "vm:a": "node1" }, { "vm-replica:a": "node2", "vm-synced:a": "node2" });
