@@ -20,15 +20,26 @@ const LINE = /^#(\d\d)(\d\d)(\d\d) +(\d\d?):(\d\d):(\d\d) server id \d+ .*\bGTID
 export function parseBinlogText(text: string): { events: BinlogEvent[]; bad: number } {
   const events: BinlogEvent[] = [];
   let bad = 0;
+  // a transaction counts once it is whole: a "trans" group ends with its Xid event (or a COMMIT
+  // query for a non-transactional engine), a "ddl"/"standalone" one with its Query event. The
+  // last group of a file still being written, or cut by a crash, is not counted (its stream's
+  // successor starts after the last whole one, so it is fetched again).
+  let open: { e: BinlogEvent; ddl: boolean } | null = null;
   for (const line of text.split("\n")) {
+    if (open && (/^#\d{6} .*\tXid = \d+/.test(line) || line.startsWith("COMMIT/*!*/;") || (open.ddl && /^#\d{6} .*\tQuery\t/.test(line)))) {
+      events.push(open.e);
+      open = null;
+      continue;
+    }
     if (!line.startsWith("#") || !/\tGTID \d|\bGTID \d+-\d+-\d+ (trans|ddl|standalone)/.test(line)) continue;
+    open = null;
     const m = LINE.exec(line);
     if (!m) { bad++; continue; }
     const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
     const ts = Date.UTC(2000 + y, mo - 1, d, h, mi, s);
     const seq = Number(m[9]);
     if (!Number.isFinite(ts) || !Number.isSafeInteger(seq)) { bad++; continue; }
-    events.push({ domain: Number(m[7]), server: Number(m[8]), seq, ts });
+    open = { e: { domain: Number(m[7]), server: Number(m[8]), seq, ts }, ddl: !/ trans\b|cid=/.test(line.slice(line.indexOf("GTID"))) || / ddl\b/.test(line) };
   }
   return { events, bad };
 }

@@ -29,6 +29,8 @@ export interface ReplayTools {
   client?: string;
   /** default 60000 */
   timeoutMs?: number;
+  /** more mariadb-binlog options (a point-in-time restore's --stop-position) */
+  binlogArgs?: string[];
 }
 
 /** The relay log files from `current` on, in the order of the index file (paths relative to the
@@ -71,7 +73,7 @@ export async function replayRelayLog(files: string[], executed: string, to: Repl
 }
 
 async function pipe(files: string[], executed: string, to: ReplayTarget, tools: ReplayTools, cnf: string): Promise<void> {
-  const binlogArgs = [executed ? `--start-position=${startPosition(executed)}` : "", ...files].filter(Boolean);
+  const binlogArgs = [executed ? `--start-position=${startPosition(executed)}` : "", ...(tools.binlogArgs ?? []), ...files].filter(Boolean);
   const where = to.socketPath ? [`--socket=${to.socketPath}`] : [`--host=${to.host ?? "127.0.0.1"}`, `--port=${to.port ?? 3306}`, "--protocol=TCP"];
   const clientArgs = [`--defaults-extra-file=${cnf}`, ...where, `--user=${to.user}`, "--batch", "--binary-mode"];
   const reader = spawn(tools.binlog ?? "mariadb-binlog", binlogArgs, { stdio: ["ignore", "pipe", "pipe"] });
