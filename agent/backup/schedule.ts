@@ -75,8 +75,9 @@ export function backupProblems(f: BackupAlarmFacts, nowMs: number): { problems: 
   if (f.archive) {
     judged.push({ rule: "backup-archive-gap", subject: "mysql" }, { rule: "backup-archive-down", subject: "mysql" });
     if (f.archive.gap) problems.push({ rule: "backup-archive-gap", subject: "mysql", severity: "critical", text: "gap in the MySQL binlog archive: points after it need a new base backup", detail: f.archive.gap });
-    const stale = f.archive.updatedMs === null || nowMs - f.archive.updatedMs > 60_000;
-    if (!f.archive.gap && (stale || !f.archive.running)) problems.push({ rule: "backup-archive-down", subject: "mysql", severity: "major", text: "the MySQL binlog archive is not streaming", detail: f.archive.error ?? (stale ? "no word from the archiver for over a minute" : "not running") });
+    // no status at all: no archiver has started yet (a new cluster, an agent start): not judged
+    const stale = f.archive.updatedMs !== null && nowMs - f.archive.updatedMs > 60_000;
+    if (!f.archive.gap && f.archive.updatedMs !== null && (stale || !f.archive.running)) problems.push({ rule: "backup-archive-down", subject: "mysql", severity: "major", text: "the MySQL binlog archive is not streaming", detail: f.archive.error ?? (stale ? "no word from the archiver for over a minute" : "not running") });
   }
   for (const t of f.targets) {
     judged.push({ rule: "backup-target-full", subject: t.node });
