@@ -1,0 +1,105 @@
+// When backups and verifications are due, and the backup alarms (agent/backup/schedule.ts,
+// agent/alarms/rules-backup.ts), the restore command's time parser, the backup: config section.
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { backupRules } from "../../agent/alarms/rules-backup.ts";
+import { Collector } from "../../agent/alarms/collector.ts";
+import { defaultAlarmsConfig } from "../../agent/alarms/config.ts";
+const defaultRuleConfig = () => defaultAlarmsConfig().rules;
+import { parseTime } from "../../agent/cli/backup-cmd.ts";
+import { BackupSection, targetOf, toBackupConfig } from "../../agent/config/backup-schema.ts";
+import type { Manifest } from "../../agent/backup/manifest.ts";
+import { backupDue, backupProblems, verifyDue, type BackupAlarmFacts } from "../../agent/backup/schedule.ts";
+
+const NOW = Date.UTC(2026, 11, 6, 12, 0, 0);
+const bk = (id: string, agoS: number, over: Partial<Manifest> = {}): Manifest => ({
+  id, kind: "mysql", name: "mysql", node: "node2", storedOn: "node3", startedAt: new Date(NOW - agoS * 1000).toISOString(),
+  finishedAt: new Date(NOW - agoS * 1000 + 1000).toISOString(), bytes: 1, parent: null, state: "complete", detail: {}, ...over,
+});
+
+const Due = suite("backupDue / verifyDue");
+Due("schedule, none yet, operator request once", () => {
+  assert.is(backupDue(null, 3600, NOW, null, 0), "no backup yet");
+  assert.is(backupDue(bk("a", 100), 3600, NOW, null, 0), null);
+  assert.match(backupDue(bk("a", 4000), 3600, NOW, null, 0)!, /4000 s old \(every 3600 s\)/);
+  assert.is(backupDue(bk("a", 100), 0, NOW, null, 0), null, "0: on demand only");
+  assert.match(backupDue(bk("a", 100), 0, NOW, NOW - 10, 0)!, /requested by an operator/);
+  assert.is(backupDue(bk("a", 100), 0, NOW, NOW - 10, NOW - 10), null, "a request is carried out once");
+});
+Due("verify: the newest good one when unverified, again after the period; never a bad one", () => {
+  assert.is(verifyDue([bk("a", 100), bk("b", 50)], 3600, NOW)?.id, "b");
+  const verified = bk("b", 50, { state: "verified", detail: { verify: { at: new Date(NOW - 100_000).toISOString() } } });
+  assert.is(verifyDue([bk("a", 200, { state: "verified" }), verified], 3600, NOW), null);
+  assert.is(verifyDue([verified], 60, NOW)?.id, "b");
+  assert.is(verifyDue([bk("x", 10, { state: "bad" })], 60, NOW), null);
+  assert.is(verifyDue([bk("b", 50)], 0, NOW), null);
+});
+Due.run();
+
+const facts = (over: Partial<BackupAlarmFacts> = {}): BackupAlarmFacts => ({
+  kinds: [{ kind: "mysql", everyS: 3600, newestGood: bk("a", 100), bad: [] }], jobs: [],
+  archive: { gap: null, error: null, updatedMs: NOW - 1000, running: true }, targets: [{ node: "node3", usedRatio: 0.5, error: null }], fullRatio: 0.85, ...over,
+});
+const Prob = suite("backupProblems");
+Prob("all well: nothing, but everything judged", () => {
+  const r = backupProblems(facts(), NOW);
+  assert.equal(r.problems, []);
+  assert.equal(r.judged.map((j) => `${j.rule}:${j.subject}`).sort(), ["backup-archive-down:mysql", "backup-archive-gap:mysql", "backup-failed:mysql", "backup-missed:mysql", "backup-target-full:node3", "backup-verify-failed:mysql"]);
+});
+Prob("each fault is its alarm", () => {
+  const r = backupProblems(facts({
+    kinds: [{ kind: "mysql", everyS: 3600, newestGood: bk("a", 9000), bad: [bk("c", 50, { state: "bad", detail: { verify: { error: "checksums: x changed" } } })] }],
+    jobs: [{ kind: "mysql", node: "node2", at: new Date(NOW - 60_000).toISOString(), ok: false, error: "target gone", id: "x", ms: 5 }, { kind: "mysql", node: "node3", at: new Date(NOW - 600_000).toISOString(), ok: true, error: null, id: "y", ms: 5 }],
+    archive: { gap: "primary node2 no longer has the binlogs after 0-1-5", error: null, updatedMs: NOW, running: false },
+    targets: [{ node: "node3", usedRatio: 0.9, error: null }, { node: "node1", usedRatio: null, error: "EIO" }],
+  }), NOW);
+  const by = Object.fromEntries(r.problems.map((p) => [`${p.rule}:${p.subject}`, p]));
+  assert.match(by["backup-missed:mysql"]!.detail, /9000 s old/);
+  assert.match(by["backup-failed:mysql"]!.detail, /on node2 .*target gone/);
+  assert.match(by["backup-verify-failed:mysql"]!.detail, /c: checksums: x changed/);
+  assert.is(by["backup-archive-gap:mysql"]!.severity, "critical");
+  assert.not.ok(by["backup-archive-down:mysql"], "a gap is said once, as a gap");
+  assert.match(by["backup-target-full:node3"]!.detail, /90 % used/);
+  assert.match(by["backup-target-full:node1"]!.detail, /EIO/);
+});
+Prob("the archive: stale or stopped is down; never heard of is not judged", () => {
+  const stale = backupProblems(facts({ archive: { gap: null, error: "stream ended", updatedMs: NOW - 120_000, running: true } }), NOW);
+  assert.match(stale.problems.find((p) => p.rule === "backup-archive-down")!.detail, /stream ended/);
+  const never = backupProblems(facts({ archive: { gap: null, error: null, updatedMs: null, running: false } }), NOW);
+  assert.equal(never.problems, []);
+});
+Prob.run();
+
+const Rules = suite("backupRules");
+Rules("the judge raises; a node that does not judge clears what it raised", () => {
+  const c = new Collector(defaultRuleConfig(), new Set());
+  backupRules(c, "node1", { judge: true, judged: [{ rule: "backup-failed", subject: "mysql" }], problems: [{ rule: "backup-failed", subject: "mysql", severity: "major", text: "the last mysql backup failed", detail: "x" }] });
+  assert.equal(c.conditions.map((x) => x.id), ["backup-failed:mysql"]);
+  assert.ok(c.scopes.has("backup-failed:mysql"));
+  const d = new Collector(defaultRuleConfig(), new Set(["backup-failed:mysql"]));
+  backupRules(d, "node1", { judge: false, judged: [], problems: [] });
+  assert.equal(d.conditions, []);
+  assert.ok(d.scopes.has("backup-failed:mysql"));
+});
+Rules.run();
+
+const Cli = suite("restore --to-time and the backup: section");
+Cli("times: UTC without a zone, offsets honoured, garbage refused", () => {
+  assert.is(parseTime("2026-12-06T10:30:15Z"), Date.UTC(2026, 11, 6, 10, 30, 15));
+  assert.is(parseTime("2026-12-06 10:30:15"), Date.UTC(2026, 11, 6, 10, 30, 15));
+  assert.is(parseTime("2026-12-06T11:30:15+01:00"), Date.UTC(2026, 11, 6, 10, 30, 15));
+  assert.is(parseTime("yesterday"), null);
+  assert.is(parseTime("2026-13-45T99:00:00Z"), null);
+});
+Cli("defaults, {node}, and errors that name the key", () => {
+  const c = toBackupConfig(BackupSection.parse({ target: "/srv/backup/{node}" }));
+  assert.equal(c.retention, { daily: 7, weekly: 4 });
+  assert.is(targetOf(c, "node2"), "/srv/backup/node2");
+  const bad = BackupSection.safeParse({ target: "/srv/backup", retention: { daily: -1 }, nope: 1 });
+  assert.not.ok(bad.success);
+  const text = bad.error!.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("\n");
+  assert.match(text, /target: an absolute path containing \{node\}/);
+  assert.match(text, /retention.daily/);
+  assert.match(text, /a mapping \(target, retention, /, "an unknown key names the keys there are");
+});
+Cli.run();
