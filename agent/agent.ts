@@ -57,7 +57,7 @@ export class Agent {
     const web = new WebComponent(ctx, cluster, ha, routes);
     const backup = new BackupComponent(ctx, cluster, routes);
     const watch = new WatchComponent(ctx, cluster, ha, routes, ready, vms, (h, wall) => web.onHost(h, wall), backup);
-    const control = new ControlComponent(ctx, cluster, ha, watch, routes, ready, vms);
+    const control = new ControlComponent(ctx, cluster, ha, watch, routes, ready, vms, backup);
     const upgrade = new UpgradeComponent(ctx, cluster, ha, routes);
     const loop = new MainLoop(ctx, this.notifier, cluster, ha, control);
     const c = cluster.steps;

@@ -41,6 +41,12 @@ export class BackupComponent implements Component {
     return { judge: s.problems !== null, judged: s.judged, problems: s.problems ?? [] };
   }
 
+  /** For the status body and the console's line. */
+  short(nowMs: number): BackupSummary | null {
+    const s = this.runtime?.snap;
+    return s ? backupSummary(s, nowMs) : null;
+  }
+
   async stop(): Promise<void> {
     this.timer?.cancel();
     this.timer = null;
@@ -48,6 +54,24 @@ export class BackupComponent implements Component {
     await this.runtime?.stop();
     this.runtime = null;
   }
+}
+
+export interface BackupSummary {
+  kinds: { kind: string; lastGood: string | null; ageS: number | null; verified: boolean; bad: number }[];
+  archive: { node: string; primary: string | null; running: boolean; lagS: number | null; behind: number | null; gap: string | null } | null;
+  running: string[];
+}
+
+export function backupSummary(s: BackupSnapshot, nowMs: number): BackupSummary {
+  const kinds = ["mysql", "redis", "vm"].flatMap((kind) => {
+    const mine = s.backups.filter((b) => b.manifest.kind === kind).map((b) => b.manifest);
+    if (!mine.length) return [];
+    const good = mine.filter((m) => m.state !== "bad");
+    const last = good[good.length - 1] ?? null;
+    return [{ kind, lastGood: last?.id ?? null, ageS: last ? Math.round((nowMs - Date.parse(last.startedAt)) / 1000) : null, verified: last?.state === "verified", bad: mine.length - good.length }];
+  });
+  const a = s.archive;
+  return { kinds, archive: a ? { node: a.node, primary: a.primary, running: a.running, lagS: a.lagS, behind: a.behind, gap: a.gap } : null, running: s.running };
 }
 
 function summary(s: BackupSnapshot) {

@@ -103,3 +103,20 @@ Cli("defaults, {node}, and errors that name the key", () => {
   assert.match(text, /a mapping \(target, retention, /, "an unknown key names the keys there are");
 });
 Cli.run();
+
+const Console = suite("console: the backup lines of the Services screen");
+Console("each kind's last good backup, the archive, a gap", async () => {
+  const { backupLines } = await import("../../agent/console/screens-services.ts");
+  assert.equal(backupLines(null), []);
+  const lines = backupLines({
+    kinds: [{ kind: "mysql", lastGood: "x", ageS: 7300, verified: true, bad: 1 }, { kind: "redis", lastGood: null, ageS: null, verified: false, bad: 2 }],
+    archive: { node: "node3", primary: "node1", running: true, lagS: 0.42, behind: 0, gap: "misses 0-?-5..9" }, running: ["mysql"],
+  });
+  assert.equal(lines, [
+    "",
+    "Backup mysql  last good 2.0 h ago, verified, 1 BAD (one running)",
+    "Backup redis  last good NONE, 2 BAD",
+    "Binlog archive on node3: GAP from node1, lag 0.4 s, behind 0 trx",
+  ]);
+});
+Console.run();
