@@ -78,6 +78,7 @@ export interface VerifyResult {
   ms: number;
 }
 
+const LONG_MS = 3_600_000;
 const SYSTEM = "('mysql','information_schema','performance_schema','sys')";
 
 /** Restores `b` into a scratch instance in `scratchDir` and checks it: it starts, its GTID
@@ -96,10 +97,11 @@ export async function verifyMysql(b: Listed, scratchDir: string, host: string, p
     if (res.gtid !== want) throw new Error(`restored GTID position ${res.gtid || "none"} is not the manifest's ${want || "none"}`);
     const tables = (await sql(rootConn(x), `SELECT CONCAT('\`', table_schema, '\`.\`', table_name, '\`') FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ${SYSTEM} ORDER BY 1;`)).trim().split("\n").filter(Boolean);
     for (const t of tables) {
-      const check = (await sql(rootConn(x), `CHECK TABLE ${t};`)).trim().split("\n");
+      // a large table takes long: the deadline is the job's, not a query's
+      const check = (await sql(rootConn(x), `CHECK TABLE ${t};`, "mariadb", LONG_MS)).trim().split("\n");
       const verdict = check.find((l) => /\tstatus\t/.test(l))?.split("\t")[3];
       if (verdict !== "OK") throw new Error(`CHECK TABLE ${t}: ${check.map((l) => l.split("\t").slice(2).join(" ")).join("; ")}`);
-      res.rows[t.replace(/`/g, "")] = Number((await sql(rootConn(x), `SELECT COUNT(*) FROM ${t};`)).trim());
+      res.rows[t.replace(/`/g, "")] = Number((await sql(rootConn(x), `SELECT COUNT(*) FROM ${t};`, "mariadb", LONG_MS)).trim());
     }
     res.tables = tables.length;
     res.ok = true;

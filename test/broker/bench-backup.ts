@@ -28,8 +28,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     // primary's CPU stays for the writer whose latency is measured)
     const g0 = performance.now();
     const rows = Math.round((MB * 1e6) / 1100);
-    await h.sql(2, `SET sql_log_bin=0; CREATE TABLE app.bulk (id INT PRIMARY KEY, pad CHAR(255), pad2 CHAR(255), pad3 CHAR(255), pad4 CHAR(200)) ENGINE=InnoDB;` +
-      ` USE app; INSERT INTO app.bulk SELECT seq, REPEAT(CHAR(65 + seq % 26), 255), REPEAT('b', 255), REPEAT('c', 255), REPEAT('d', 200) FROM seq_1_to_${rows};`);
+    const pos = (await h.sql(1, "SELECT @@gtid_binlog_pos;")).trim();
+    await h.sql(2, `SELECT MASTER_GTID_WAIT('${pos}', 30);`);
+    const r = await mysql.createConnection({ host: h.server(2).host, port: h.server(2).port, user: h.admin.user, password: h.admin.password, database: "app" });
+    await r.query("SET sql_log_bin=0");
+    await r.query("CREATE TABLE app.bulk (id INT PRIMARY KEY, pad CHAR(255), pad2 CHAR(255), pad3 CHAR(255), pad4 CHAR(200)) ENGINE=InnoDB");
+    for (let a = 1; a <= rows; a += 100_000) {
+      await r.query(`INSERT INTO app.bulk SELECT seq, REPEAT(CHAR(65 + seq % 26), 255), REPEAT('b', 255), REPEAT('c', 255), REPEAT('d', 200) FROM seq_${a}_to_${Math.min(rows, a + 99_999)}`);
+    }
+    await r.end();
     const genS = (performance.now() - g0) / 1000;
     const c = await mysql.createConnection({ host: p.host, port: p.port, user: h.admin.user, password: h.admin.password });
     const lat: { t: number; ms: number }[] = [];
