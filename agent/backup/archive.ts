@@ -65,15 +65,18 @@ export async function readArchiveFiles(root: string, tool?: string): Promise<Arc
 
 export async function readArchive(roots: string[], tool?: string): Promise<ArchiveInput> {
   const files: ArchiveFileInput[] = [];
-  let caughtUpMs: number | null = null;
+  let caughtUpMs: number | null = null, caughtUpSeq: number | null = null;
   for (const r of roots) {
     files.push(...(await readArchiveFiles(r, tool)));
     const s = await readArchiveStatus(r);
     const t = s?.caughtUpAt ? Date.parse(s.caughtUpAt) : NaN;
-    if (Number.isFinite(t)) caughtUpMs = Math.max(caughtUpMs ?? 0, t);
+    if (Number.isFinite(t) && t > (caughtUpMs ?? 0)) {
+      caughtUpMs = t;
+      caughtUpSeq = Number(/-(\d+)$/.exec(s!.lastGtid ?? "")?.[1] ?? 0);
+    }
   }
   files.sort((a, b) => a.segment.localeCompare(b.segment) || a.path.localeCompare(b.path));
-  return { files, caughtUpMs };
+  return { files, caughtUpMs, caughtUpSeq };
 }
 
 export async function readArchiveStatus(root: string): Promise<ArchiveStatus | null> {

@@ -27,6 +27,8 @@ export interface ArchiveInput {
   files: ArchiveFileInput[];
   /** the last time the archiver saw itself caught up with the primary (ms), or null */
   caughtUpMs: number | null;
+  /** the seq of the last GTID it had then: the archive vouches for the time only up to there */
+  caughtUpSeq?: number | null;
 }
 export type Target = { time: number } | { gtid: string };
 
@@ -89,7 +91,7 @@ export function planRestore(bases: BaseInput[], archive: ArchiveInput, target: T
     const fromMs = own ? own.ts : Math.floor(b.finishedMs / 1000) * 1000;
     const last = bySeq.get(end);
     let toMs = Math.max(fromMs, last?.ts ?? 0);
-    if (end >= maxSeq && archive.caughtUpMs !== null) toMs = Math.max(toMs, Math.floor(archive.caughtUpMs / 1000) * 1000);
+    if (end >= maxSeq && archive.caughtUpMs !== null && archive.caughtUpSeq !== undefined && archive.caughtUpSeq !== null && end >= archive.caughtUpSeq) toMs = Math.max(toMs, Math.floor(archive.caughtUpMs / 1000) * 1000);
     covs.push({ base: b, seq: g.seq, fromMs, endSeq: end, toMs });
   }
   covs.sort((a, b) => b.seq - a.seq || b.base.finishedMs - a.base.finishedMs);

@@ -24,9 +24,7 @@ const BACKUP_USAGE = [
   "backup now mysql|redis [--no-wait]  take one now (on a replica, stored on another node)",
 ];
 const RESTORE_USAGE = [
-  "restore mysql --to-time T | --to-gtid G [--dry-run] [--replace]",
-  "                                    into a NEW MariaDB beside the cluster (T: ISO 8601, UTC if no zone);",
-  "                                    --dry-run: the base backup, binlogs and exact point it would use",
+  "restore mysql --to-time T|--to-gtid G [--dry-run]  into a NEW MariaDB beside the cluster (T: ISO 8601, UTC if no zone)",
   "restore redis --backup ID [--dry-run]  into a NEW redis-server beside the cluster",
 ];
 

@@ -76,6 +76,7 @@ const archive: ArchiveInput = {
     { path: "/a/s2/bin.000007", segment: "s2", events: [15, 16, 17, 18, 19, 20].map((s) => ev(s, s, s > 17 ? 2 : 1)) },
   ],
   caughtUpMs: T0 + 30_000,
+  caughtUpSeq: 20,
 };
 Plan("to a time: the newest base at or before it, the files after it, the last transaction before the second", () => {
   const r = planRestore([base("b1", 3, 3), base("b2", 8, 8)], archive, { time: T0 + 16_700 });
@@ -127,6 +128,11 @@ Plan("bad input is refused, not thrown", () => {
     assert.not.ok(r.ok);
     if (!r.ok) assert.match(r.error, re);
   }
+});
+Plan("the archiver's word extends the range only up to what it held then", () => {
+  const r = planRestore([base("b1", 3, 3)], { ...archive, caughtUpSeq: 25 }, { time: T0 + 25_000 });
+  assert.not.ok(r.ok, "the archive said caught up at seq 25, but holds only up to 20: 25 s is not vouched for");
+  if (!r.ok) assert.match(r.error, /to 2026-12-06T10:00:20Z \(gtid 0-2-20\)/);
 });
 Plan("the base alone when nothing was written after it", () => {
   const r = planRestore([base("b1", 20, 25)], archive, { time: T0 + 26_000 });
