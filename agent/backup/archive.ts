@@ -107,6 +107,9 @@ export function lastEvent(files: ArchiveFileInput[]): BinlogEvent | null {
 export interface ArchiverOptions {
   /** <target>/binlog on this node */
   root: string;
+  /** every node's <target>/binlog (this one's included): a stream resumes after the last GTID
+   *  archived anywhere, so an archive that moved to another node continues the sequence */
+  allRoots?: () => string[];
   node: string;
   /** user and password the stream logs in with (REPLICATION SLAVE, BINLOG MONITOR) */
   user: string;
@@ -152,8 +155,15 @@ export class BinlogArchiver {
   }
 
   /** Compares the archive with the primary, writes status.json; call every few seconds. */
+  private async allFiles(): Promise<ArchiveFileInput[]> {
+    const roots = this.o.allRoots?.() ?? [this.o.root];
+    const out: ArchiveFileInput[] = [];
+    for (const r of roots.includes(this.o.root) ? roots : [...roots, this.o.root]) out.push(...(await readArchiveFiles(r, this.o.tool)));
+    return out;
+  }
+
   async refresh(): Promise<ArchiveStatus> {
-    const files = await readArchiveFiles(this.o.root, this.o.tool);
+    const files = await this.allFiles();
     const last = lastEvent(files);
     this.st.lastGtid = last ? `${last.domain}-${last.server}-${last.seq}` : null;
     const holes = gapsIn(files);
@@ -182,7 +192,7 @@ export class BinlogArchiver {
 
   private async startStream(): Promise<void> {
     const p = this.primary!;
-    const files = await readArchiveFiles(this.o.root, this.o.tool);
+    const files = await this.allFiles();
     const last = lastEvent(files);
     const conn: MysqlConn = { host: p.host, port: p.port, user: this.o.user, password: this.o.password };
     // the first binlog file the primary still has: where a stream with nothing archived starts

@@ -97,7 +97,8 @@ export class BackupRuntime {
       if (w.ok && w.node === this.self && holder && ha.ha.nodes[holder]) {
         if (!this.archiver) {
           this.archiver = new BinlogArchiver({
-            root: join(targetOf(this.c, this.self), "binlog"), node: this.self, user: ha.mysql.user, password: await readSecret(ha.mysql.password_file),
+            root: join(targetOf(this.c, this.self), "binlog"), node: this.self,
+            allRoots: () => this.d.view().committed.members.map((m) => join(targetOf(this.c, m.name), "binlog")), user: ha.mysql.user, password: await readSecret(ha.mysql.password_file),
             now: this.now, log: this.d.log,
           });
         }
