@@ -23,6 +23,8 @@ export interface ArchiveStatus {
   primary: string | null;
   segment: string | null;
   running: boolean;
+  /** since when no stream has run (null while one runs) */
+  downSince: string | null;
   /** the last GTID archived */
   lastGtid: string | null;
   /** transactions the primary has that the archive has not (null: unknown) */
@@ -132,7 +134,7 @@ export class BinlogArchiver {
   private st: ArchiveStatus;
 
   constructor(private readonly o: ArchiverOptions) {
-    this.st = { node: o.node, primary: null, segment: null, running: false, lastGtid: null, behind: null, lagS: null, caughtUpAt: null, gap: null, error: null, updatedAt: new Date(o.now()).toISOString() };
+    this.st = { node: o.node, primary: null, segment: null, running: false, downSince: new Date(o.now()).toISOString(), lastGtid: null, behind: null, lagS: null, caughtUpAt: null, gap: null, error: null, updatedAt: new Date(o.now()).toISOString() };
   }
 
   status(): ArchiveStatus { return { ...this.st }; }
@@ -183,6 +185,8 @@ export class BinlogArchiver {
       }
     }
     this.st.running = !!this.child;
+    if (this.st.running) this.st.downSince = null;
+    else this.st.downSince ??= new Date(this.o.now()).toISOString();
     this.st.segment = this.segment;
     this.st.updatedAt = new Date(this.o.now()).toISOString();
     await mkdir(this.o.root, { recursive: true });

@@ -152,7 +152,7 @@ export class BackupRuntime {
         newestGood: all.filter((b) => b.manifest.kind === k && isGood(b.manifest)).pop()?.manifest ?? null,
         bad: all.filter((b) => b.manifest.kind === k && b.manifest.state === "bad").map((b) => b.manifest),
       }));
-      const archive = this.c.archive && ha.mysql ? { gap: arch?.gap ?? null, error: arch?.error ?? null, updatedMs: arch ? Date.parse(arch.updatedAt) : null, running: arch?.running ?? false } : null;
+      const archive = this.c.archive && ha.mysql ? { gap: arch?.gap ?? null, error: arch?.error ?? null, updatedMs: arch ? Date.parse(arch.updatedAt) : null, running: arch?.running ?? false, downSinceMs: arch?.downSince ? Date.parse(arch.downSince) : null } : null;
       const r = backupProblems({ kinds, jobs: this.snap.jobs, archive, targets: this.snap.targets, fullRatio: this.c.fullRatio }, this.now());
       this.snap.problems = r.problems;
       this.snap.judged = r.judged;

@@ -41,7 +41,7 @@ export interface BackupAlarmFacts {
   /** the latest job results from every node */
   jobs: JobResult[];
   /** the archive: null when not configured */
-  archive: { gap: string | null; error: string | null; updatedMs: number | null; running: boolean } | null;
+  archive: { gap: string | null; error: string | null; updatedMs: number | null; running: boolean; downSinceMs?: number | null } | null;
   /** per node target: used ratio, null when unreadable */
   targets: { node: string; usedRatio: number | null; error: string | null }[];
   fullRatio: number;
@@ -77,7 +77,9 @@ export function backupProblems(f: BackupAlarmFacts, nowMs: number): { problems: 
     if (f.archive.gap) problems.push({ rule: "backup-archive-gap", subject: "mysql", severity: "critical", text: "gap in the MySQL binlog archive: points after it need a new base backup", detail: f.archive.gap });
     // no status at all: no archiver has started yet (a new cluster, an agent start): not judged
     const stale = f.archive.updatedMs !== null && nowMs - f.archive.updatedMs > 60_000;
-    if (!f.archive.gap && f.archive.updatedMs !== null && (stale || !f.archive.running)) problems.push({ rule: "backup-archive-down", subject: "mysql", severity: "major", text: "the MySQL binlog archive is not streaming", detail: f.archive.error ?? (stale ? "no word from the archiver for over a minute" : "not running") });
+    // a stream that stopped is given 30 s to come back (a failover re-points it within seconds)
+    const stopped = !f.archive.running && (f.archive.downSinceMs === undefined || f.archive.downSinceMs === null || nowMs - f.archive.downSinceMs > 30_000);
+    if (!f.archive.gap && f.archive.updatedMs !== null && (stale || stopped)) problems.push({ rule: "backup-archive-down", subject: "mysql", severity: "major", text: "the MySQL binlog archive is not streaming", detail: f.archive.error ?? (stale ? "no word from the archiver for over a minute" : "not running") });
   }
   for (const t of f.targets) {
     judged.push({ rule: "backup-target-full", subject: t.node });

@@ -65,6 +65,10 @@ Prob("each fault is its alarm", () => {
 Prob("the archive: stale or stopped is down; never heard of is not judged", () => {
   const stale = backupProblems(facts({ archive: { gap: null, error: "stream ended", updatedMs: NOW - 120_000, running: true } }), NOW);
   assert.match(stale.problems.find((p) => p.rule === "backup-archive-down")!.detail, /stream ended/);
+  const blip = backupProblems(facts({ archive: { gap: null, error: "re-pointing", updatedMs: NOW, running: false, downSinceMs: NOW - 5000 } }), NOW);
+  assert.equal(blip.problems, [], "a stream down for 5 s (a failover) is not an alarm");
+  const long = backupProblems(facts({ archive: { gap: null, error: "primary down", updatedMs: NOW, running: false, downSinceMs: NOW - 40_000 } }), NOW);
+  assert.match(long.problems.find((p) => p.rule === "backup-archive-down")!.detail, /primary down/);
   const never = backupProblems(facts({ archive: { gap: null, error: null, updatedMs: null, running: false } }), NOW);
   assert.equal(never.problems, []);
 });
