@@ -12,7 +12,7 @@ import * as assert from "uvu/assert";
 import { NODES, S, Writer, bollard, dataIp, healthy, lab, labFrame, pause, sh, sqlLocal, until } from "./ha-lab.ts";
 
 process.env.LAB_BACKUP = "1";
-process.env.LAB_BACKUP_VERIFY_S = "15";
+process.env.LAB_BACKUP_VERIFY_S = "30";
 const root = process.getuid?.() === 0;
 const s = suite("backups and point-in-time restore in the lab");
 const figures: string[] = [];
@@ -111,7 +111,7 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     const bytes = readFileSync(f);
     bytes[bytes.length - 3000] = bytes[bytes.length - 3000]! ^ 0xff;
     writeFileSync(f, bytes);
-    const v = await until("the verification alarm", 90_000, async () => (await alarms(at)).find((x) => x.rule === "backup-verify-failed"));
+    const v = await until("the verification alarm", 120_000, async () => (await alarms(at)).find((x) => x.rule === "backup-verify-failed"));
     assert.match(v.detail ?? "", /checksums: data\/fms\/writes.ibd changed/);
     const l3 = await list(at);
     const b3 = l3.find((b) => b.id === base!.id)!;
