@@ -5,11 +5,11 @@
 // it); then a backup whose target is removed half way and a deliberately corrupted backup's
 // verification: both end in an alarm, and `backup list` never shows them as good.
 // The lab's agents get a backup: section (LAB_BACKUP=1, gen-ha.sh): targets $S/<node>/backup.
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { NODES, S, Writer, bollard, dataIp, healthy, lab, labFrame, pause, sh, sqlLocal, until } from "./ha-lab.ts";
+import { NODES, REPO, S, Writer, bollard, dataIp, healthy, lab, labFrame, pause, sh, sqlLocal, until } from "./ha-lab.ts";
 
 process.env.LAB_BACKUP = "1";
 process.env.LAB_BACKUP_VERIFY_S = "30";
@@ -120,6 +120,18 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     assert.match(await bollard(at, "backup list"), /BAD \(checksums/);
     const refused = await bollard(at, `restore mysql --to-time ${point.toISOString()} --dry-run`).then(() => "planned", (e: Error) => e.message);
     assert.match(refused, /no good base backup/);
+  } catch (e) {
+    // what the agents said about backups, for the one reading the failure (the lab goes down after)
+    const art = join(REPO, "test-artifacts", "backup-lab");
+    mkdirSync(art, { recursive: true });
+    for (const n of NODES) {
+      for (const f of ["supervisor.log", "agent.log"]) {
+        const p = join(S, n, f);
+        if (existsSync(p)) writeFileSync(join(art, `${n}-${f}`), readFileSync(p, "utf8").split("\n").filter((l) => /backup|archive|restore|verif/i.test(l)).slice(-300).join("\n"));
+      }
+    }
+    console.log(`  (the agents' backup lines: ${art})`);
+    throw e;
   } finally {
     await w.stop();
   }
