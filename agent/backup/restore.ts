@@ -7,7 +7,7 @@
 // segments both hold is applied once), the last one up to the plan's GTID (--stop-position is
 // inclusive).
 import { cp, mkdir, readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { replayRelayLog } from "../resources/relay-replay.ts";
 import { isGood, setState, type Listed, type Manifest } from "./manifest.ts";
 import type { RestorePlan } from "./plan.ts";
@@ -27,7 +27,8 @@ const rootConn = (x: Scratch): MysqlConn => ({ socket: x.socket!, user: "root", 
 
 /** The base backup alone, started: the first half of every MySQL restore and verification. */
 export async function startFromBase(base: Listed, into: Into): Promise<Scratch> {
-  await mkdir(into.dir, { recursive: false, mode: 0o700 });
+  await mkdir(dirname(into.dir), { recursive: true });
+  await mkdir(into.dir, { recursive: false, mode: 0o700 }); // a new one: never over an earlier restore
   await cp(join(base.dir, "data"), join(into.dir, "data"), { recursive: true });
   const x = await startScratchMariadb({ dir: into.dir, host: into.host, port: into.port, detached: into.detached });
   try {
@@ -150,6 +151,7 @@ export async function verifyRedis(b: Listed, scratchDir: string, host: string, p
 
 export async function restoreRedisInto(b: Listed, into: Into): Promise<Scratch> {
   if (!isGood(b.manifest)) throw new Error(`backup ${b.manifest.id} is ${b.manifest.state}: not restored`);
+  await mkdir(dirname(into.dir), { recursive: true });
   await mkdir(into.dir, { recursive: false, mode: 0o700 });
   await cp(join(b.dir, "dump.rdb"), join(into.dir, "dump.rdb"));
   return startScratchRedis({ dir: into.dir, host: into.host, port: into.port, detached: into.detached });
