@@ -146,7 +146,8 @@ M("base backup on a replica, archive across a failover, restore to 1 s before a 
   if (!plan.ok) return;
   assert.equal(plan.plan.segments.length, 2, "the restore crosses the failover");
   const r0 = performance.now();
-  const res = await restoreMysql(plan.plan, base, { dir: join(root, "restored"), host: "127.0.2.9", port: 33999 });
+  const res = await restoreMysql(plan.plan, base, { dir: join(root, "state", "restore", "mysql-1"), // its parent does not exist yet
+    host: "127.0.2.9", port: 33999 });
   cleanup.push(() => stopScratch(res.scratch));
   const restoreMs = performance.now() - r0;
   try {
