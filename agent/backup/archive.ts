@@ -31,7 +31,11 @@ export interface ArchiveStatus {
   behind: number | null;
   /** seconds since the archive last held everything the primary had (0 when caught up) */
   lagS: number | null;
+  /** the last time whose primary position the archive is known to hold: a sample of the
+   *  primary's position taken then is archived (lag = now - this, bounded by the refresh period) */
   caughtUpAt: string | null;
+  /** the seq of that sample: the archive vouches for caughtUpAt up to this transaction */
+  caughtUpSeq: number | null;
   /** a gap in the GTID sequence: why, or null */
   gap: string | null;
   error: string | null;
@@ -72,9 +76,9 @@ export async function readArchive(roots: string[], tool?: string): Promise<Archi
     files.push(...(await readArchiveFiles(r, tool)));
     const s = await readArchiveStatus(r);
     const t = s?.caughtUpAt ? Date.parse(s.caughtUpAt) : NaN;
-    if (Number.isFinite(t) && t > (caughtUpMs ?? 0)) {
+    if (Number.isFinite(t) && t > (caughtUpMs ?? 0) && typeof s?.caughtUpSeq === "number") {
       caughtUpMs = t;
-      caughtUpSeq = Number(/-(\d+)$/.exec(s!.lastGtid ?? "")?.[1] ?? 0);
+      caughtUpSeq = s.caughtUpSeq;
     }
   }
   files.sort((a, b) => a.segment.localeCompare(b.segment) || a.path.localeCompare(b.path));
@@ -131,10 +135,11 @@ export class BinlogArchiver {
   private segment: string | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private samples: { seq: number; at: number }[] = [];
   private st: ArchiveStatus;
 
   constructor(private readonly o: ArchiverOptions) {
-    this.st = { node: o.node, primary: null, segment: null, running: false, downSince: new Date(o.now()).toISOString(), lastGtid: null, behind: null, lagS: null, caughtUpAt: null, gap: null, error: null, updatedAt: new Date(o.now()).toISOString() };
+    this.st = { node: o.node, primary: null, segment: null, running: false, downSince: new Date(o.now()).toISOString(), lastGtid: null, behind: null, lagS: null, caughtUpAt: null, caughtUpSeq: null, gap: null, error: null, updatedAt: new Date(o.now()).toISOString() };
   }
 
   status(): ArchiveStatus { return { ...this.st }; }
@@ -175,8 +180,18 @@ export class BinlogArchiver {
         const pos = (await sql({ host: this.primary.host, port: this.primary.port, user: this.o.user, password: this.o.password }, "SELECT @@gtid_binlog_pos;", "mariadb", 5000)).trim();
         const m = /(\d+)-(\d+)-(\d+)/.exec(pos);
         const pseq = m ? Number(m[3]) : 0;
-        this.st.behind = Math.max(0, pseq - (last?.seq ?? 0));
-        if (this.st.behind === 0) this.st.caughtUpAt = new Date(this.o.now()).toISOString();
+        const have = last?.seq ?? 0;
+        this.st.behind = Math.max(0, pseq - have);
+        // samples of the primary's position; the newest the archive holds dates the archive
+        this.samples.push({ seq: pseq, at: this.o.now() });
+        const held = this.samples.filter((x) => x.seq <= have);
+        if (held.length) {
+          const h = held[held.length - 1]!;
+          this.st.caughtUpAt = new Date(h.at).toISOString();
+          this.st.caughtUpSeq = h.seq;
+          this.samples = this.samples.filter((x) => x.seq > have);
+        }
+        this.samples = this.samples.slice(-20);
         this.st.lagS = this.st.caughtUpAt ? Math.max(0, (this.o.now() - Date.parse(this.st.caughtUpAt)) / 1000) : null;
       } catch (e) {
         this.st.behind = null;

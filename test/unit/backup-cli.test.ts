@@ -57,7 +57,7 @@ backup:
   put("node3", null, "m3.tmp");
   put("node3", null, "m4", "{broken");
   mkdirSync(join(dir, "node3", "backup", "binlog"), { recursive: true });
-  writeFileSync(join(dir, "node3", "backup", "binlog", "status.json"), JSON.stringify({ node: "node3", primary: "node1", segment: "s", running: true, lastGtid: "0-1-99", behind: 0, lagS: 0.3, caughtUpAt: "2026-12-06T11:30:00.000Z", gap: null, error: null, updatedAt: "2026-12-06T11:30:00.000Z" }));
+  writeFileSync(join(dir, "node3", "backup", "binlog", "status.json"), JSON.stringify({ node: "node3", primary: "node1", segment: "s", running: true, lastGtid: "0-1-99", behind: 0, lagS: 0.3, caughtUpAt: "2026-12-06T11:30:00.000Z", caughtUpSeq: 99, gap: null, error: null, updatedAt: "2026-12-06T11:30:00.000Z" }));
 });
 C.after.each(() => rmSync(dir, { recursive: true, force: true }));
 
