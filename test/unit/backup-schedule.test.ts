@@ -124,3 +124,28 @@ Console("each kind's last good backup, the archive, a gap", async () => {
   ]);
 });
 Console.run();
+
+const Met = suite("backup metrics");
+Met("names follow the conventions; values from the snapshot; unknowns left out", async () => {
+  const { renderBackupMetrics } = await import("../../agent/runtime/backup-metrics.ts");
+  const got: { name: string; labels: Record<string, string>; v: number | null | undefined }[] = [];
+  const listed = (mm: Manifest) => ({ manifest: mm, dir: `/t/${mm.kind}/${mm.id}` });
+  renderBackupMetrics((name, _help, labels, v) => got.push({ name, labels, v }), {
+    backups: [listed(bk("a", 7200, { bytes: 100 })), listed(bk("b", 3600, { bytes: 50, state: "verified" })), listed(bk("c", 60, { bytes: 7, state: "bad" }))],
+    archive: { node: "node3", primary: "node1", segment: "s", running: true, downSince: null, lastGtid: "0-1-9", behind: 2, lagS: 0.5, caughtUpAt: null, caughtUpSeq: null, gap: null, error: null, updatedAt: "" },
+    jobs: [{ kind: "mysql", node: "node2", at: "", ok: false, error: "x", id: null, ms: 1 }], running: [], problems: null, judged: [],
+    targets: [{ node: "node3", usedRatio: 0.25, error: null }, { node: "node1", usedRatio: null, error: "EIO" }],
+  }, NOW);
+  for (const g of got) assert.match(g.name, /^bollard_[a-z_]+$/);
+  const val = (name: string, l: Record<string, string> = {}) => got.find((g) => g.name === name && Object.entries(l).every(([k, v]) => g.labels[k] === v))?.v;
+  assert.is(val("bollard_backup_count", { kind: "mysql", state: "good" }), 2);
+  assert.is(val("bollard_backup_count", { kind: "mysql", state: "bad" }), 1);
+  assert.is(val("bollard_backup_bytes", { kind: "mysql" }), 157);
+  assert.is(val("bollard_backup_last_good_age_seconds", { kind: "mysql" }), 3600);
+  assert.is(val("bollard_backup_archive_behind_transactions"), 2);
+  assert.is(val("bollard_backup_archive_gap"), 0);
+  assert.is(val("bollard_backup_target_used_ratio", { node: "node3" }), 0.25);
+  assert.is(val("bollard_backup_job_ok", { job: "mysql", node: "node2" }), 0);
+  assert.is(got.some((g) => g.labels.kind === "redis"), false, "no redis backups: no redis series");
+});
+Met.run();
