@@ -53,6 +53,7 @@ export class BackupRuntime {
   private readonly running = new Set<string>();
   private readonly handled: Record<string, number> = {};
   private ticking = false;
+  private warned = false;
   snap: BackupSnapshot = { backups: [], archive: null, jobs: [], running: [], problems: null, judged: [], targets: [] };
 
   constructor(private readonly d: BackupRuntimeDeps) {
@@ -91,7 +92,13 @@ export class BackupRuntime {
     all.sort((a, b) => a.manifest.startedAt.localeCompare(b.manifest.startedAt));
     this.snap.backups = all;
     // the archive
-    if (this.c.archive && ha.mysql) {
+    // MySQL 8: no mariadb-backup, no mariadb-binlog; not built (docs/backup.md)
+    const maria = ha.mysql?.flavour !== "mysql8";
+    if (!maria && !this.warned) {
+      this.warned = true;
+      this.d.log.warn("backups of MySQL 8 are not built (mariadb-backup and mariadb-binlog are MariaDB's): only Redis is backed up");
+    }
+    if (this.c.archive && ha.mysql && maria) {
       const w = whereToArchive(place("mysql"), null);
       const holder = cfg.assignments.mysql;
       if (w.ok && w.node === this.self && holder && ha.ha.nodes[holder]) {
@@ -111,7 +118,7 @@ export class BackupRuntime {
     }
     // backups and verifications that fall to this node
     for (const svc of ["mysql", "redis"] as const) {
-      if (!ha[svc]) continue;
+      if (!ha[svc] || (svc === "mysql" && !maria)) continue;
       const p = whereToBackup(svc, place(svc));
       if (!p.ok || p.take !== this.self || this.running.has(svc)) continue;
       const mine = all.filter((b) => b.manifest.kind === svc);
