@@ -3,7 +3,8 @@
 // binlog archive follows the new primary, no gap), a restore to one second before the drop into a
 // new MariaDB beside the cluster (every acknowledged row before the point there, none sent after
 // it); then a backup whose target is removed half way and a deliberately corrupted backup's
-// verification: both end in an alarm, and `backup list` never shows them as good.
+// verification: both end in an alarm, and `backup list` never shows them as good. A Redis
+// snapshot is taken on a replica and restored beside the cluster.
 // The lab's agents get a backup: section (LAB_BACKUP=1, gen-ha.sh): targets $S/<node>/backup.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -43,6 +44,18 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     assert.is.not(base!.node, m.holder, "never taken on the primary");
     assert.is.not(base!.storedOn, base!.node, "stored on another node than it was taken on");
     const lagUnderWriter = await archiveStatus("node1");
+    // a Redis snapshot on a replica, restored beside the cluster
+    const rout = await bollard("node1", "backup now redis", 120_000);
+    const rid = /redis backup (\S+) complete: taken on (node\d)/.exec(rout);
+    assert.ok(rid, rout);
+    const rb = (await list("node1")).find((b) => b.id === rid![1])!;
+    assert.ok(rb.good && rb.kind === "redis");
+    const rres = await bollard("node1", `restore redis --backup ${rb.id}`);
+    const rpid = /\(pid (\d+)\) on 127\.0\.0\.1:(\d+)/.exec(rres);
+    assert.ok(rpid, rres);
+    const keys = Number((await sh("node1", `redis-cli -h 127.0.0.1 -p ${rpid![2]} DBSIZE`)).trim());
+    await sh("node1", `kill ${rpid![1]}`);
+    assert.is(keys, rb.detail.keys, "the restored Redis has the snapshot's keys");
     // a failover: the primary's node is powered off
     await lab("power", m.holder, "off");
     const rest = NODES.filter((n) => n !== m.holder);
