@@ -66,8 +66,14 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
       return null;
     });
     assert.is(a1.gap, null, "no gap across the failover");
-    await pause(3000);
-    // the drop, at a recorded time; the writer stops just before (it would create the table again)
+    await pause(2000);
+    // the drop, at a recorded time; the writer stops just before (it would create the table
+    // again), once it is seen writing steadily (the rows between the point and the drop)
+    await until("steady writes on the new primary", 60_000, async () => {
+      const now = Date.now();
+      const a = w.acked("mysql");
+      return a.filter((x) => x.at > now - 2000).length >= 30 && a[a.length - 1]!.at > now - 150;
+    }, 50);
     await w.stop();
     const dropMs = Date.now() + 200;
     await pause(200);
