@@ -99,7 +99,7 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     // the writer sends row i only after row i-1's acknowledgement: a row whose predecessor was
     // acknowledged at or after the point was sent after it
     const sentAfter = acked.filter((x, i) => i > 0 && acked[i - 1]!.at >= point.getTime());
-    assert.ok(sentAfter.length > 0, "the writer wrote after the point");
+    assert.ok(sentAfter.length > 0, `the writer wrote after the point ${point.toISOString()} (drop ${new Date(dropMs).toISOString()}; last acks: ${acked.slice(-5).map((x) => `${x.id}@${new Date(x.at).toISOString()}`).join(" ")}; ${acked.length} acked)`);
     assert.equal(sentAfter.filter((x) => have.has(x.id)).map((x) => x.id), [], "no row sent after the point is restored");
     assert.ok(rows.some((id) => acked.find((x) => x.id === id)!.at > Date.parse(base!.finishedAt) + 1000), "rows from after the base backup came from the archive");
     figures.push(`base backup (lab, ${(base!.bytes / 1e6).toFixed(1)} MB): ${backupMs} ms end to end; restore to a point across a failover: ${restoreMs} ms; ` +
