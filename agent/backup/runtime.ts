@@ -105,6 +105,9 @@ export class BackupRuntime {
         if (!this.archiver) {
           this.archiver = new BinlogArchiver({
             root: join(targetOf(this.c, this.self), "binlog"), node: this.self,
+            // one server_id per node: two archivers (views that differ for a moment) must not
+            // make the primary drop each other's stream
+            serverId: 4290 + Math.max(0, members.indexOf(this.self)),
             allRoots: () => this.d.view().committed.members.map((m) => join(targetOf(this.c, m.name), "binlog")), user: ha.mysql.user, password: await readSecret(ha.mysql.password_file),
             now: this.now, log: this.d.log,
           });

@@ -69,14 +69,16 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     await pause(2000);
     // the drop, at a recorded time; the writer stops just before (it would create the table
     // again), once it is seen writing steadily (the rows between the point and the drop)
-    await until("steady writes on the new primary", 60_000, async () => {
-      const now = Date.now();
-      const a = w.acked("mysql");
-      return a.filter((x) => x.at > now - 2000).length >= 30 && a[a.length - 1]!.at > now - 150;
-    }, 50);
+    // the drop will be 200 ms from when the writer stops, and the point a second before it: the
+    // writer stops once it has acknowledged rows after that point (a write can stall for a moment
+    // on the shared machine)
+    const dropMs = await until("rows written after the point to be", 60_000, async () => {
+      const at = Date.now() + 200;
+      const pt = Math.floor((at - 1000) / 1000) * 1000;
+      return w.acked("mysql").filter((x) => x.at >= pt).length >= 10 ? at : null;
+    }, 20);
     await w.stop();
-    const dropMs = Date.now() + 200;
-    await pause(200);
+    await pause(Math.max(0, dropMs - Date.now()));
     await sqlLocal(after.holder, "DROP TABLE fms.writes");
     await until("the archive holding the drop", 30_000, async () => { for (const n of rest) { const a = await archiveStatus(n); if (a?.primary === after.holder && a.behind === 0) return true; } return null; });
     const point = new Date(Math.floor((dropMs - 1000) / 1000) * 1000);
