@@ -170,35 +170,41 @@ export class BinlogArchiver {
   }
 
   async refresh(): Promise<ArchiveStatus> {
+    // the primary's position first, then the archive: under a steady writer the archive is then
+    // compared with a position it had time to receive (the other order always finds it behind)
+    let pseq: number | null = null, at = this.o.now();
+    if (this.primary && this.child) {
+      try {
+        const pos = (await sql({ host: this.primary.host, port: this.primary.port, user: this.o.user, password: this.o.password }, "SELECT @@gtid_binlog_pos;", "mariadb", 5000)).trim();
+        const m = /(\d+)-(\d+)-(\d+)/.exec(pos);
+        pseq = m ? Number(m[3]) : 0;
+        at = this.o.now();
+      } catch (e) {
+        this.st.error = `primary ${this.primary.node}: ${(e as Error).message}`;
+      }
+    }
     const files = await this.allFiles();
     const last = lastEvent(files);
     this.st.lastGtid = last ? `${last.domain}-${last.server}-${last.seq}` : null;
     const holes = gapsIn(files);
     if (holes.length) this.st.gap = `the archive misses transactions ${holes.join(", ")}`;
-    if (this.primary && this.child) {
-      try {
-        const pos = (await sql({ host: this.primary.host, port: this.primary.port, user: this.o.user, password: this.o.password }, "SELECT @@gtid_binlog_pos;", "mariadb", 5000)).trim();
-        const m = /(\d+)-(\d+)-(\d+)/.exec(pos);
-        const pseq = m ? Number(m[3]) : 0;
-        const have = last?.seq ?? 0;
-        this.st.behind = Math.max(0, pseq - have);
-        // samples of the primary's position; the newest the archive holds dates the archive
-        this.samples.push({ seq: pseq, at: this.o.now() });
-        const held = this.samples.filter((x) => x.seq <= have);
-        if (held.length) {
-          const h = held[held.length - 1]!;
-          this.st.caughtUpAt = new Date(h.at).toISOString();
-          this.st.caughtUpSeq = h.seq;
-          this.samples = this.samples.filter((x) => x.seq > have);
-        }
-        this.samples = this.samples.slice(-20);
-        this.st.lagS = this.st.caughtUpAt ? Math.max(0, (this.o.now() - Date.parse(this.st.caughtUpAt)) / 1000) : null;
-      } catch (e) {
-        this.st.behind = null;
-        this.st.lagS = this.st.caughtUpAt ? (this.o.now() - Date.parse(this.st.caughtUpAt)) / 1000 : null;
-        this.st.error = `primary ${this.primary.node}: ${(e as Error).message}`;
+    if (pseq !== null) {
+      const have = last?.seq ?? 0;
+      this.st.behind = Math.max(0, pseq - have);
+      // samples of the primary's position; the newest the archive holds dates the archive
+      this.samples.push({ seq: pseq, at });
+      const held = this.samples.filter((x) => x.seq <= have);
+      if (held.length) {
+        const h = held[held.length - 1]!;
+        this.st.caughtUpAt = new Date(h.at).toISOString();
+        this.st.caughtUpSeq = h.seq;
+        this.samples = this.samples.filter((x) => x.seq > have);
       }
+      this.samples = this.samples.slice(-20);
+    } else {
+      this.st.behind = null;
     }
+    this.st.lagS = this.st.caughtUpAt ? Math.max(0, (this.o.now() - Date.parse(this.st.caughtUpAt)) / 1000) : null;
     this.st.running = !!this.child;
     if (this.st.running) this.st.downSince = null;
     else this.st.downSince ??= new Date(this.o.now()).toISOString();
