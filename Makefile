@@ -4,7 +4,7 @@ SEEDS ?= 1000
 RUNS ?= 10
 NODE_DEPS := node_modules/.installed
 # What the lab and the tests run for real (LAB-NOTES.md): installed only where missing.
-APT_PKGS := mosquitto mosquitto-clients mariadb-server redis-server nginx libnginx-mod-stream \
+APT_PKGS := mosquitto mosquitto-clients mariadb-server mariadb-backup redis-server nginx libnginx-mod-stream \
 	ipmitool openipmi snmpd snmp iproute2 iptables iputils-ping iputils-arping socat tmux \
 	qemu-system-x86 qemu-system-common qemu-utils xz-utils perl python3 fdisk dosfstools mtools chromium openssl libnss3-tools
 

@@ -15,6 +15,7 @@ import { ControlComponent } from "./runtime/control-component.ts";
 import type { Route } from "./runtime/control.ts";
 import { HaComponent } from "./runtime/ha-component.ts";
 import { MainLoop } from "./runtime/loop-component.ts";
+import { BackupComponent } from "./runtime/backup-component.ts";
 import { VmComponent } from "./runtime/vm-component.ts";
 import { UpgradeComponent } from "./runtime/upgrade-component.ts";
 import { ReadinessComponent } from "./runtime/readiness.ts";
@@ -54,8 +55,9 @@ export class Agent {
     const ready = new ReadinessComponent(ctx, cluster, ha, routes);
     const vms = new VmComponent(ctx, cluster, ha, routes);
     const web = new WebComponent(ctx, cluster, ha, routes);
-    const watch = new WatchComponent(ctx, cluster, ha, routes, ready, vms, (h, wall) => web.onHost(h, wall));
-    const control = new ControlComponent(ctx, cluster, ha, watch, routes, ready, vms);
+    const backup = new BackupComponent(ctx, cluster, routes);
+    const watch = new WatchComponent(ctx, cluster, ha, routes, ready, vms, (h, wall) => web.onHost(h, wall), backup);
+    const control = new ControlComponent(ctx, cluster, ha, watch, routes, ready, vms, backup);
     const upgrade = new UpgradeComponent(ctx, cluster, ha, routes);
     const loop = new MainLoop(ctx, this.notifier, cluster, ha, control);
     const c = cluster.steps;
@@ -70,6 +72,7 @@ export class Agent {
       ha, //             the data path: MySQL, Redis, the portal, the VIP
       ready, //          N+1 readiness: could the cluster lose each node now (GET /ready)
       vms, //            the VMs: QEMU, their mirrored disks, placement and restarts (vms: only)
+      backup, //         backups, the binlog archive, verifications (backup: only)
       watch, //          hardware, host and cluster readings -> alarms, metrics
       upgrade, //        bundles staged, on trial, blessed; the rollout's routes (upgrade/)
       loop, //           the tick, the status file, the GC

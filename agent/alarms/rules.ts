@@ -8,6 +8,7 @@ import { Collector, levelUp } from "./collector.ts";
 import { bmcRules, bondRules, switchRules } from "./rules-hw.ts";
 import { readinessRules } from "./rules-ready.ts";
 import { vmRules } from "./rules-vm.ts";
+import { backupRules } from "./rules-backup.ts";
 import { siteRules } from "./rules-site.ts";
 import {
   alarmId,
@@ -37,6 +38,7 @@ export function evaluate(r: Readings, cfg: RuleConfig, active: ReadonlySet<strin
   for (const e of r.events ?? []) eventRules(out, e);
   if (r.readiness) readinessRules(out, r.readiness);
   if (r.vms) vmRules(out, r.node, r.vms);
+  if (r.backups) backupRules(out, r.node, r.backups);
   return { conditions: out.conditions, scopes: [...out.scopes], resolved: out.resolved };
 }
 

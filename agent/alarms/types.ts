@@ -43,6 +43,12 @@ export const RULES = [
   "site-down",
   "site-promoted",
   "site-diverged",
+  "backup-failed",
+  "backup-missed",
+  "backup-verify-failed",
+  "backup-archive-gap",
+  "backup-archive-down",
+  "backup-target-full",
 ] as const;
 export type RuleName = (typeof RULES)[number];
 
@@ -205,6 +211,16 @@ export interface Readings {
   readiness?: ReadyInput | null;
   /** the VMs, as the leader's VM manager judges them (alarms/rules-vm.ts) */
   vms?: VmAlarmInput;
+  /** backups, as the acting leader judges them from the catalog (alarms/rules-backup.ts) */
+  backups?: BackupAlarmInput;
+}
+
+/** What is wrong with the backups (backup/schedule.ts backupProblems); judge false: this node
+ *  does not judge them (not the acting leader) and clears what it raised. */
+export interface BackupAlarmInput {
+  judge: boolean;
+  judged: { rule: RuleName; subject: string }[];
+  problems: { rule: RuleName; subject: string; severity: Severity; text: string; detail: string }[];
 }
 
 // ---- outputs of the rules -------------------------------------------------------------

@@ -12,19 +12,19 @@ import type { SubCommand } from "./types.ts";
 /** Registered commands' names, in help order. Add the name here and the module in loadCommands(). */
 export const COMMAND_NAMES = [
   "nodes", "services", "ready", "logs", "events", "alarms", "console", "diag",
-  "switchover", "failover", "maintenance", "ha", "rejoin", "vm", "upgrade", "seed", "flash", "users", "site",
+  "switchover", "failover", "maintenance", "ha", "rejoin", "vm", "backup", "restore", "upgrade", "seed", "flash", "users", "site",
 ] as const;
 
 /** The registered commands, in COMMAND_NAMES' order (a unit test checks the two agree). */
 export async function loadCommands(): Promise<SubCommand[]> {
-  const [views, alarms, cons, diag, ha, seed, flash, upgrade, users, ready, vm, site] = await Promise.all([
+  const [views, alarms, cons, diag, ha, seed, flash, upgrade, users, ready, vm, site, backup] = await Promise.all([
     import("./views-cmd.ts"), import("./alarms-cmd.ts"), import("./console-cmd.ts"), import("./diag.ts"),
     import("./ha-cmd.ts"), import("../provision/seed-cmd.ts"), import("../provision/flash.ts"), import("./upgrade-cmd.ts"), import("./users-cmd.ts"),
-    import("./ready-cmd.ts"), import("./vm-cmd.ts"), import("./site-cmd.ts"),
+    import("./ready-cmd.ts"), import("./vm-cmd.ts"), import("./site-cmd.ts"), import("./backup-cmd.ts"),
   ]);
   return [
     views.nodesCommand, views.servicesCommand, ready.readyCommand, views.logsCommand, views.eventsCommand, alarms.alarmsCommand, cons.consoleCommand,
-    diag.diagCommand, ha.switchoverCommand, ha.failoverCommand, ha.maintenanceCommand, ha.haCommand, ha.rejoinCommand, vm.vmCommand, upgrade.upgradeCommand, seed.seedCommand, flash.flashCommand,
+    diag.diagCommand, ha.switchoverCommand, ha.failoverCommand, ha.maintenanceCommand, ha.haCommand, ha.rejoinCommand, vm.vmCommand, backup.backupCommand, backup.restoreCommand, upgrade.upgradeCommand, seed.seedCommand, flash.flashCommand,
     users.usersCommand, site.siteCommand,
   ];
 }

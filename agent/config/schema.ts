@@ -14,6 +14,7 @@ import { SitesSection, checkSites, toSites, type SiteConfig } from "./site-schem
 import { AlarmsSection, NotifySection, checkAlarmsRelations, toAlarmsConfig, toNotifyConfig, type AlarmsConfig, type NotifyConfig } from "../alarms/config.ts";
 import { HostSection, toHostOptions, type HostOptions } from "../hw/host.ts";
 import { MetricsSection, toMetricsConfig, type MetricsConfig } from "../runtime/metrics.ts";
+import { BackupSection, toBackupConfig, type BackupConfig } from "./backup-schema.ts";
 import { VmsSection, checkVms, toVmsConfig, type VmsConfig } from "./vm-schema.ts";
 import { WebSection, checkWeb, toWebConfig, type WebConfig } from "../web/config.ts";
 
@@ -92,6 +93,8 @@ export interface Config {
   vms: VmsConfig | null;
   /** the web console (docs/web.md) */
   web: WebConfig;
+  /** backups and point-in-time restore (docs/backup.md); null: none */
+  backup: BackupConfig | null;
   /** N+1 readiness (docs/readiness.md) */
   readiness: ReadinessConfig;
 }
@@ -207,6 +210,7 @@ export const ConfigFile = section(
     redis: RedisSection.optional(),
     portal: PortalSection.optional(),
     vms: VmsSection.optional(),
+    backup: BackupSection.optional(),
     sites: SitesSection.optional(),
     alarms: AlarmsSection.prefault({}),
     notify: NotifySection.prefault({}),
@@ -288,6 +292,7 @@ export function toConfig(f: ConfigFile, password: string): Config {
     hw: { host: toHostOptions(f.hw.host), pollMs: f.hw.poll_ms, selEveryMs: f.hw.sel_every_ms, hostEveryMs: f.hw.host_every_ms },
     vms: f.vms ? toVmsConfig(f.vms, (n) => f.ha?.nodes[n]?.address) : null,
     web: toWebConfig(f.web),
+    backup: f.backup ? toBackupConfig(f.backup) : null,
     readiness: {
       enabled: f.readiness.enabled, fenceCheckMs: f.readiness.fence_check_ms, checkMaxAgeMs: f.readiness.check_max_age_ms,
       recvStaleMs: f.readiness.recv_stale_ms, redisLagBytes: f.readiness.redis_lag_bytes,
@@ -339,6 +344,7 @@ export function checkRelations(f: ConfigFile): string[] {
   errs.push(...checkAlarmsRelations(f.alarms));
   if (f.vms) errs.push(...checkVms(f.vms, names, (n) => f.ha?.nodes[n]?.address));
   errs.push(...checkWeb(f.web));
+  if (f.backup && !f.mysql && !f.redis) errs.push("backup: expected mysql or redis sections to back up, got neither");
   if (f.readiness.check_max_age_ms < f.readiness.fence_check_ms) {
     errs.push(`readiness.check_max_age_ms: expected at least readiness.fence_check_ms (${f.readiness.fence_check_ms}): every check would be stale before the next, got ${f.readiness.check_max_age_ms}`);
   }

@@ -2,6 +2,7 @@
 // and whether it is writable, each replica's source, lag and position (GTID set / offset);
 // each node's portal routes and the VIP; failover procedures running, nodes held out, and
 // the anti-flapping holds.
+import type { BackupSummary } from "../runtime/backup-component.ts";
 import { parseGtid, weight } from "../resources/gtid.ts";
 import { ago, alive, assignments, cols, cut, factsOf, flags, haOf, holdsVip, membersOf, services, type Facts, type Model, type Svc } from "./model.ts";
 import type { Line } from "./vt100.ts";
@@ -138,6 +139,7 @@ export function servicesLines(m: Model): string[] {
   for (const v of serviceViews(m)) out.push(...table(v), "");
   out.push(...portalTable(m));
   out.push(...siteLines(haOf(m)?.sites ?? []));
+  out.push(...backupLines(m.status.body?.backup as BackupSummary | null | undefined));
   const n = notes(m);
   if (n.length) out.push("", ...n);
   return out.map((l) => cut(l, 80));
@@ -147,6 +149,19 @@ export function servicesScreen(m: Model, rows: number): Line[] {
   const lines = servicesLines(m);
   if (lines.length <= rows) return lines;
   return [...lines.slice(0, rows - 1), `... ${lines.length - rows + 1} more lines: bollard services`];
+}
+
+const agoS = (s: number) => (s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
+
+/** Backups (issue 23, docs/backup.md): one line per kind and one for the binlog archive. */
+export function backupLines(b: BackupSummary | null | undefined): string[] {
+  if (!b) return [];
+  const out = [""];
+  for (const k of b.kinds) out.push(`Backup ${k.kind.padEnd(6)} last good ${k.lastGood ? `${agoS(k.ageS ?? 0)} ago${k.verified ? ", verified" : ""}` : "NONE"}${k.bad ? `, ${k.bad} BAD` : ""}${b.running.includes(k.kind) ? " (one running)" : ""}`);
+  if (!b.kinds.length) out.push("Backup: none yet (bollard backup now mysql)");
+  const a = b.archive;
+  if (a) out.push(`Binlog archive on ${a.node}: ${a.gap ? "GAP" : a.running ? "streaming" : "NOT streaming"} from ${a.primary ?? "-"}, lag ${a.lagS === null ? "?" : `${a.lagS.toFixed(1)} s`}, behind ${a.behind ?? "?"} trx`);
+  return out;
 }
 
 /** The remote sites (issue 18): state, source, lag in seconds and transactions. */

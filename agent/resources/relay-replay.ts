@@ -29,6 +29,8 @@ export interface ReplayTools {
   client?: string;
   /** default 60000 */
   timeoutMs?: number;
+  /** more mariadb-binlog options (a point-in-time restore's --stop-position) */
+  binlogArgs?: string[];
 }
 
 /** The relay log files from `current` on, in the order of the index file (paths relative to the
@@ -76,7 +78,7 @@ async function pipe(files: string[], executed: string, to: ReplayTarget, tools: 
   // position X, which is the usual case (a caught-up replica killed and restarted: bench-web's
   // lab kill kept it out for good, retrying every 250 ms). The start position still filters, and
   // the server's own gtid_strict_mode refuses a GTID applied twice.
-  const binlogArgs = ["--skip-gtid-strict-mode", executed ? `--start-position=${startPosition(executed)}` : "", ...files].filter(Boolean);
+  const binlogArgs = ["--skip-gtid-strict-mode", executed ? `--start-position=${startPosition(executed)}` : "", ...(tools.binlogArgs ?? []), ...files].filter(Boolean);
   const where = to.socketPath ? [`--socket=${to.socketPath}`] : [`--host=${to.host ?? "127.0.0.1"}`, `--port=${to.port ?? 3306}`, "--protocol=TCP"];
   const clientArgs = [`--defaults-extra-file=${cnf}`, ...where, `--user=${to.user}`, "--batch", "--binary-mode"];
   const reader = spawn(tools.binlog ?? "mariadb-binlog", binlogArgs, { stdio: ["ignore", "pipe", "pipe"] });

@@ -2,6 +2,7 @@
 // leader, any node's logs and events, and the routes other components mount (the watch's
 // alarms). It also writes the status body to `<state_dir>/status.json` (status.ts), which
 // the main loop asks for every second.
+import type { BackupComponent } from "./backup-component.ts";
 import type { Command } from "../bus/messages.ts";
 import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";
@@ -28,6 +29,7 @@ export class ControlComponent implements Component {
     private readonly routes: Record<string, Route>,
     private readonly ready?: ReadinessComponent,
     private readonly vms: VmComponent | null = null,
+    private readonly backup: BackupComponent | null = null,
   ) {}
 
   async start(): Promise<void> {
@@ -57,6 +59,7 @@ export class ControlComponent implements Component {
       ha: this.ha.runtime?.snapshot() ?? null,
       watch: this.watch.watch?.snapshot() ?? null,
       ready: this.ready?.snapshot() ?? null,
+      backup: this.backup?.short(Date.now()) ?? null,
       control: this.server?.stats() ?? null,
       vms: this.vms?.runtime?.snapshot() ?? null,
       wall: Date.now(),

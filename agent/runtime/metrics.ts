@@ -15,6 +15,8 @@ import type { HostReading } from "../hw/host.ts";
 import { isHostPort } from "../config/host-port.ts";
 import type { Logger } from "../env/env.ts";
 import { renderVmMetrics, type VmMetrics } from "./vm-metrics.ts";
+import { renderBackupMetrics } from "./backup-metrics.ts";
+import type { BackupSnapshot } from "../backup/runtime.ts";
 
 export interface MetricsSnapshot {
   node: string;
@@ -60,6 +62,7 @@ export interface MetricsSnapshot {
   alarms?: Partial<Record<Severity, number>>;
   bus?: { received: number; published: number; rejected: Record<string, number> };
   vms?: VmMetrics;
+  backups?: { snap: BackupSnapshot; wall: number };
 }
 
 /** Sensor unit (as ipmitool prints it) -> metric name suffix in base units. */
@@ -161,6 +164,7 @@ export async function renderMetrics(s: MetricsSnapshot): Promise<{ text: string;
     for (const [reason, n] of Object.entries(s.bus.rejected)) c("bollard_bus_messages_rejected_total", "Bus messages dropped, by reason", { reason }, n);
   }
   if (s.vms) renderVmMetrics(g, s.vms);
+  if (s.backups) renderBackupMetrics(g, s.backups.snap, s.backups.wall);
   return { text: await reg.metrics(), contentType: reg.contentType };
 }
 

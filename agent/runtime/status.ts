@@ -23,6 +23,8 @@ export interface StatusBody {
   control?: object | null;
   /** the VMs (runtime/vm-runtime.ts snapshot); null without VMs */
   vms?: object | null;
+  /** backups in short (runtime/backup-component.ts BackupSummary); null without backups */
+  backup?: object | null;
   /** wall-clock ms when this body was made */
   wall: number;
 }

@@ -2,6 +2,7 @@
 // readings -> alarms (history, bus, webhooks) and metrics. Started after the HA runtime,
 // whose facts it judges; it mounts its routes (GET /alarms, POST /alarms/ack) on the
 // control socket while it runs.
+import type { BackupComponent } from "./backup-component.ts";
 import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";
 import type { Route } from "./control.ts";
@@ -26,6 +27,7 @@ export class WatchComponent implements Component {
     private readonly vms: VmComponent | null = null,
     /** each host reading (the web console's chart samples) */
     private readonly onHost?: (h: HostReading, wall: number) => void,
+    private readonly backup: BackupComponent | null = null,
   ) {}
 
   async start(): Promise<void> {
@@ -40,6 +42,7 @@ export class WatchComponent implements Component {
       vms: () => { const rt = this.vms?.runtime; return rt ? { alarms: rt.alarmInput(), metrics: rt.metrics() } : null; },
       ...(this.onHost ? { onHost: this.onHost } : {}),
       readiness: () => this.ready?.snapshot() ?? null,
+      backups: () => (this.backup?.runtime ? { alarms: this.backup.alarmInput(), snap: this.backup.runtime.snap } : null),
     });
     await watch.start();
     this.watch = watch;

@@ -16,6 +16,7 @@
 // Transitions go to history, to the bus (retained alarm topics) and to the webhooks.
 // Every node's retained alarms arrive over the bus: with this node's own they make the
 // cluster-wide list of `bollard alarms`, the console and `bollard status`.
+import type { BackupSnapshot } from "../backup/runtime.ts";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -31,6 +32,7 @@ import type { ClusterEvent, Logger, TimerHandle, Timers } from "../env/env.ts";
 import { atomicWrite } from "../env/store.ts";
 import type { DbFacts } from "../ha/local.ts";
 import type { VmAlarmInput } from "../ha/vm-types.ts";
+import type { BackupAlarmInput } from "../alarms/types.ts";
 import type { VmMetrics } from "./vm-metrics.ts";
 import { bondAlarmInputs, hostAlarmInput, hostSource, readBondStates, readHost, type HostOptions, type HostReading, type HostSource } from "../hw/host.ts";
 import type { SelEntry } from "../hw/ipmi-parse.ts";
@@ -77,6 +79,8 @@ export interface WatchDeps {
   readiness?(): ReadyInput | null;
   /** the VMs' alarm input and metrics (runtime/vm-runtime.ts); absent without VMs */
   vms?(): { alarms: VmAlarmInput; metrics: VmMetrics | null } | null;
+  /** the backups' alarm input and snapshot (backup/runtime.ts); absent without backups */
+  backups?(): { alarms: BackupAlarmInput | null; snap: BackupSnapshot | null } | null;
   /** tests: fakes of the hardware, host and bond readers */
   poller?: HwPoller;
   readHost?(o: HostOptions): Promise<HostReading>;
@@ -288,6 +292,8 @@ export class Watch {
     if (this.d.readiness && t0 - this.startedAt >= 2 * t.peerDeadMs + 2000) r.readiness = this.d.readiness();
     const vms = this.d.vms?.();
     if (vms) r.vms = vms.alarms;
+    const backups = this.d.backups?.()?.alarms;
+    if (backups) r.backups = backups;
     const writes = this.d.writes?.();
     if (writes) r.writes = writes;
     const sites = this.d.sites?.();
@@ -410,6 +416,8 @@ export class Watch {
     s.alarms = this.service.counts();
     s.bus = busMetrics(this.d.bus.stats());
     s.vms = this.d.vms?.()?.metrics ?? undefined;
+    const bsnap = this.d.backups?.()?.snap;
+    if (bsnap) s.backups = { snap: bsnap, wall: this.d.wall() };
     return s;
   }
 }

@@ -33,9 +33,9 @@ const READ: Record<string, { args: string[]; out: RegExp }[]> = {
   diag: [{ args: ["diag", "--out", join(TMP, "diag.tar.gz")], out: /diag\.tar\.gz/ }],
 };
 /** commands that change the cluster, a disk or a node: --help only */
-/** (vm, site, upgrade and users read too, with list/status subcommands, but their lab cases live in
+/** (backup reads too, but the lab has backups only in backup.test.ts; vm, site, upgrade and users read too, with list/status subcommands, but their lab cases live in
  *  vm.test.ts, site.test.ts, upgrade.test.ts and web.test.ts, on labs that have VMs, a site, bundles, users) */
-const HELP_ONLY = ["agent", "assign", "unassign", "members", "switchover", "failover", "maintenance", "ha", "rejoin", "seed", "flash", "vm", "site", "upgrade", "users"];
+const HELP_ONLY = ["agent", "assign", "unassign", "members", "switchover", "failover", "maintenance", "ha", "rejoin", "seed", "flash", "vm", "site", "upgrade", "users", "backup", "restore"];
 
 const exec = (...args: string[]): Run => lab(l, "exec", "node1", "bollard", ...args);
 const said = (r: Run) => `exit ${r.code}\n${r.out.slice(0, 1500)}${r.err.slice(0, 1500)}`;

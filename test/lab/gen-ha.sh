@@ -55,5 +55,15 @@ hw:
   host:
     bonds: [{ name: bond0, file: $d/bond0.status }]   # bond0 is emulated: bondd writes its status there
 EOF
+  if [ "${LAB_BACKUP:-}" = 1 ]; then  # backups (docs/backup.md): test/lab/backup.test.ts
+    cat <<EOF
+backup:
+  target: $S/{node}/backup           # each node's own directory; the lab's nodes share one filesystem
+  mysql_every_s: 0                   # on demand only: the test says when
+  redis_every_s: 0
+  verify_every_s: ${LAB_BACKUP_VERIFY_S:-20}
+  archive: true
+EOF
+  fi
   if site2_on; then gen_site2_config; fi
 }

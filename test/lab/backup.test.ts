@@ -1,0 +1,163 @@
+// Backups and point-in-time restore in the lab (issue 23), under a writer through the VIP: a base
+// backup on demand, a power-off of the MySQL primary's node between it and a DROP TABLE (the
+// binlog archive follows the new primary, no gap), a restore to one second before the drop into a
+// new MariaDB beside the cluster (every acknowledged row before the point there, none sent after
+// it); then a backup whose target is removed half way and a deliberately corrupted backup's
+// verification: both end in an alarm, and `backup list` never shows them as good. A Redis
+// snapshot is taken on a replica and restored beside the cluster.
+// The lab's agents get a backup: section (LAB_BACKUP=1, gen-ha.sh): targets $S/<node>/backup.
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { NODES, REPO, S, Writer, bollard, dataIp, healthy, lab, labFrame, pause, sh, sqlLocal, until } from "./ha-lab.ts";
+
+process.env.LAB_BACKUP = "1";
+process.env.LAB_BACKUP_VERIFY_S = "30";
+const root = process.getuid?.() === 0;
+const s = suite("backups and point-in-time restore in the lab");
+const figures: string[] = [];
+labFrame(s, figures);
+
+interface Listed { id: string; kind: string; node: string; storedOn: string; state: string; good: boolean; dir: string; startedAt: string; finishedAt: string; bytes: number; detail: Record<string, unknown> }
+const list = async (node: string): Promise<Listed[]> => (JSON.parse(await bollard(node, "backup list --json")) as { backups: Listed[] }).backups;
+const archiveStatus = async (node: string) => JSON.parse(await bollard(node, "backup status --json")).archive as { node: string; primary: string | null; behind: number | null; gap: string | null; running: boolean; lagS: number | null; caughtUpSeq: number | null } | null;
+const alarms = async (node: string) => (JSON.parse(await bollard(node, "alarms --json")) as { active: { id: string; rule: string; detail: string | null }[] }).active;
+
+s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished target and a corrupted backup are alarms", async () => {
+  if (!root) return console.log("  (skipped: the lab needs root)");
+  const m = await until("a healthy MySQL", 90_000, () => healthy("mysql"));
+  const w = new Writer();
+  w.start({ mysql: true });
+  try {
+    await until("writes flowing", 30_000, async () => w.acked("mysql").length > 20);
+    // the archive streams from the primary, on another node
+    const a0 = await until("the binlog archive streaming from the primary", 30_000, async () => { const a = await archiveStatus("node1"); return a?.running && a.primary === m.holder ? a : null; });
+    assert.is.not(a0.node, m.holder, "the archive is not on the primary's node");
+    // a base backup on demand
+    const t0 = Date.now();
+    const out = await bollard("node1", "backup now mysql", 120_000);
+    const backupMs = Date.now() - t0;
+    assert.match(out, /mysql backup \S+ complete: taken on node\d, stored on node\d/);
+    const [base] = (await list("node1")).filter((b) => b.kind === "mysql");
+    assert.ok(base && base.good, "the base backup is listed as good");
+    assert.is.not(base!.node, m.holder, "never taken on the primary");
+    assert.is.not(base!.storedOn, base!.node, "stored on another node than it was taken on");
+    const lagUnderWriter = await archiveStatus("node1");
+    // a Redis snapshot on a replica, restored beside the cluster
+    const rout = await bollard("node1", "backup now redis", 120_000);
+    const rid = /redis backup (\S+) complete: taken on (node\d)/.exec(rout);
+    assert.ok(rid, rout);
+    const rb = (await list("node1")).find((b) => b.id === rid![1])!;
+    assert.ok(rb.good && rb.kind === "redis");
+    const rres = await bollard("node1", `restore redis --backup ${rb.id}`);
+    const rpid = /\(pid (\d+)\) on 127\.0\.0\.1:(\d+)/.exec(rres);
+    assert.ok(rpid, rres);
+    const keys = Number((await sh("node1", `redis-cli -h 127.0.0.1 -p ${rpid![2]} DBSIZE`)).trim());
+    await sh("node1", `kill ${rpid![1]}`);
+    assert.is(keys, rb.detail.keys, "the restored Redis has the snapshot's keys");
+    // a failover: the primary's node is powered off
+    await lab("power", m.holder, "off");
+    const rest = NODES.filter((n) => n !== m.holder);
+    const after = await until("a new MySQL primary", 90_000, () => healthy("mysql", rest), 300);
+    await until("writes through the VIP again", 60_000, async () => w.acked("mysql").some((x) => x.at > Date.now() - 1000));
+    const a1 = await until("the archive following the new primary", 60_000, async () => {
+      // under the writer: streaming from it, and holding what it had at a refresh since (lagS is
+      // bounded by the 5 s refresh period)
+      for (const n of rest) { const a = await archiveStatus(n); if (a?.primary === after.holder && a.running && a.lagS !== null && a.lagS < 12 && a.caughtUpSeq !== null) return a; }
+      return null;
+    });
+    assert.is(a1.gap, null, "no gap across the failover");
+    await pause(2000);
+    // the drop, at a recorded time; the writer stops just before (it would create the table
+    // again), once it is seen writing steadily (the rows between the point and the drop)
+    // the drop will be 200 ms from when the writer stops, and the point a second before it: the
+    // writer stops once it has acknowledged rows after that point (a write can stall for a moment
+    // on the shared machine)
+    const dropMs = await until("rows written after the point to be", 60_000, async () => {
+      const at = Date.now() + 200;
+      const pt = Math.floor((at - 1000) / 1000) * 1000;
+      return w.acked("mysql").filter((x) => x.at >= pt).length >= 10 ? at : null;
+    }, 20);
+    await w.stop();
+    await pause(Math.max(0, dropMs - Date.now()));
+    await sqlLocal(after.holder, "DROP TABLE fms.writes");
+    await until("the archive holding the drop", 30_000, async () => { for (const n of rest) { const a = await archiveStatus(n); if (a?.primary === after.holder && a.behind === 0) return true; } return null; });
+    const point = new Date(Math.floor((dropMs - 1000) / 1000) * 1000);
+    const at = rest.find((n) => n !== after.holder)!;
+    const dry = await bollard(at, `restore mysql --to-time ${point.toISOString()} --dry-run`);
+    assert.match(dry, new RegExp(`plan: base backup ${base!.id} .* reaching gtid 0-\\d+-\\d+`));
+    const r0 = Date.now();
+    const res = await bollard(at, `restore mysql --to-time ${point.toISOString()}`, 300_000);
+    const restoreMs = Date.now() - r0;
+    const sock = /mariadb --socket=(\S+)/.exec(res)?.[1];
+    const pid = /\(pid (\d+)\)/.exec(res)?.[1];
+    assert.ok(sock && pid, res);
+    const rows = (await sh(at, `mariadb -S ${sock} -u root -N -e "SELECT id FROM fms.writes" 2>&1`, 30_000)).trim().split("\n").filter(Boolean).map(Number);
+    await sh(at, `kill ${pid}`);
+    const have = new Set(rows);
+    const acked = w.acked("mysql");
+    const mustHave = acked.filter((x) => x.at < point.getTime());
+    assert.ok(mustHave.length > 50, `${mustHave.length} rows acked before the point`);
+    assert.equal(mustHave.filter((x) => !have.has(x.id)).map((x) => x.id), [], "every row acknowledged before the point is restored");
+    // the writer sends row i only after row i-1's acknowledgement: a row whose predecessor was
+    // acknowledged at or after the point was sent after it
+    const sentAfter = acked.filter((x, i) => i > 0 && acked[i - 1]!.at >= point.getTime());
+    assert.ok(sentAfter.length > 0, `the writer wrote after the point ${point.toISOString()} (drop ${new Date(dropMs).toISOString()}; last acks: ${acked.slice(-5).map((x) => `${x.id}@${new Date(x.at).toISOString()}`).join(" ")}; ${acked.length} acked)`);
+    assert.equal(sentAfter.filter((x) => have.has(x.id)).map((x) => x.id), [], "no row sent after the point is restored");
+    assert.ok(rows.some((id) => acked.find((x) => x.id === id)!.at > Date.parse(base!.finishedAt) + 1000), "rows from after the base backup came from the archive");
+    figures.push(`base backup (lab, ${(base!.bytes / 1e6).toFixed(1)} MB): ${backupMs} ms end to end; restore to a point across a failover: ${restoreMs} ms; ` +
+      `archive lag under the writer: ${lagUnderWriter?.lagS?.toFixed(1)} s, ${lagUnderWriter?.behind} trx behind; ${rows.length} rows restored, ${mustHave.length} acked before the point`);
+
+    // a backup whose target is removed half way: the backup's directory on the storing node
+    // (<id>.tmp) vanishes while mariadb-backup writes into it
+    const req = bollard(at, "backup now mysql", 120_000).then(() => "ok", (e: Error) => e.message);
+    const tmp = await until("a backup in progress", 60_000, async () => {
+      for (const n of rest) {
+        const d = join(S, n, "backup", "mysql");
+        const t = existsSync(d) ? readdirSync(d).find((x) => x.endsWith(".tmp")) : undefined;
+        if (t) return { id: t.slice(0, -4), dir: join(d, t) };
+      }
+      return null;
+    }, 20);
+    await pause(300);
+    rmSync(tmp.dir, { recursive: true, force: true });
+    const said = await req;
+    assert.match(said, /failed/, "the backup command says it failed");
+    const l2 = await list(at);
+    assert.equal(l2.filter((b) => b.kind === "mysql").map((b) => b.id), [base!.id], "the half backup is not listed");
+    await until("the backup-failed alarm", 60_000, async () => (await alarms(at)).find((x) => x.rule === "backup-failed"));
+
+    // a corrupted backup: one byte of the base backup's table changed; the next verification finds it
+    const live = (await list(at)).find((b) => b.id === base!.id)!;
+    const f = join(live.dir, "data", "fms", "writes.ibd");
+    const bytes = readFileSync(f);
+    bytes[bytes.length - 3000] = bytes[bytes.length - 3000]! ^ 0xff;
+    writeFileSync(f, bytes);
+    const v = await until("the verification alarm", 120_000, async () => (await alarms(at)).find((x) => x.rule === "backup-verify-failed"));
+    assert.match(v.detail ?? "", /checksums: data\/fms\/writes.ibd changed/);
+    const l3 = await list(at);
+    const b3 = l3.find((b) => b.id === base!.id)!;
+    assert.is(b3.state, "bad");
+    assert.is(b3.good, false);
+    assert.match(await bollard(at, "backup list"), /BAD \(checksums/);
+    const refused = await bollard(at, `restore mysql --to-time ${point.toISOString()} --dry-run`).then(() => "planned", (e: Error) => e.message);
+    assert.match(refused, /no good base backup/);
+  } catch (e) {
+    // what the agents said about backups, for the one reading the failure (the lab goes down after)
+    const art = join(REPO, "test-artifacts", "backup-lab");
+    mkdirSync(art, { recursive: true });
+    for (const n of NODES) {
+      for (const f of ["supervisor.log", "agent.log"]) {
+        const p = join(S, n, f);
+        if (existsSync(p)) writeFileSync(join(art, `${n}-${f}`), readFileSync(p, "utf8").split("\n").filter((l) => /backup|archive|restore|verif/i.test(l)).slice(-300).join("\n"));
+      }
+    }
+    console.log(`  (the agents' backup lines: ${art})`);
+    throw e;
+  } finally {
+    await w.stop();
+  }
+});
+
+s.run();

@@ -1,0 +1,108 @@
+// `bollard backup list|status` and `bollard restore` on catalogs written here (every kind, a bad
+// one, a half one, an unreadable one, an archive status): what an operator sees, and the
+// refusals of restore (a point no backup covers, --replace, bad arguments).
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { backupCommand, restoreCommand } from "../../agent/cli/backup-cmd.ts";
+import type { Manifest } from "../../agent/backup/manifest.ts";
+import type { CommandContext } from "../../agent/cli/types.ts";
+
+let dir = "";
+const out: string[] = [], err: string[] = [];
+const ctx = (): CommandContext => ({ configPath: join(dir, "bollard.yaml"), configGiven: true, io: { out: (t) => out.push(t), err: (t) => err.push(t) }, build: { version: "0", rev: "x" } });
+const run = async (cmd: typeof backupCommand, ...args: string[]) => { out.length = 0; err.length = 0; const code = await cmd.run(args, ctx()); return { code, out: out.join("\n"), err: err.join("\n") }; };
+
+const m = (over: Partial<Manifest>): Manifest => ({
+  id: "x", kind: "mysql", name: "mysql", node: "node2", storedOn: "node3", startedAt: "2026-12-06T10:00:00.000Z",
+  finishedAt: "2026-12-06T10:00:05.000Z", bytes: 5_000_000, parent: null, state: "complete", detail: { gtid: "0-1-42" }, ...over,
+});
+const put = (node: string, man: Manifest | null, name?: string, text?: string) => {
+  const d = join(dir, node, "backup", man?.kind ?? "mysql", name ?? man!.id);
+  mkdirSync(d, { recursive: true });
+  if (man || text) writeFileSync(join(d, "manifest.json"), text ?? JSON.stringify(man));
+};
+
+const C = suite("backup and restore commands");
+C.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), "bollard-backup-cli-"));
+  writeFileSync(join(dir, "bollard.yaml"), `
+cluster:
+  name: port-fms
+  node: node1
+  members:
+    - { name: node1, address: "127.0.1.1:1883" }
+    - { name: node2, address: "127.0.1.2:1883" }
+    - { name: node3, address: "127.0.1.3:1883" }
+bus:
+  password: s3cret
+state_dir: ${dir}
+ha:
+  nodes:
+    node1: { address: 127.0.2.1 }
+    node2: { address: 127.0.2.2 }
+    node3: { address: 127.0.2.3 }
+mysql:
+  user: bollard
+  password_file: ${dir}/pw
+  repl_password_file: ${dir}/pw
+backup:
+  target: ${dir}/{node}/backup
+`);
+  put("node3", m({ id: "m1" }));
+  put("node1", m({ id: "m2", node: "node3", storedOn: "node1", startedAt: "2026-12-06T11:00:00.000Z", finishedAt: "2026-12-06T11:00:09.000Z", state: "bad", detail: { gtid: "0-1-90", verify: { ok: false, error: "checksums: data/app/t.ibd changed" } } }));
+  put("node3", m({ id: "v1", kind: "vm", name: "k8s-cp1", detail: { disks: ["vda"] } }));
+  put("node3", null, "m3.tmp");
+  put("node3", null, "m4", "{broken");
+  mkdirSync(join(dir, "node3", "backup", "binlog"), { recursive: true });
+  writeFileSync(join(dir, "node3", "backup", "binlog", "status.json"), JSON.stringify({ node: "node3", primary: "node1", segment: "s", running: true, lastGtid: "0-1-99", behind: 0, lagS: 0.3, caughtUpAt: "2026-12-06T11:30:00.000Z", caughtUpSeq: 99, gap: null, error: null, updatedAt: "2026-12-06T11:30:00.000Z" }));
+});
+C.after.each(() => rmSync(dir, { recursive: true, force: true }));
+
+C("list: every kind from every node, the bad one marked, the half and broken ones apart", async () => {
+  const r = await run(backupCommand, "list");
+  assert.is(r.code, 0, r.err);
+  const lines = r.out.split("\n");
+  assert.match(lines[1]!, /^mysql +m1 +mysql +node2 +node3 .* 5\.0 MB +complete$/);
+  assert.match(r.out, /vm +v1 +k8s-cp1/);
+  assert.match(r.out, /m2 .*BAD \(checksums: data\/app\/t.ibd changed\)/);
+  assert.match(r.out, /in progress or abandoned \(not a backup\): mysql\/m3/);
+  assert.match(r.out, /unreadable \(not a backup\): .*m4: no readable manifest.json|unreadable \(not a backup\): .*m4: manifest: not JSON/);
+  const j = JSON.parse((await run(backupCommand, "list", "--json")).out);
+  assert.equal(j.backups.map((b: { id: string; good: boolean }) => `${b.id}:${b.good}`), ["m1:true", "v1:true", "m2:false"]);
+});
+C("status: last good per kind, the archive, space per node", async () => {
+  const r = await run(backupCommand, "status");
+  assert.is(r.code, 0, r.err);
+  assert.match(r.out, /^mysql +last good m1 \(.* ago\); 1 good, 1 bad$/m);
+  assert.match(r.out, /binlog archive on node3 from node1: streaming, last 0-1-99, lag 0.3 s, behind 0 trx/);
+  assert.match(r.out, /space: node1 5\.0 MB, node2 0\.0 MB, node3 10\.0 MB/);
+  const j = JSON.parse((await run(backupCommand, "status", "--json")).out);
+  assert.is(j.kinds.find((k: { kind: string }) => k.kind === "mysql").lastGood, "m1");
+});
+C("restore: a point no backup covers is refused with the range; --replace is refused with what is missing", async () => {
+  const early = await run(restoreCommand, "mysql", "--to-time", "2026-12-06T09:00:00Z", "--dry-run");
+  assert.is(early.code, 1);
+  assert.match(early.err, /^bollard: restore: no backup covers 2026-12-06T09:00:00Z: restorable points: from 2026-12-06T10:00:05Z \(gtid 0-1-42, base backup m1\) to 2026-12-06T10:00:05Z \(gtid 0-1-42\)$/);
+  const dry = await run(restoreCommand, "mysql", "--to-gtid", "0-1-42", "--dry-run");
+  assert.is(dry.code, 0, dry.err);
+  assert.match(dry.out, /^plan: base backup m1 \(gtid 0-1-42\), then 0 transaction\(s\) from 0 archived binlog file\(s\), reaching gtid 0-1-42$/);
+  const rep = await run(restoreCommand, "mysql", "--to-gtid", "0-1-42", "--replace");
+  assert.is(rep.code, 2);
+  assert.match(rep.err, /--replace is not available yet: .*re-clone both replicas/);
+});
+C("bad arguments are usage errors; a bad backup is not restored", async () => {
+  for (const args of [["mysql"], ["mysql", "--to-time", "x"], ["mysql", "--to-time", "2026-12-06T10:00:00Z", "--to-gtid", "0-1-1"], ["redis"], ["pg"], ["mysql", "--frob"]]) {
+    const r = await run(restoreCommand, ...args);
+    assert.is(r.code, 2, `${args.join(" ")}: ${r.err}`);
+  }
+  put("node3", m({ id: "r1", kind: "redis", name: "redis", state: "bad", detail: { keys: 3 } }));
+  const r = await run(restoreCommand, "redis", "--backup", "r1");
+  assert.is(r.code, 1);
+  assert.match(r.err, /redis backup r1 is bad: its verification failed/);
+  assert.is((await run(backupCommand, "now", "pg")).code, 2);
+  assert.is((await run(backupCommand, "list", "extra")).code, 2);
+});
+C.run();
