@@ -42,8 +42,10 @@ const members = (c: Config) => [...new Set([...c.cluster.members.map((m) => m.na
 
 export async function catalog(c: Config): Promise<{ backups: Listed[]; errors: { dir: string; error: string }[]; inProgress: { kind: string; id: string; dir: string }[] }> {
   const out = { backups: [] as Listed[], errors: [] as { dir: string; error: string }[], inProgress: [] as { kind: string; id: string; dir: string }[] };
-  for (const n of members(c)) {
-    const l = await listBackups(targetOf(c.backup!, n));
+  // every node's target, and where `bollard vm backup` keeps VM chains (vms.backup.dir), once each
+  const dirs = [...new Set([...members(c).map((n) => targetOf(c.backup!, n)), ...(c.vms?.backup ? [c.vms.backup.dir] : [])])];
+  for (const d of dirs) {
+    const l = await listBackups(d);
     out.backups.push(...l.backups); out.errors.push(...l.errors); out.inProgress.push(...l.inProgress);
   }
   out.backups.sort((a, b) => a.manifest.startedAt.localeCompare(b.manifest.startedAt));

@@ -73,6 +73,23 @@ C("list: every kind from every node, the bad one marked, the half and broken one
   const j = JSON.parse((await run(backupCommand, "list", "--json")).out);
   assert.equal(j.backups.map((b: { id: string; good: boolean }) => `${b.id}:${b.good}`), ["m1:true", "v1:true", "m2:false"]);
 });
+C("list: VM chains kept in vms.backup.dir (bollard vm backup) are listed with the rest", async () => {
+  const { appendFileSync } = await import("node:fs");
+  appendFileSync(join(dir, "bollard.yaml"), `vms:
+  nodes:
+    node1: { address: 127.0.2.1, memory_mb: 1024 }
+    node2: { address: 127.0.2.2, memory_mb: 1024 }
+    node3: { address: 127.0.2.3, memory_mb: 1024 }
+  backup: { dir: ${dir}/vm-chains, node: node2 }
+`);
+  const d = join(dir, "vm-chains", "vm", "vb1");
+  mkdirSync(d, { recursive: true });
+  writeFileSync(join(d, "manifest.json"), JSON.stringify(m({ id: "vb1", kind: "vm", name: "db1", node: "node1", storedOn: "node2", detail: { disks: ["root"], consistency: "crash-consistent" } })));
+  const r = await run(backupCommand, "list");
+  assert.is(r.code, 0, r.err);
+  assert.match(r.out, /^vm +vb1 +db1 +node1 +node2 /m);
+  assert.match(r.out, /vm +v1 +k8s-cp1/, "and the ones in the nodes' targets");
+});
 C("status: last good per kind, the archive, space per node", async () => {
   const r = await run(backupCommand, "status");
   assert.is(r.code, 0, r.err);
