@@ -40,6 +40,9 @@ if [ -f "$BUNDLE.map" ]; then install -m 0644 "$BUNDLE.map" "$R/usr/lib/bollard/
 ln -sfn ../lib/bollard/bollard.js "$R/usr/bin/bollard"
 printf 'VERSION=%s\nREV=%s\nSOURCE_DATE_EPOCH=%s\n' "$VERSION" "$REV" "${SOURCE_DATE_EPOCH:-}" >"$R/usr/lib/bollard/release"
 
+# the ESP's mount point (fstab: noauto; the A/B image upgrade mounts it, agent/upgrade/image.ts)
+install -d -m 0700 "$R/boot/efi"
+
 # ---- enable and disable
 sc() { systemctl --root="$R" --quiet "$@"; }
 sc enable bollard-firstboot.service bollard-agent.service bollard-grow-data.service systemd-networkd.service bollard-boot-gate.service \

@@ -17,7 +17,7 @@ import type { Io } from "../cli/types.ts";
 import { controlRequest } from "../runtime/control.ts";
 import { Gate, type AlarmFact, type NodeFacts } from "./gate.ts";
 import { ESP_DIR, mountEsp } from "./image.ts";
-import { LOADER_GUID, SLOTS, activeSlot, bootAction, efiString, withDefault, type ImageResult, type ImageTrial } from "./image-plan.ts";
+import { LOADER_GUID, SLOTS, activeSlot, bootAction, efiString, entryGlob, withDefault, type ImageResult, type ImageTrial } from "./image-plan.ts";
 import { holderPos, type Info } from "./rollout.ts";
 
 export const IMAGE_BUNDLE = "/usr/lib/bollard/bollard.js";
@@ -94,10 +94,10 @@ export async function imageGate(socket: string, stateDir: string, o: { deadlineM
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
   if (act.do === "bless") {
     const conf = join(ESP_DIR, "loader/loader.conf");
-    writeFileSync(`${conf}.tmp`, withDefault(readFileSync(conf, "utf8"), act.entryId));
+    writeFileSync(`${conf}.tmp`, withDefault(readFileSync(conf, "utf8"), entryGlob(to)));
     renameSync(`${conf}.tmp`, conf);
     writeResult(stateDir, { step: "blessed", version, slot: to, why: `${act.why} after ${secs} s`, at: Date.now() });
-    say(`PASSED in ${secs} s: ${act.entryId} is the default now; systemd-bless-boot marks it good`);
+    say(`PASSED in ${secs} s: ${act.entryId} (${entryGlob(to)}) is the default now; systemd-bless-boot marks it good`);
     if (trial?.undrain && self) {
       const r = await controlRequest(socket, "POST", "/command", { op: "apply", why: `image upgrade of ${self}: maintenance off`, flags: { [`maint:${self}`]: null } }, 20_000).catch((e: Error) => ({ code: 0, body: { error: e.message } }));
       say(r.code === 200 ? `maintenance off for ${self}` : `maintenance NOT taken off (${JSON.stringify(r.body).slice(0, 200)}): 'bollard maintenance ${self} off'`);

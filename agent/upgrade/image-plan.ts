@@ -10,6 +10,10 @@
 // the counter once the boot is judged good, `bad` sets LEFT to 0. `bootctl set-oneshot ID`
 // (the LoaderEntryOneShot EFI variable) boots ID once, then the default again: the old root,
 // unless the new entry is made the default after its blessing.
+// systemd-boot 252 (Debian 12) takes the entry's id from its file name as found, counter
+// included ("bollard-b+3.conf"; later versions drop the counter), and matches the one-shot and
+// the default as globs: so both are set as the glob `bollard-<slot>*.conf`, which names the
+// slot's entry whatever its counter, and ids are compared without their counters.
 
 export type Slot = "a" | "b";
 
@@ -171,8 +175,10 @@ export interface ImagePlan {
   to: Slot;
   /** the entry file to write under loader/entries/, with its boot counter */
   entryFile: string;
-  /** its id, for `bootctl set-oneshot` and `set-default` */
+  /** its id without the counter */
   entryId: string;
+  /** the glob that names it in the loader (bootctl set-oneshot, loader.conf's default) */
+  entryGlob: string;
   entryText: string;
   /** where the new kernel and initrd go on the ESP */
   espDir: string;
@@ -191,7 +197,7 @@ export function planImage(p: {
   if (!a.ok) return a;
   const to = other(a.slot);
   const entryId = `bollard-${to}.conf`;
-  if (p.defaultId === entryId) return { ok: false, error: `the loader's default is ${entryId}, the slot to be overwritten: set the running slot's entry as default first` };
+  if (p.defaultId && slotOfPattern(p.defaultId) === to) return { ok: false, error: `the loader's default is ${p.defaultId}, the slot to be overwritten: set the running slot's entry as default first` };
   if (!Number.isInteger(p.tries) || p.tries < 1 || p.tries > 9) return { ok: false, error: `tries: expected 1-9, got ${p.tries}` };
   const remove = p.entries.filter((f) => parseEntry(f)?.id === entryId);
   const options = p.options.replace(/(^|\s)root=PARTUUID=\S+/, `$1root=PARTUUID=${p.slots[to]}`);
@@ -203,7 +209,16 @@ export function planImage(p: {
     `options ${options}`,
     "",
   ].join("\n");
-  return { ok: true, plan: { from: a.slot, to, entryFile: `bollard-${to}+${p.tries}.conf`, entryId, entryText, espDir: `bollard/${to}`, remove } };
+  return { ok: true, plan: { from: a.slot, to, entryFile: `bollard-${to}+${p.tries}.conf`, entryId, entryGlob: entryGlob(to), entryText, espDir: `bollard/${to}`, remove } };
+}
+
+/** The glob that names a slot's entry, counter or not. */
+export const entryGlob = (slot: Slot): string => `bollard-${slot}*.conf`;
+
+/** The slot a loader default (an id or our glob) names, or null. */
+export function slotOfPattern(p: string): Slot | null {
+  const m = /^bollard-([ab])(?:[+*.]|$)/.exec(p.toLowerCase());
+  return m ? (m[1] as Slot) : null;
 }
 
 export type BootAction =
@@ -219,7 +234,8 @@ export type BootAction =
  */
 export function bootAction(p: { selectedId: string | null; entries: string[]; gate: "pass" | "fail"; why: string }): BootAction {
   if (!p.selectedId) return { do: "nothing", why: "the loader did not say which entry it booted (LoaderEntrySelected)" };
-  const file = p.entries.find((f) => parseEntry(f)?.id === p.selectedId);
+  const sel = parseEntry(p.selectedId)?.id ?? p.selectedId; // systemd-boot 252: the id as found, counter included
+  const file = p.entries.find((f) => parseEntry(f)?.id === sel);
   const e = file ? parseEntry(file) : null;
   if (!e) return { do: "nothing", why: `entry ${p.selectedId} is not on the ESP` };
   if (e.left === null) return { do: "nothing", why: `entry ${p.selectedId} is not on trial (no boot counter)` };

@@ -145,6 +145,7 @@ export function writeRoot(image: string, img: InspectedImage, device: string, sa
 /** Mounts the ESP (its fstab line, noauto) unless mounted. */
 export function mountEsp(): void {
   if (existsSync(join(ESP_DIR, "loader"))) return;
+  if (!existsSync(ESP_DIR)) mkdirSync(ESP_DIR, { recursive: true }); // an image built before /boot/efi was in it
   const r = spawnSync("mount", [ESP_DIR], { encoding: "utf8" });
   if (r.status !== 0 || !existsSync(join(ESP_DIR, "loader"))) throw new Error(`cannot mount the ESP on ${ESP_DIR}: ${(r.stderr ?? "").trim()}`);
 }
@@ -246,15 +247,15 @@ export async function imageUpgrade(path: string, o: ImageUpgradeOptions, stateDi
     renameSync(join(stateDir, "image-trial.json.tmp"), join(stateDir, "image-trial.json"));
     // a rolled-out bundle belongs to the root it was installed on (agent-exec): the new root runs its own
     writeFileSync(join(stateDir, "bundles-root"), `${SLOTS[plan.from]}\n`);
-    const bc = spawnSync("bootctl", ["set-oneshot", plan.entryId], { encoding: "utf8" });
-    if (bc.status !== 0) throw new Error(`bootctl set-oneshot ${plan.entryId}: ${(bc.stderr ?? bc.error?.message ?? "").trim()}`);
+    const bc = spawnSync("bootctl", ["set-oneshot", plan.entryGlob], { encoding: "utf8" });
+    if (bc.status !== 0) throw new Error(`bootctl set-oneshot ${plan.entryGlob}: ${(bc.stderr ?? bc.error?.message ?? "").trim()}`);
     spawnSync("sync");
   } catch (e) {
     io.err(`bollard: ${e instanceof ImageRefusal ? "refused" : "failed"}: ${(e as Error).message}; slot ${plan.to.toUpperCase()} is not booted (no entry set for it)`);
     rmSync(join(ESP_DIR, "loader/entries", plan.entryFile), { force: true });
     return e instanceof ImageRefusal ? 2 : 1;
   }
-  say(`image ${img.version} in slot ${plan.to.toUpperCase()}, booted once next (bootctl set-oneshot ${plan.entryId}); prepared in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  say(`image ${img.version} in slot ${plan.to.toUpperCase()}, booted once next (bootctl set-oneshot ${plan.entryGlob}); prepared in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   if (!o.reboot) {
     say("not rebooting (--no-reboot): 'systemctl reboot' boots it; the health gate there decides");
     return 0;
