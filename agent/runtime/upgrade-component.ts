@@ -58,6 +58,7 @@ export class UpgradeComponent implements Component {
   private rollout: Record<string, unknown> | null = null;
   /** the root slot and image version this node runs, and its last image upgrade (null: not an image node) */
   private image: ImageState | null = null;
+  private imageAt = 0;
   private readonly offers = new Map<string, Buffer>();
   private readonly peers = new Map<string, PeerState>();
   private readonly waiting = new Map<string, (r: UpgradeResp) => void>();
@@ -90,6 +91,7 @@ export class UpgradeComponent implements Component {
     }
     this.step = this.stepAtStart();
     this.image = imageState(config.stateDir);
+    this.imageAt = Date.now();
     if (this.image?.last) this.log.info(`image: slot ${this.image.slot.toUpperCase()} ${this.image.version ?? "?"}; last image upgrade: ${this.image.last.step} ${this.image.last.version} (slot ${this.image.last.slot.toUpperCase()}): ${this.image.last.why}`);
     if (this.step.step !== "idle") this.log.info(`upgrade step at start: ${this.step.step}${this.step.version ? ` ${this.step.version}` : ""}${this.step.why ? `: ${this.step.why}` : ""}`);
     const bus = this.cluster.bus!;
@@ -112,7 +114,17 @@ export class UpgradeComponent implements Component {
 
   /** What this node's retained state carries about upgrades. */
   retained(): Record<string, unknown> {
-    return { bundle: this.bundle, upgrade: this.step, ...(this.image ? { image: this.image } : {}), ...(this.rollout ? { rollout: this.rollout } : {}) };
+    const image = this.imageNow();
+    return { bundle: this.bundle, upgrade: this.step, ...(image ? { image } : {}), ...(this.rollout ? { rollout: this.rollout } : {}) };
+  }
+
+  /** The image state, read again every few seconds: the boot gate writes its verdict while the agent runs. */
+  private imageNow(): ImageState | null {
+    if (this.image && Date.now() - this.imageAt > 5000) {
+      this.image = imageState(this.ctx.config.stateDir) ?? this.image;
+      this.imageAt = Date.now();
+    }
+    return this.image;
   }
 
   private stepAtStart(): UpgradeStep {
@@ -288,7 +300,7 @@ export class UpgradeComponent implements Component {
     const members = (view?.committed.members ?? []).map((m) => m.name);
     const nodes = members.map((n) => {
       if (n === this.self) {
-        return { node: n, heard: true, version: this.ctx.build.version, rev: this.ctx.build.rev, bundle: this.bundle, quorum: view?.quorum ?? null, leader: view?.leader ?? null, upgrade: this.step, image: this.image, ageMs: 0 };
+        return { node: n, heard: true, version: this.ctx.build.version, rev: this.ctx.build.rev, bundle: this.bundle, quorum: view?.quorum ?? null, leader: view?.leader ?? null, upgrade: this.step, image: this.imageNow(), ageMs: 0 };
       }
       const p = this.peers.get(n);
       const b = p?.body ?? {};
