@@ -129,7 +129,7 @@ image-cluster-test: image
 	image/cluster-test.sh
 
 # One node through two A/B image upgrades under QEMU: a good one, then a broken one that rolls
-# back by itself (docs/upgrade.md "Image upgrade"). Long (TCG here: about 25 min): not in make test.
+# back by itself (docs/upgrade.md "Image upgrade"). Long (TCG here: about 35 min): not in make test.
 image-upgrade-test: image
 	image/upgrade-test.sh
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # `make image-upgrade-test`: one node under QEMU through two A/B image upgrades (to a good v2,
 # then to a broken v3 that must roll back by itself): test/image/upgrade.test.ts. Under KVM when
-# it runs a standard guest here; otherwise under TCG (software emulation): slow (about 25 min
+# it runs a standard guest here; otherwise under TCG (software emulation): slow (about 35 min
 # here), and its timings are not KVM's. Not in make test.
 #   IMAGE=...          another v1 image (default dist/bollard-node-<version>.img)
 #   IMAGE_TEST_KEEP=1  keep the disks and serial log (the directory is printed)
