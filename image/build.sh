@@ -13,7 +13,8 @@
 #
 # Environment: BOLLARD_CACHE (default /var/cache/bollard), BOLLARD_OUT (default dist/),
 # BOLLARD_MIRROR, BOLLARD_SECURITY_MIRROR (e.g. snapshot.debian.org URLs to pin the
-# package versions), SOURCE_DATE_EPOCH (default: the commit time of HEAD).
+# package versions), SOURCE_DATE_EPOCH (default: the commit time of HEAD), BOLLARD_VERSION
+# (default: package.json's; the upgrade test builds a second version of the same tree).
 #
 # Stages, each timed in the log:
 #   1 base    mmdebstrap: the packages of image/packages.txt, as a tarball cached in
@@ -47,7 +48,7 @@ OUT=${BOLLARD_OUT:-$REPO_DIR/dist}
 SUITE=bookworm
 MIRROR=${BOLLARD_MIRROR:-http://deb.debian.org/debian}
 SECURITY=${BOLLARD_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-VERSION=$(repo_version)
+VERSION=${BOLLARD_VERSION:-$(repo_version)}
 REV=$(git -C "$REPO_DIR" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
   SOURCE_DATE_EPOCH=$(git -C "$REPO_DIR" log -1 --format=%ct 2>/dev/null || echo 1700000000)
@@ -182,6 +183,10 @@ make_esp() {
   cp "$ROOT/usr/lib/systemd/boot/efi/systemd-bootx64.efi" "$esp/EFI/systemd/systemd-bootx64.efi"
   cp "$ROOT/boot/vmlinuz-$kver" "$esp/bollard/a/vmlinuz"
   cp "$ROOT/boot/initrd.img-$kver" "$esp/bollard/a/initrd.img"
+  # what `bollard upgrade IMAGE` checks what it takes from the image against (root.part: the
+  # root A partition as written to the disk, made before the ESP)
+  (cd "$esp/bollard/a" && sha256sum vmlinuz initrd.img) >"$esp/bollard/a/SHA256SUMS"
+  echo "$(sha256_file_hex "$WORK/root.img")  root.part" >>"$esp/bollard/a/SHA256SUMS"
   printf 'default bollard-a.conf\ntimeout 0\nconsole-mode keep\neditor no\n' >"$esp/loader/loader.conf"
   # Kernel messages stay off the console ttys: loglevel=3 (errors and worse only), and
   # systemd prints status lines only for failures. console=ttyS0 last: /dev/console is
@@ -216,9 +221,17 @@ EOF
   MTOOLS_SKIP_CHECK=1 mcopy -m -i "$f" "$readme" ::/README.TXT
 }
 
-step "parts: ESP (systemd-boot, kernel, initrd)" make_esp "$WORK/esp.img"
-step "parts: seed (empty FAT, partition $PARTLABEL_SEED)" make_seed_part "$WORK/seed.img"
+# sha256 of a file, hashed by node in 4 MiB reads (OpenSSL with the CPU's SHA extensions):
+# 5 s for the 5.6 GiB image here, where sha256sum takes 40 s and `openssl dgst` 21 s
+sha256_file_hex() {
+  node -e 'const c = require("crypto"), fs = require("fs"), h = c.createHash("sha256"), b = Buffer.allocUnsafe(4 << 20);
+    const fd = fs.openSync(process.argv[1], "r"); for (let n; (n = fs.readSync(fd, b, 0, b.length, null)) > 0; ) h.update(b.subarray(0, n));
+    console.log(h.digest("hex"))' "$1"
+}
+
 step "parts: root A (ext4 of the tree)" mkext4 "$WORK/root.img" "$ROOT_MIB" "$LABEL_ROOT_A" "$FSUUID_ROOT_A" "$ROOT"
+step "parts: ESP (systemd-boot, kernel, initrd, SHA256SUMS)" make_esp "$WORK/esp.img"
+step "parts: seed (empty FAT, partition $PARTLABEL_SEED)" make_seed_part "$WORK/seed.img"
 step "parts: data (ext4 of /var/lib)" mkext4 "$WORK/data.img" "$DATA_MIB" "$LABEL_DATA" "$FSUUID_DATA" "$ROOT/var/lib" -m 0
 
 # ---------------------------------------------------------------- 4 disk
@@ -247,13 +260,8 @@ EOF
   mv "$tmp" "$img"
 }
 step "disk: GPT and partitions" assemble "$IMG"
-# sha256sum format, hashed by node in 4 MiB reads (OpenSSL with the CPU's SHA extensions):
-# 5 s for the 5.6 GiB image here, where sha256sum takes 40 s and `openssl dgst` 21 s
-sha256_file() {
-  node -e 'const c = require("crypto"), fs = require("fs"), h = c.createHash("sha256"), b = Buffer.allocUnsafe(4 << 20);
-    const fd = fs.openSync(process.argv[1], "r"); for (let n; (n = fs.readSync(fd, b, 0, b.length, null)) > 0; ) h.update(b.subarray(0, n));
-    console.log(`${h.digest("hex")}  ${require("path").basename(process.argv[1])}`)' "$1" >"$1.sha256"
-}
+# sha256sum format
+sha256_file() { echo "$(sha256_file_hex "$1")  $(basename "$1")" >"$1.sha256"; }
 step "disk: sha256" sha256_file "$IMG"
 
 {

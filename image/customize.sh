@@ -40,13 +40,19 @@ if [ -f "$BUNDLE.map" ]; then install -m 0644 "$BUNDLE.map" "$R/usr/lib/bollard/
 ln -sfn ../lib/bollard/bollard.js "$R/usr/bin/bollard"
 printf 'VERSION=%s\nREV=%s\nSOURCE_DATE_EPOCH=%s\n' "$VERSION" "$REV" "${SOURCE_DATE_EPOCH:-}" >"$R/usr/lib/bollard/release"
 
+# the ESP's mount point (fstab: noauto; the A/B image upgrade mounts it, agent/upgrade/image.ts)
+install -d -m 0700 "$R/boot/efi"
+
 # ---- enable and disable
 sc() { systemctl --root="$R" --quiet "$@"; }
-sc enable bollard-firstboot.service bollard-agent.service bollard-grow-data.service systemd-networkd.service \
+sc enable bollard-firstboot.service bollard-agent.service bollard-grow-data.service systemd-networkd.service bollard-boot-gate.service \
   bollard-console@tty1.service bollard-console@ttyS0.service
 # The console replaces the login prompt on tty1 and on the serial console (the getty
 # generator would otherwise start serial-getty@ttyS0 for console=ttyS0).
 sc mask getty@tty1.service serial-getty@ttyS0.service
+# The ESP is bollard's (the A/B image upgrade writes it, agent/upgrade/image.ts): systemd-boot's
+# own updater of the loader on it stays off.
+sc mask systemd-boot-update.service
 # networkd-wait-online would hold boot for 2 min on a node whose cables are not in yet;
 # nothing here waits for network-online.target.
 sc disable systemd-networkd-wait-online.service

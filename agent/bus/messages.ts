@@ -231,8 +231,10 @@ const rpcId = z.string().min(1).max(64);
 /** to the node to upgrade: stage a bundle (fetched from `from`), start its trial, bless it, roll it back */
 export const UpgradeReq = z
   .object({
-    ...base, t: z.literal("upg"), id: rpcId, op: z.enum(["stage", "switch", "bless", "rollback"]), sha,
+    ...base, t: z.literal("upg"), id: rpcId, op: z.enum(["stage", "switch", "bless", "rollback", "image"]), sha,
     from: name.optional(), deadlineMs: z.number().int().min(1000).max(3_600_000).optional(), why: z.string().max(300).optional(),
+    // op image (an A/B image upgrade of the node, docs/upgrade.md): the image file on that node; sha is its root's
+    path: z.string().max(1024).regex(/^\//).optional(),
   })
   .strict();
 export const UpgradeResp = z

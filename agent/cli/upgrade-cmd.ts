@@ -3,7 +3,7 @@
 //   bollard upgrade IMAGE [--deadline S] [--no-reboot]   A/B upgrade of this node's image
 //   bollard upgrade status [--json]                      every node's version and step
 //   bollard upgrade guard --dir D --sha S                (internal: a trial's guard)
-//   bollard upgrade image-gate [--deadline S]            (internal: the boot's health gate)
+//   bollard upgrade image-gate [--deadline S] [--settle S]  (internal: the boot's health gate)
 // A file is an image when it carries a GPT (sector 1 says "EFI PART"), else a bundle.
 import { closeSync, openSync, readSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -17,13 +17,15 @@ import type { CommandContext, SubCommand } from "./types.ts";
 const USAGE = [
   "upgrade BUNDLE [--deadline S] [--settle S]      rolling upgrade of the agent, one node at a time, the",
   "                                                leader's last, each behind a health gate (rolled back if it fails)",
-  "upgrade IMAGE [--deadline S] [--no-reboot]      A/B: the image into the inactive root of this node, booted",
-  "                                                once, kept only if the health gate passes",
+  "upgrade IMAGE [--deadline S]                    A/B, node by node, the leader's last: the image into the",
+  "                                                inactive root, booted once, kept only if its health gate passes",
+  "upgrade IMAGE --this-node [--no-reboot]         the same, this node only",
   "upgrade status [--json]                         every node's version, bundle and upgrade step; the rollouts",
 ];
 
 const HELP = `usage: bollard upgrade BUNDLE [--deadline S] [--settle S]
-       bollard upgrade IMAGE [--deadline S] [--no-reboot]
+       bollard upgrade IMAGE [--deadline S]
+       bollard upgrade IMAGE --this-node [--deadline S] [--no-reboot]
        bollard upgrade status [--json]
 
 BUNDLE (a bollard.js): every node not yet on it, the leader's node last, one at a time:
@@ -34,12 +36,15 @@ within --deadline seconds of the restart (default 90). A node that fails it goes
 old bundle by itself and the rollout stops, with an event and the upgrade-failed alarm.
 Run it again to go on: nodes already on the bundle are skipped.
 
-IMAGE (a bollard-node-*.img): this node only. Its root file system goes into the inactive
-root slot, its kernel onto the ESP, and a boot entry with boot counting is set as the next
-boot, once (bootctl set-oneshot). The node reboots (unless --no-reboot); in the new root the
-same health gate must pass within --deadline seconds (default 600), and only then is the
-entry blessed (systemd-bless-boot) and made the default. Otherwise, or if it does not boot,
-the next boot is the old root. Upgrade the nodes one at a time (maintenance on first).
+IMAGE (a bollard-node-*.img, at the same path on every node): the nodes not on its version,
+one at a time, the leader's last and this node after the others: maintenance on, then on the
+node its root partition goes into the inactive root slot (read back and checked against the
+image's checksums), its kernel onto the ESP, and a boot entry with boot counting (+3) is set as
+the next boot, once (bootctl set-oneshot). The node reboots; in the new root the same health
+gate must pass within --deadline seconds (default 600), and only then is the entry blessed
+(systemd-bless-boot), made the default, and maintenance taken off. Otherwise, or if it does not
+boot, the node is back on its old root by itself and the rollout stops (event, alarm).
+--this-node: this node only, no drain (a one-node cluster; --no-reboot: reboot later).
 
 options: -c, --config PATH, --json, -h, --help (docs/upgrade.md)`;
 
@@ -112,7 +117,7 @@ export const upgradeCommand: SubCommand = {
     try {
       p = parseArgs({
         args, allowPositionals: true,
-        options: { deadline: { type: "string" }, settle: { type: "string" }, json: { type: "boolean" }, "no-reboot": { type: "boolean" }, dir: { type: "string" }, sha: { type: "string" } },
+        options: { deadline: { type: "string" }, settle: { type: "string" }, json: { type: "boolean" }, "no-reboot": { type: "boolean" }, "this-node": { type: "boolean" }, undrain: { type: "boolean" }, dir: { type: "string" }, sha: { type: "string" } },
       });
     } catch (e) {
       return usageErr(ctx, (e as Error).message);
@@ -130,9 +135,12 @@ export const upgradeCommand: SubCommand = {
       return (await import("../upgrade/guard.ts")).guard(p.values.dir, p.values.sha!, ctx.io);
     }
     if (what === "image-gate") {
-      const d = secs(p.values.deadline, 600_000, "deadline");
+      const d = p.values.deadline === undefined ? null : secs(p.values.deadline, 0, "deadline");
+      const s = secs(p.values.settle, DEFAULTS.settleMs, "settle");
       if (typeof d === "string") return usageErr(ctx, d);
-      return (await import("../upgrade/image-gate.ts")).imageGate(socketOf(ctx).socket, d, ctx.io);
+      if (typeof s === "string") return usageErr(ctx, s);
+      const { socket, stateDir } = socketOf(ctx);
+      return (await import("../upgrade/image-gate.ts")).imageGate(socket, stateDir, { deadlineMs: d, settleMs: s }, ctx.io);
     }
     const path = what.startsWith("/") ? what : `${process.cwd()}/${what}`;
     const k = fileKind(path);
@@ -143,7 +151,12 @@ export const upgradeCommand: SubCommand = {
     if (k.kind === "image") {
       const d = secs(p.values.deadline, 600_000, "deadline");
       if (typeof d === "string") return usageErr(ctx, d);
-      return (await import("../upgrade/image.ts")).imageUpgrade(path, { deadlineMs: d, reboot: !p.values["no-reboot"] }, socketOf(ctx).stateDir, ctx.io);
+      const { socket, stateDir } = socketOf(ctx);
+      if (p.values.sha !== undefined && !/^[0-9a-f]{64}$/.test(p.values.sha)) return usageErr(ctx, "--sha: expected a sha256");
+      if (p.values["this-node"]) {
+        return (await import("../upgrade/image.ts")).imageUpgrade(path, { deadlineMs: d, reboot: !p.values["no-reboot"], socket, sha: p.values.sha, undrain: !!p.values.undrain }, stateDir, ctx.io);
+      }
+      return (await import("../upgrade/image-rollout.ts")).imageRolloutCmd(path, socketApi(socket, ctx), { deadlineMs: d, socket, stateDir }, ctx);
     }
     const deadlineMs = secs(p.values.deadline, DEFAULTS.deadlineMs, "deadline");
     const settleMs = secs(p.values.settle, DEFAULTS.settleMs, "settle");

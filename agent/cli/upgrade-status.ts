@@ -11,7 +11,17 @@ interface Row {
   rev: string | null;
   bundle: string | null;
   upgrade?: { step: string; sha?: string; version?: string; until?: number; why?: string; at?: number } | null;
+  image?: { slot: string; version: string | null; last: { step: string; version: string; slot: string; why: string } | null } | null;
 }
+
+/** The root column: "A 0.1.0", "-" when the node does not run from a bollard image. */
+export const rootText = (r: Row): string => (r.image ? `${r.image.slot.toUpperCase()} ${r.image.version ?? "?"}` : "-");
+
+/** The last image upgrade, when there was one: "image 0.1.1 -> slot B: blessed: why". */
+export const imageText = (r: Row): string | null => {
+  const l = r.image?.last;
+  return l ? `image ${l.version} -> slot ${l.slot.toUpperCase()}: ${l.step}: ${l.why}` : null;
+};
 
 interface Rollout {
   node: string;
@@ -43,12 +53,15 @@ export async function upgradeStatus(socket: string, ctx: CommandContext, json: b
     return 0;
   }
   const now = Date.now();
-  const lines = [`${"NODE".padEnd(10)} ${"HEARD".padEnd(5)} ${"VERSION".padEnd(24)} ${"BUNDLE".padEnd(12)} STEP`];
+  const lines = [`${"NODE".padEnd(10)} ${"HEARD".padEnd(5)} ${"ROOT".padEnd(14)} ${"VERSION".padEnd(24)} ${"BUNDLE".padEnd(12)} STEP`];
+  const images: string[] = [];
   for (const n of body.nodes) {
     const ver = n.version ? `${n.version}${n.rev ? ` (${n.rev})` : ""}` : "?";
-    lines.push(`${`${n.node}${n.node === body.leader ? "*" : ""}`.padEnd(10)} ${(n.heard ? "yes" : "NO").padEnd(5)} ${ver.slice(0, 24).padEnd(24)} ${(n.bundle ?? "?").slice(0, 12).padEnd(12)} ${stepText(n, now)}`);
+    lines.push(`${`${n.node}${n.node === body.leader ? "*" : ""}`.padEnd(10)} ${(n.heard ? "yes" : "NO").padEnd(5)} ${rootText(n).slice(0, 14).padEnd(14)} ${ver.slice(0, 24).padEnd(24)} ${(n.bundle ?? "?").slice(0, 12).padEnd(12)} ${stepText(n, now)}`);
+    const im = imageText(n);
+    if (im) images.push(`${n.node}: ${im}`);
   }
-  lines.push("(* the leader)");
+  lines.push("(* the leader; ROOT: the root slot it runs and that image's version)", ...images);
   const latest = body.rollouts.sort((a, b) => (b.rollout.at ?? 0) - (a.rollout.at ?? 0))[0];
   if (latest) {
     const r = latest.rollout;

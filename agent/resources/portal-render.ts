@@ -82,7 +82,7 @@ export interface BaseOptions {
   streamModule?: string;
   /** default 1 */
   workerProcesses?: number | "auto";
-  /** default 1000: connections an old worker still holds this long after a reload are closed */
+  /** default 250: connections an old worker still holds this long after a reload are closed (a client of a demoted Redis master, which only answers READONLY, waits this long: issue 15) */
   workerShutdownTimeoutMs?: number;
   workerConnections?: number;
   /** nginx `user` for the workers (only when the master runs as root); nginx's default when omitted */
@@ -267,7 +267,7 @@ export function renderBase(o: BaseOptions): string {
     `worker_processes ${o.workerProcesses ?? 1};`,
     "# after a reload, old workers close what they still hold after this long: clients of a",
     "# demoted primary are disconnected and reconnect through the new route",
-    `worker_shutdown_timeout ${o.workerShutdownTimeoutMs ?? 1000}ms;`,
+    `worker_shutdown_timeout ${o.workerShutdownTimeoutMs ?? 250}ms;`,
     "",
     `events { worker_connections ${o.workerConnections ?? 4096}; }`,
     "",

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import type { Message, UpgradeReq, UpgradeResp } from "../bus/messages.ts";
 import { PROTOCOL_VERSION } from "../bus/messages.ts";
 import { BundleStore, inspectBundle, sha256 } from "../upgrade/bundle.ts";
+import { imageState, type ImageState } from "../upgrade/image-state.ts";
 import { dbReport } from "./ha-facts.ts";
 import { BundleTransfer } from "../upgrade/transfer.ts";
 import type { ClusterComponents } from "./cluster-component.ts";
@@ -55,6 +56,9 @@ export class UpgradeComponent implements Component {
   private transfer!: BundleTransfer;
   private step: UpgradeStep = { step: "idle", at: Date.now() };
   private rollout: Record<string, unknown> | null = null;
+  /** the root slot and image version this node runs, and its last image upgrade (null: not an image node) */
+  private image: ImageState | null = null;
+  private imageAt = 0;
   private readonly offers = new Map<string, Buffer>();
   private readonly peers = new Map<string, PeerState>();
   private readonly waiting = new Map<string, (r: UpgradeResp) => void>();
@@ -86,6 +90,9 @@ export class UpgradeComponent implements Component {
       this.bundle = null;
     }
     this.step = this.stepAtStart();
+    this.image = imageState(config.stateDir);
+    this.imageAt = Date.now();
+    if (this.image?.last) this.log.info(`image: slot ${this.image.slot.toUpperCase()} ${this.image.version ?? "?"}; last image upgrade: ${this.image.last.step} ${this.image.last.version} (slot ${this.image.last.slot.toUpperCase()}): ${this.image.last.why}`);
     if (this.step.step !== "idle") this.log.info(`upgrade step at start: ${this.step.step}${this.step.version ? ` ${this.step.version}` : ""}${this.step.why ? `: ${this.step.why}` : ""}`);
     const bus = this.cluster.bus!;
     this.transfer = new BundleTransfer((to, m) => bus.send(to, m), (sha) => this.offer(sha));
@@ -107,7 +114,17 @@ export class UpgradeComponent implements Component {
 
   /** What this node's retained state carries about upgrades. */
   retained(): Record<string, unknown> {
-    return { bundle: this.bundle, upgrade: this.step, ...(this.rollout ? { rollout: this.rollout } : {}) };
+    const image = this.imageNow();
+    return { bundle: this.bundle, upgrade: this.step, ...(image ? { image } : {}), ...(this.rollout ? { rollout: this.rollout } : {}) };
+  }
+
+  /** The image state, read again every few seconds: the boot gate writes its verdict while the agent runs. */
+  private imageNow(): ImageState | null {
+    if (this.image && Date.now() - this.imageAt > 5000) {
+      this.image = imageState(this.ctx.config.stateDir) ?? this.image;
+      this.imageAt = Date.now();
+    }
+    return this.image;
   }
 
   private stepAtStart(): UpgradeStep {
@@ -154,7 +171,7 @@ export class UpgradeComponent implements Component {
   }
 
   /** One `upg` request, from a peer or from this node's own control socket. */
-  private async handle(m: Pick<UpgradeReq, "op" | "sha" | "from" | "deadlineMs" | "why">, by: string): Promise<Omit<UpgradeResp, "v" | "t" | "id">> {
+  private async handle(m: Pick<UpgradeReq, "op" | "sha" | "from" | "deadlineMs" | "why" | "path">, by: string): Promise<Omit<UpgradeResp, "v" | "t" | "id">> {
     const err = (error: string) => {
       this.counters.rejected++;
       this.log.warn(`upgrade ${m.op} of ${m.sha.slice(0, 12)} asked by ${by} refused: ${error}`);
@@ -203,6 +220,20 @@ export class UpgradeComponent implements Component {
           this.log.info(r.value);
           return okr(r.value);
         }
+        case "image": {
+          // the A/B image upgrade of this node, by itself: it writes the other root slot and
+          // reboots the node; the boot gate there blesses it and takes maintenance off
+          if (!m.path || !this.bundlePath) return err(!m.path ? "image: no path" : "this agent does not run from a bundle file");
+          const log = openSync(join(this.ctx.config.stateDir, "image-upgrade.log"), "a");
+          try {
+            const args = [this.bundlePath, "upgrade", m.path, "--this-node", "--sha", m.sha, "--undrain", ...(m.deadlineMs ? ["--deadline", String(Math.round(m.deadlineMs / 1000))] : [])];
+            spawn(process.execPath, args, { detached: true, stdio: ["ignore", log, log] }).unref();
+          } finally {
+            closeSync(log);
+          }
+          this.ctx.log.warn(`image upgrade of this node from ${m.path} (root ${m.sha.slice(0, 12)}) asked by ${by}: started (${join(this.ctx.config.stateDir, "image-upgrade.log")})`);
+          return okr(`image upgrade started from ${m.path}`);
+        }
         case "rollback": {
           const why = m.why ?? `rolled back by ${by}`;
           const r = this.store.undo(why, Date.now());
@@ -239,7 +270,7 @@ export class UpgradeComponent implements Component {
   }
 
   /** Sends `upg` to `node` (a peer) and waits for its answer. */
-  private ask(node: string, m: Pick<UpgradeReq, "op" | "sha" | "from" | "deadlineMs" | "why">): Promise<Omit<UpgradeResp, "v" | "t" | "id">> {
+  private ask(node: string, m: Pick<UpgradeReq, "op" | "sha" | "from" | "deadlineMs" | "why" | "path">): Promise<Omit<UpgradeResp, "v" | "t" | "id">> {
     const id = randomBytes(8).toString("hex");
     const timeout = m.op === "stage" ? STAGE_TIMEOUT_MS : OP_TIMEOUT_MS;
     return new Promise((resolve) => {
@@ -255,6 +286,7 @@ export class UpgradeComponent implements Component {
       if (m.from) req.from = m.from;
       if (m.deadlineMs) req.deadlineMs = m.deadlineMs;
       if (m.why) req.why = m.why.slice(0, 300);
+      if (m.path) req.path = m.path;
       this.cluster.bus!.send(node, req);
     });
   }
@@ -268,13 +300,13 @@ export class UpgradeComponent implements Component {
     const members = (view?.committed.members ?? []).map((m) => m.name);
     const nodes = members.map((n) => {
       if (n === this.self) {
-        return { node: n, heard: true, version: this.ctx.build.version, rev: this.ctx.build.rev, bundle: this.bundle, quorum: view?.quorum ?? null, leader: view?.leader ?? null, upgrade: this.step, ageMs: 0 };
+        return { node: n, heard: true, version: this.ctx.build.version, rev: this.ctx.build.rev, bundle: this.bundle, quorum: view?.quorum ?? null, leader: view?.leader ?? null, upgrade: this.step, image: this.imageNow(), ageMs: 0 };
       }
       const p = this.peers.get(n);
       const b = p?.body ?? {};
       const out: Record<string, unknown> = {
         node: n, heard: alive.get(n) ?? false, version: b.version ?? null, rev: b.rev ?? null, bundle: b.bundle ?? null,
-        quorum: b.quorum ?? null, leader: b.leader ?? null, ageMs: p ? Date.now() - Number(b.wall ?? p.at) : null,
+        quorum: b.quorum ?? null, leader: b.leader ?? null, image: b.image ?? null, ageMs: p ? Date.now() - Number(b.wall ?? p.at) : null,
       };
       if ("upgrade" in b) out.upgrade = b.upgrade; // absent: an agent older than upgrades
       return out;
@@ -314,10 +346,11 @@ export class UpgradeComponent implements Component {
       },
       "POST /upgrade/op": async (_q, body) => {
         const b = (body ?? {}) as Partial<UpgradeReq> & { node?: string };
-        if (typeof b.node !== "string" || !["stage", "switch", "bless", "rollback"].includes(String(b.op)) || !/^[0-9a-f]{64}$/.test(String(b.sha))) {
-          return { code: 400, body: { status: "error", error: "expected {node, op: stage|switch|bless|rollback, sha}" } };
+        if (typeof b.node !== "string" || !["stage", "switch", "bless", "rollback", "image"].includes(String(b.op)) || !/^[0-9a-f]{64}$/.test(String(b.sha))) {
+          return { code: 400, body: { status: "error", error: "expected {node, op: stage|switch|bless|rollback|image, sha}" } };
         }
-        const m = { op: b.op!, sha: b.sha!, from: b.from, deadlineMs: b.deadlineMs, why: b.why };
+        if (b.path !== undefined && (typeof b.path !== "string" || !b.path.startsWith("/"))) return { code: 400, body: { status: "error", error: "path: expected an absolute file path" } };
+        const m = { op: b.op!, sha: b.sha!, from: b.from, deadlineMs: b.deadlineMs, why: b.why, path: b.path };
         const r = b.node === this.self ? await this.handle(m, this.self) : await this.ask(b.node, m);
         return { code: 200, body: r };
       },

@@ -160,6 +160,8 @@ export class BundleStore {
     setLink(this.p("previous"), previous);
     setLink(this.p("current"), dirname(f));
     rmSync(this.p("rolled-back.json"), { force: true });
+    // the bundle is this root's now (agent-exec: a bundle rolled out before an image upgrade stays the old root's)
+    rmSync(`${this.dir}-root`, { force: true });
     return ok(t);
   }
 

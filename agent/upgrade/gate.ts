@@ -17,6 +17,8 @@ export interface NodeFacts {
   leader: string | null;
   /** its upgrade step; absent: the agent does not know `bollard upgrade` */
   upgrade?: { step: string; sha?: string; version?: string; why?: string } | null;
+  /** the root slot and image version it runs, its last image upgrade; absent or null: not run from a bollard image */
+  image?: { slot: string; version: string | null; last: { step: string; version: string; slot: string; why: string } | null } | null;
 }
 
 export interface Plan {

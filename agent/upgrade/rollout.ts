@@ -35,7 +35,7 @@ export interface Api {
   info(): Promise<Info>;
   alarms(): Promise<AlarmFact[]>;
   offer(path: string): Promise<{ sha: string; version: string; size: number }>;
-  op(node: string, op: "stage" | "switch" | "bless" | "rollback", sha: string, extra?: { from?: string; deadlineMs?: number; why?: string }): Promise<OpResult>;
+  op(node: string, op: "stage" | "switch" | "bless" | "rollback" | "image", sha: string, extra?: { from?: string; deadlineMs?: number; why?: string; path?: string }): Promise<OpResult>;
   /** commits flags through the leader (maintenance) */
   flags(why: string, flags: Record<string, string | null>): Promise<OpResult>;
   report(r: { rollout?: Record<string, unknown>; event?: { detail: string; fields?: Record<string, unknown> } }): Promise<void>;
@@ -70,7 +70,7 @@ export interface RolloutResult {
 }
 
 /** Retries `f` until it resolves (the local agent restarting), for up to `ms`. */
-async function retry<T>(api: Api, ms: number, f: () => Promise<T>): Promise<T> {
+export async function retry<T>(api: Api, ms: number, f: () => Promise<T>): Promise<T> {
   const end = api.now() + ms;
   for (;;) {
     try {
@@ -136,18 +136,7 @@ export async function rollout(api: Api, o: RolloutOptions): Promise<RolloutResul
     };
 
     // ---- drain
-    const drained = await timed("drain", async () => {
-      const r = await retry(api, 30_000, () => api.flags(`upgrade of ${node}: maintenance on`, { [`maint:${node}`]: "on" }));
-      if (r.status !== "ok") return `maintenance on was refused: ${r.error}`;
-      const end = api.now() + o.drainTimeoutMs;
-      for (;;) {
-        const i = await retry(api, 30_000, () => api.info());
-        const held = HELD.filter((s) => i.assignments[s] === node);
-        if (held.length === 0 && i.procedures.length === 0) return null;
-        if (api.now() > end) return `${node} still holds ${held.join(", ") || "nothing, but a procedure runs"} after ${o.drainTimeoutMs / 1000} s`;
-        await api.sleep(o.pollMs);
-      }
-    });
+    const drained = await timed("drain", () => drainNode(api, node, o));
     api.say(`${node}: drained in ${steps.drain} ms`);
     if (drained) return failNode(drained, false);
 
@@ -203,6 +192,20 @@ export async function rollout(api: Api, o: RolloutOptions): Promise<RolloutResul
   await progress(null, "done", { state: "done" });
   await retry(api, 30_000, () => api.report({ event: { detail: `rolling upgrade to ${tag} done: ${res.upgraded.join(", ")} in ${(res.totalMs / 1000).toFixed(1)} s`, fields: { rollout: "done", sha, version: offer.version, ms: res.totalMs } } })).catch(() => undefined);
   return res;
+}
+
+/** Maintenance on for `node` through the leader, until it holds nothing and no procedure runs; null, or why not. */
+export async function drainNode(api: Api, node: string, o: Pick<RolloutOptions, "drainTimeoutMs" | "pollMs">): Promise<string | null> {
+  const r = await retry(api, 30_000, () => api.flags(`upgrade of ${node}: maintenance on`, { [`maint:${node}`]: "on" }));
+  if (r.status !== "ok") return `maintenance on was refused: ${r.error}`;
+  const end = api.now() + o.drainTimeoutMs;
+  for (;;) {
+    const i = await retry(api, 30_000, () => api.info());
+    const held = HELD.filter((s) => i.assignments[s] === node);
+    if (held.length === 0 && i.procedures.length === 0) return null;
+    if (api.now() > end) return `${node} still holds ${held.join(", ") || "nothing, but a procedure runs"} after ${o.drainTimeoutMs / 1000} s`;
+    await api.sleep(o.pollMs);
+  }
 }
 
 /** What each holder reports having applied (the gate measures the replicas' lag against it). */

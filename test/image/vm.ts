@@ -103,6 +103,8 @@ export interface VmOptions {
   netns?: string;
   /** 1-99: makes the NICs' MAC addresses unique among the VMs */
   id?: number;
+  /** more disks, read-only raw files (the guest's vdb, vdc, ...) */
+  extraDisks?: string[];
 }
 
 /** Strips ANSI escapes and carriage returns (line-oriented output is matched as text). */
@@ -222,6 +224,7 @@ export class Vm {
       "-nodefaults", "-display", "none", "-monitor", "none",
       "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,file=${vars}`,
       "-drive", `file=${o.disk},format=raw,if=virtio,cache=unsafe`,
+      ...(o.extraDisks ?? []).flatMap((f) => ["-drive", `file=${f},format=raw,if=virtio,readonly=on`]),
       "-device", "i6300esb", "-rtc", "base=utc",
       ...nics,
       "-chardev", `socket,id=s0,path=${this.serialPath},server=on,wait=off,logfile=${join(o.dir, `${o.name}.serial.log`)}`, "-serial", "chardev:s0",

@@ -187,6 +187,21 @@ export class Writer {
     return existsSync(f) ? readFileSync(f, "utf8").trim().split("\n").filter(Boolean).length : 0;
   }
 
+  /** What the writer was told between `from` and `to` (wall ms): "+N ms message" per change of message. */
+  errors(svc: "mysql" | "redis", from: number, to: number): string[] {
+    const f = join(this.dir, `${svc}.errors`);
+    if (!existsSync(f)) return [];
+    const out: string[] = [];
+    let last = "";
+    for (const l of readFileSync(f, "utf8").trim().split("\n")) {
+      const at = Number(l.slice(0, l.indexOf(" "))), msg = l.slice(l.indexOf(" ") + 1).slice(0, 80);
+      if (at < from || at > to || msg === last) continue;
+      out.push(`+${at - from} ms ${msg}`);
+      last = msg;
+    }
+    return out;
+  }
+
   /** The longest pause between two acknowledged writes from `since` (wall ms) until the writer stopped. */
   longestPause(svc: "mysql" | "redis", since: number): { ms: number; from: number } {
     const a = this.acked(svc).filter((x) => x.at >= since);

@@ -114,7 +114,7 @@ s("mixed versions side by side: an old agent and a new one form one cluster and 
   assert.is(by.get("node1")!.upgrade, undefined, "an old agent announces no upgrade step");
   assert.is(by.get("node3")!.bundle, sha(B.cur), "node3 announces the bundle it runs");
   const text = await cli("node3", B.cur, ["upgrade", "status"]);
-  assert.match(text.out, /node1\*?\s+yes\s+0\.1\.0\b[\s\S]*without upgrade support/);
+  assert.match(text.out, /node1\*?\s+yes\s+-\s+0\.1\.0\b[\s\S]*without upgrade support/); // ROOT "-": not run from a bollard image
   // the new agent refuses to roll over agents that cannot take part
   const refused = await cli("node3", B.cur, ["upgrade", B.next]);
   assert.is(refused.code, 1, refused.out);
@@ -174,6 +174,11 @@ s("rolling upgrade of the three agents under a writer through the VIP", async ()
     `longest write pause mysql ${pm.ms} ms, redis ${pr.ms} ms; ${w.acked("mysql").length} + ${w.acked("redis").length} acked, ${lost.length} + ${lostR.length} lost`);
   for (const line of r.out.split("\n").filter((l) => /upgraded to/.test(l))) figures.push(`  ${line.replace(/^\S+ /, "")}`);
   figures.push(`  write pauses over 200 ms: mysql ${pauses(w, "mysql", t0).join(", ") || "none"}; redis ${pauses(w, "redis", t0).join(", ") || "none"}`);
+  // what the Redis writer was told during its longest pause, and the switchovers' steps then (where the time goes)
+  figures.push(`  redis's longest pause from ${new Date(pr.from).toISOString().slice(11, 23)}: ${w.errors("redis", pr.from, pr.from + pr.ms).join("; ") || "no errors (slow, not refused)"}`);
+  const around = NODES.flatMap((n) => events(n).map((e) => ({ n, at: Date.parse(e.ts), d: e.detail })))
+    .filter((e) => e.at >= pr.from - 1500 && e.at <= pr.from + pr.ms + 500 && /redis|vip|switchover|portal|freeze/i.test(e.d)).sort((a, b) => a.at - b.at);
+  for (const e of around) figures.push(`    ${new Date(e.at).toISOString().slice(11, 23)} ${e.n} ${e.d.slice(0, 220)}`);
   assert.equal(lost, [], "no acknowledged MySQL write lost");
   assert.equal(lostR.map((x) => x.id), [], "no acknowledged (WAIT 1) Redis write lost");
   assert.equal(w.twoWritable(), [], "never two writable primaries");

@@ -127,7 +127,7 @@ Base("stream module, pid, logs, includes, worker_shutdown_timeout", () => {
     "load_module /usr/lib/nginx/modules/ngx_stream_module.so;",
     "pid /run/p/nginx.pid;",
     "error_log /run/p/error.log warn;",
-    "worker_shutdown_timeout 1000ms;",
+    "worker_shutdown_timeout 250ms;",
     "    include /run/p/stream.d/*.conf;",
     "    include /run/p/http.d/*.conf;",
     "    proxy_temp_path /run/p/tmp/proxy;",

@@ -27,13 +27,15 @@ I("running A: the image goes to B, entry bollard-b+3.conf with B's root; an old 
   const r = planImage({ cmdline: OPTS, slots: SLOTS, entries: ["bollard-a.conf", "bollard-b+0-3.conf"], defaultId: "bollard-a.conf", version: "0.2.0", tries: 3, options: OPTS });
   assert.ok(r.ok);
   const p = (r as { plan: import("../../agent/upgrade/image-plan.ts").ImagePlan }).plan;
-  assert.equal([p.from, p.to, p.entryFile, p.entryId, p.espDir, p.remove], ["a", "b", "bollard-b+3.conf", "bollard-b.conf", "bollard/b", ["bollard-b+0-3.conf"]]);
+  assert.equal([p.from, p.to, p.entryFile, p.entryId, p.entryGlob, p.espDir, p.remove], ["a", "b", "bollard-b+3.conf", "bollard-b.conf", "bollard-b*.conf", "bollard/b", ["bollard-b+0-3.conf"]]);
   assert.ok(p.entryText.includes(`options root=PARTUUID=${SLOTS.b} rootfstype=ext4 ro console=ttyS0,115200 panic=10\n`), p.entryText);
   assert.ok(p.entryText.includes("linux   /bollard/b/vmlinuz\n"));
 });
 
 I("refused: the slot to overwrite is the loader's default; tries out of range", () => {
   assert.match((planImage({ cmdline: OPTS, slots: SLOTS, entries: [], defaultId: "bollard-b.conf", version: "0.2.0", tries: 3, options: OPTS }) as { error: string }).error, /default is bollard-b\.conf/);
+  assert.match((planImage({ cmdline: OPTS, slots: SLOTS, entries: [], defaultId: "bollard-b*.conf", version: "0.2.0", tries: 3, options: OPTS }) as { error: string }).error, /default is bollard-b\*\.conf/);
+  assert.ok(planImage({ cmdline: OPTS, slots: SLOTS, entries: [], defaultId: "bollard-a*.conf", version: "0.2.0", tries: 3, options: OPTS }).ok);
   assert.match((planImage({ cmdline: OPTS, slots: SLOTS, entries: [], defaultId: null, version: "0.2.0", tries: 0, options: OPTS }) as { error: string }).error, /tries: expected 1-9/);
 });
 
@@ -48,6 +50,9 @@ B("an entry on trial is blessed when the gate passes, rejected when it fails; a 
   assert.equal(bootAction({ selectedId: "bollard-a.conf", entries, gate: "fail", why: "x" }).do, "nothing");
   assert.equal(bootAction({ selectedId: null, entries, gate: "pass", why: "x" }).do, "nothing");
   assert.equal(bootAction({ selectedId: "bollard-c.conf", entries, gate: "pass", why: "x" }).do, "nothing");
+  // systemd-boot 252 reports the id as it found the file, counter included
+  assert.equal(bootAction({ selectedId: "bollard-b+3.conf", entries, gate: "pass", why: "x" }).do, "bless");
+  assert.equal(bootAction({ selectedId: "bollard-a.conf", entries: ["bollard-a+1-2.conf"], gate: "fail", why: "x" }).do, "reject");
 });
 
 B.run();
