@@ -23,6 +23,7 @@ import { takeRedisBackup } from "./redis-backup.ts";
 import { verifyMysql, verifyRedis } from "./restore.ts";
 import { retain } from "./retention.ts";
 import { backupDue, backupProblems, verifyDue, type BackupProblem, type JobResult } from "./schedule.ts";
+import type { BackupSnapshot } from "./snapshot.ts";
 import { sql } from "./tools.ts";
 
 export interface BackupRuntimeDeps {
@@ -33,15 +34,6 @@ export interface BackupRuntimeDeps {
   event?: (detail: string, fields: Record<string, unknown>) => void;
 }
 
-export interface BackupSnapshot {
-  backups: Listed[];
-  archive: ArchiveStatus | null;
-  jobs: JobResult[];
-  running: string[];
-  problems: BackupProblem[] | null;
-  judged: { rule: BackupProblem["rule"]; subject: string }[];
-  targets: { node: string; usedRatio: number | null; error: string | null }[];
-}
 
 const readSecret = (f: string) => readFile(f, "utf8").then((s) => s.trim());
 

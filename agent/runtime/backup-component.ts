@@ -2,7 +2,8 @@
 // data path when the config has a `backup:` section and an `ha:` one, stepped by its own timer
 // every STEP_MS. It mounts GET /backup on the control socket (the console's line).
 import type { BackupAlarmInput } from "../alarms/types.ts";
-import { BackupRuntime, type BackupSnapshot } from "../backup/runtime.ts";
+import { BackupRuntime } from "../backup/runtime.ts";
+import type { BackupSnapshot } from "../backup/snapshot.ts";
 import type { TimerHandle } from "../env/env.ts";
 import type { ClusterComponents } from "./cluster-component.ts";
 import type { AgentContext, Component } from "./component.ts";

@@ -2,7 +2,7 @@
 // every target, the archive's last word, the targets' space. Drawn from the backup runtime's
 // snapshot at each scrape.
 import { isGood } from "../backup/manifest.ts";
-import type { BackupSnapshot } from "../backup/runtime.ts";
+import type { BackupSnapshot } from "../backup/snapshot.ts";
 
 type Gauge = (name: string, help: string, labels: Record<string, string>, v: number | null | undefined) => void;
 

@@ -16,7 +16,7 @@ import { isHostPort } from "../config/host-port.ts";
 import type { Logger } from "../env/env.ts";
 import { renderVmMetrics, type VmMetrics } from "./vm-metrics.ts";
 import { renderBackupMetrics } from "./backup-metrics.ts";
-import type { BackupSnapshot } from "../backup/runtime.ts";
+import type { BackupSnapshot } from "../backup/snapshot.ts";
 
 export interface MetricsSnapshot {
   node: string;

@@ -16,7 +16,7 @@
 // Transitions go to history, to the bus (retained alarm topics) and to the webhooks.
 // Every node's retained alarms arrive over the bus: with this node's own they make the
 // cluster-wide list of `bollard alarms`, the console and `bollard status`.
-import type { BackupSnapshot } from "../backup/runtime.ts";
+import type { BackupSnapshot } from "../backup/snapshot.ts";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
