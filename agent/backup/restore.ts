@@ -86,13 +86,8 @@ const SYSTEM = "('mysql','information_schema','performance_schema','sys')";
  *  position is the manifest's, every table passes CHECK TABLE and can be counted. The verdict is
  *  written into the manifest (state "verified" or "bad", detail.verify); the scratch is removed. */
 export async function verifyMysql(b: Listed, scratchDir: string, host: string, port: number, now: () => number): Promise<VerifyResult> {
-  const t0 = performance.now();
-  const res: VerifyResult = { ok: false, error: null, gtid: null, tables: 0, rows: {}, ms: 0 };
-  let x: Scratch | null = null;
-  try {
-    const sums = await checkSums(b.dir);
-    if (sums) throw new Error(sums);
-    x = await startFromBase(b, { dir: scratchDir, host, port });
+  return verifying(b, scratchDir, now, async (res, keep) => {
+    const x = keep(await startFromBase(b, { dir: scratchDir, host, port }));
     res.gtid = await gtidPos(x);
     const want = String(b.manifest.detail.gtid ?? "");
     if (res.gtid !== want) throw new Error(`restored GTID position ${res.gtid || "none"} is not the manifest's ${want || "none"}`);
@@ -105,6 +100,19 @@ export async function verifyMysql(b: Listed, scratchDir: string, host: string, p
       res.rows[t.replace(/`/g, "")] = Number((await sql(rootConn(x), `SELECT COUNT(*) FROM ${t};`, "mariadb", LONG_MS)).trim());
     }
     res.tables = tables.length;
+  });
+}
+
+/** One verification: the backup's checksums, then `body` on a scratch server (kept through
+ *  `keep`, stopped after whatever happens), the verdict written into the manifest. */
+async function verifying(b: Listed, scratchDir: string, now: () => number, body: (res: VerifyResult, keep: (x: Scratch) => Scratch) => Promise<void>): Promise<VerifyResult> {
+  const t0 = performance.now();
+  const res: VerifyResult = { ok: false, error: null, gtid: null, tables: 0, rows: {}, ms: 0 };
+  let x: Scratch | null = null;
+  try {
+    const sums = await checkSums(b.dir);
+    if (sums) throw new Error(sums);
+    await body(res, (s) => (x = s));
     res.ok = true;
   } catch (e) {
     res.error = (e as Error).message.slice(0, 500);
@@ -125,28 +133,14 @@ async function writeVerdict(b: Listed, res: VerifyResult, now: () => number): Pr
 /** Redis: the dump is checked by redis-check-rdb and loaded by a scratch redis-server; its key
  *  count must be the one recorded when the backup was taken. */
 export async function verifyRedis(b: Listed, scratchDir: string, host: string, port: number, now: () => number): Promise<VerifyResult> {
-  const t0 = performance.now();
-  const res: VerifyResult = { ok: false, error: null, gtid: null, tables: 0, rows: {}, ms: 0 };
-  let x: Scratch | null = null;
-  try {
-    const sums = await checkSums(b.dir);
-    if (sums) throw new Error(sums);
+  return verifying(b, scratchDir, now, async (res, keep) => {
     await run("redis-check-rdb", [join(b.dir, "dump.rdb")], { timeoutMs: 600_000 });
-    x = await restoreRedisInto(b, { dir: scratchDir, host, port });
+    keep(await restoreRedisInto(b, { dir: scratchDir, host, port }));
     const keys = Number((await run("redis-cli", ["-h", host, "-p", String(port), "DBSIZE"], { timeoutMs: 10_000 })).stdout.trim());
     res.rows = { keys };
     const want = b.manifest.detail.keys;
     if (typeof want === "number" && keys !== want) throw new Error(`restored ${keys} keys, the backup recorded ${want}`);
-    res.ok = true;
-  } catch (e) {
-    res.error = (e as Error).message.slice(0, 500);
-  } finally {
-    if (x) await stopScratch(x).catch(() => undefined);
-    await rm(scratchDir, { recursive: true, force: true }).catch(() => undefined);
-    res.ms = performance.now() - t0;
-  }
-  await writeVerdict(b, res, now);
-  return res;
+  });
 }
 
 export async function restoreRedisInto(b: Listed, into: Into): Promise<Scratch> {
