@@ -14,16 +14,10 @@ import * as assert from "uvu/assert";
 import { restoreChain } from "../../agent/resources/vm-backup-manifest.ts";
 import { readBackups, restoreDisks, takeBackup } from "../../agent/resources/vm-backup.ts";
 import { Qmp } from "../../agent/resources/qmp.ts";
-import { buildGuest, diskCounter, lastAck, readSerial, type Guest } from "../lab/guest/guest.ts";
-import { Pids, ackCount, sleep, until, vmDef, vmProc, why } from "./vm-harness.ts";
+import { diskCounter, lastAck, readSerial } from "../lab/guest/guest.ts";
+import { Pids, ackCount, sleep, until, vmDef, vmProc, guestUnlessSkipped } from "./vm-harness.ts";
 
-const skip = why();
-let guest: Guest | null = null;
-if (!skip) {
-  const g = buildGuest();
-  if ("error" in g) throw new Error(g.error);
-  guest = g;
-}
+const { skip, guest } = guestUnlessSkipped();
 const root = mkdtempSync(join(tmpdir(), "bollard-vm-backup-"));
 const pids = new Pids();
 const figures: string[] = [];

@@ -6,7 +6,7 @@ import { createServer } from "node:net";
 import type { Logger } from "../../agent/env/env.ts";
 import type { VmDef } from "../../agent/ha/vm-types.ts";
 import { VmProcess } from "../../agent/resources/vm.ts";
-import { guestAppend, readSerial, type Guest } from "../lab/guest/guest.ts";
+import { buildGuest, guestAppend, readSerial, type Guest } from "../lab/guest/guest.ts";
 
 export const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -15,6 +15,15 @@ export function why(): string | null {
   if (process.getuid?.() !== 0) return "needs root (apt-get download for the guest; QEMU's sockets under /tmp are fine otherwise)";
   for (const b of ["qemu-system-x86_64", "qemu-storage-daemon"]) if (spawnSync(b, ["--version"], { stdio: "ignore" }).error) return `${b} is not installed (apt-get install qemu-system-x86 qemu-system-common)`;
   return null;
+}
+
+/** Why the QEMU tests cannot run here, or the lab guest they boot (built once, cached). */
+export function guestUnlessSkipped(): { skip: string | null; guest: Guest | null } {
+  const skip = why();
+  if (skip) return { skip, guest: null };
+  const g = buildGuest();
+  if ("error" in g) throw new Error(g.error);
+  return { skip, guest: g };
 }
 
 export function freePort(): Promise<number> {

@@ -15,16 +15,10 @@ import { kvmPrecheck, probeKvm } from "../../agent/resources/kvm-probe.ts";
 import { attachMirror, detachMirror, incomingDone, listenIncoming, migrateOut, mirrorFacts, waitReady } from "../../agent/resources/vm-mirror.ts";
 import { StorageDaemon } from "../../agent/resources/vm-storage.ts";
 import { VmProcess, alive, readPid } from "../../agent/resources/vm.ts";
-import { buildGuest, diskCounter, lastAck, readSerial, type Guest } from "../lab/guest/guest.ts";
-import { Pids, ackCount as acks, freePort, quiet, sleep, until, vmDef, vmProc, why } from "./vm-harness.ts";
+import { diskCounter, lastAck, readSerial } from "../lab/guest/guest.ts";
+import { Pids, ackCount as acks, freePort, quiet, sleep, until, vmDef, vmProc, guestUnlessSkipped } from "./vm-harness.ts";
 
-const skip = why();
-let guest: Guest | null = null;
-if (!skip) {
-  const g = buildGuest();
-  if ("error" in g) throw new Error(g.error);
-  guest = g;
-}
+const { skip, guest } = guestUnlessSkipped();
 const root = mkdtempSync(join(tmpdir(), "bollard-vm-qemu-"));
 const pids = new Pids();
 const track = (p: number | null) => pids.track(p);

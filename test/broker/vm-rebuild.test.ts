@@ -20,16 +20,10 @@ import { diskBitmaps, markInSync } from "../../agent/resources/vm-rebuild.ts";
 import { takeBackup } from "../../agent/resources/vm-backup.ts";
 import { StorageDaemon } from "../../agent/resources/vm-storage.ts";
 import { readPid, type VmProcess } from "../../agent/resources/vm.ts";
-import { buildGuest, diskCounter, lastAck, readSerial, type Guest } from "../lab/guest/guest.ts";
-import { Pids, ackCount, deviceWrite, freePort, quiet, sleep, until, vmDef, vmProc, why } from "./vm-harness.ts";
+import { diskCounter, lastAck, readSerial } from "../lab/guest/guest.ts";
+import { Pids, ackCount, deviceWrite, freePort, quiet, sleep, until, vmDef, vmProc, guestUnlessSkipped } from "./vm-harness.ts";
 
-const skip = why();
-let guest: Guest | null = null;
-if (!skip) {
-  const g = buildGuest();
-  if ("error" in g) throw new Error(g.error);
-  guest = g;
-}
+const { skip, guest } = guestUnlessSkipped();
 const root = mkdtempSync(join(tmpdir(), "bollard-vm-rebuild-"));
 const pids = new Pids();
 const figures: string[] = [];
