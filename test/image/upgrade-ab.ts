@@ -149,7 +149,7 @@ t("upgrade to v2: root B written and verified, booted, gate passed, blessed and 
   await vm.waitFor(/rebooting/, 60_000, "reboot");
   await consoleUp(vm, 1);
   assert.match((await sh(vm, "cat /proc/cmdline")).out, new RegExp(`root=PARTUUID=${LAYOUT.partuuid.b}`));
-  const res = await until(vm, "cat /var/lib/bollard/image-result.json; echo; ls /boot/efi/loader/entries", /"step":"blessed"[\s\S]*bollard-b\.conf/, 900);
+  const res = await until(vm, "cat /var/lib/bollard/image-result.json; echo; ls -1 /boot/efi/loader/entries", /"step":"blessed"[\s\S]*bollard-b\.conf/, 900);
   const tBlessed = (Date.now() - t0) / 1000;
   assert.not.match(res, /bollard-b\+/, "the entry still carries a boot counter");
   await until(vm, "systemctl is-active systemd-bless-boot.service", /^active$/, 120);
@@ -175,7 +175,7 @@ t("upgrade to a broken v3: root A booted once, gate fails, marked bad, back on r
   assert.match((await sh(vm, "cat /proc/cmdline")).out, new RegExp(`root=PARTUUID=${LAYOUT.partuuid.b}`));
   assert.match((await sh(vm, "cat /usr/lib/bollard/release")).out, new RegExp(`VERSION=${V2}`));
   // the ESP is mounted only by an upgrade or a trial's gate (fstab noauto): not on this boot
-  const ents = (await sh(vm, "mountpoint -q /boot/efi || mount /boot/efi; ls /boot/efi/loader/entries")).out;
+  const ents = (await sh(vm, "mountpoint -q /boot/efi || mount /boot/efi; ls -1 /boot/efi/loader/entries")).out;
   assert.match(ents, /bollard-a\+0-\d+\.conf/, `the v3 entry is not marked bad: ${ents}`);
   assert.match(ents, /^bollard-b\.conf$/m);
   const res = (await sh(vm, "cat /var/lib/bollard/image-result.json")).out;
