@@ -3,7 +3,7 @@
 // the same path on every node, another node's reached through its NFS mount; in the lab the
 // nodes' state directories). `backup now` commits the register flag backup-now:<svc>; the agent
 // whose node backup/place.ts names takes it, and the command waits for the new backup or the
-// job's failure. A restore runs on this node, into a new server beside the cluster.
+// job's failure ("<ms> pin:<why>": pinned by the agent before retention runs, restore --replace). A restore runs on this node, into a new server beside the cluster.
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { readArchive, readArchiveStatus, type ArchiveStatus } from "../backup/archive.ts";
@@ -27,8 +27,8 @@ const BACKUP_USAGE = [
 ];
 const RESTORE_USAGE = [
   "restore mysql --to-time T|--to-gtid G [--dry-run]  into a NEW MariaDB beside the cluster (T: ISO 8601, UTC if no zone)",
-  "restore mysql --to-time T|--to-gtid G --replace --confirm mysql [--dry-run]  make that point the cluster's data (writes stop meanwhile; the old data kept in a pinned backup)",
-  "restore mysql --replace --abort     clear the write stop a dead `restore --replace` left, and say what state the data is in",
+  "restore mysql --to-time T|--to-gtid G --replace --confirm CLUSTER [--dry-run]  make that point every node's data (CLUSTER: cluster.name; writes stop meanwhile; the old data kept in a pinned backup)",
+  "restore mysql --replace --abort --confirm CLUSTER  clear the write stop a dead `restore --replace` left; says what state the data is in",
   "restore redis --backup ID [--dry-run]  into a NEW redis-server beside the cluster",
 ];
 
@@ -101,9 +101,9 @@ async function status(c: Config, ctx: CommandContext): Promise<number> {
 }
 
 /** Commits backup-now:<svc> and, with `wait`, waits for the new backup (or the job's failure). */
-export async function takeNow(c: Config, svc: string, wait: boolean, say: (s: string) => void, why = `operator backup of ${svc}`): Promise<{ ok: true; backup: Listed | null } | { ok: false; error: string }> {
+export async function takeNow(c: Config, svc: string, wait: boolean, say: (s: string) => void, why = `operator backup of ${svc}`, pin?: string): Promise<{ ok: true; backup: Listed | null } | { ok: false; error: string }> {
   const t0 = Date.now();
-  const r = await controlRequest(c.control.socket, "POST", "/command", { op: "apply", why, flags: { [`backup-now:${svc}`]: String(t0) } }, 15_000).catch((e: Error) => ({ code: 0, body: { error: e.message } }));
+  const r = await controlRequest(c.control.socket, "POST", "/command", { op: "apply", why, flags: { [`backup-now:${svc}`]: pin ? `${t0} pin:${pin}`.slice(0, 300) : String(t0) } }, 15_000).catch((e: Error) => ({ code: 0, body: { error: e.message } }));
   const b = r.body as { status?: string; epoch?: number; error?: string };
   if (r.code !== 200 || b.status !== "ok") return { ok: false, error: `refused: ${b.error ?? `HTTP ${r.code}`}` };
   say(`requested (config epoch ${b.epoch}); a replica takes it`);

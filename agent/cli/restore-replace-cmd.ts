@@ -14,7 +14,7 @@
 // and says, from this node's step file, what state the data is in.
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { newId, setPinned, type Listed } from "../backup/manifest.ts";
+import { newId, parseManifest, setPinned, type Listed } from "../backup/manifest.ts";
 import type { RestorePlan } from "../backup/plan.ts";
 import { canWriteReadOnly, checksums, loadSchemas, position, userSchemas, waitReplica } from "../backup/replace.ts";
 import { restoreMysql } from "../backup/restore.ts";
@@ -125,10 +125,16 @@ export async function runReplace(c: Config, ctx: CommandContext, o: { plan: Rest
     const from: MysqlConn = { socket: x.socket!, user: "root", password: "" };
     const schemas = await userSchemas(from);
     await event(c, ctx, `restore --replace ${id}: restored beside the cluster in ${(r.ms / 1000).toFixed(1)} s: gtid ${r.reached} (the plan's ${o.plan.reach}), schemas ${schemas.join(",") || "none"}`, { id, reached: r.reached, base: o.base.manifest.id });
-    const kept = await takeNow(c, "mysql", true, () => undefined, `restore --replace ${id}: keep the old data`);
-    if (!kept.ok || !kept.backup) throw new Error(`the backup of the current data failed (${kept.ok ? "none" : kept.error}): nothing was replaced`);
     const pin = `old data before restore --replace ${id} (to ${o.plan.reach}) at ${new Date().toISOString()}`;
-    await setPinned(kept.backup.dir, pin);
+    const kept = await takeNow(c, "mysql", true, () => undefined, `restore --replace ${id}: keep the old data`, pin);
+    if (!kept.ok || !kept.backup) throw new Error(`the backup of the current data failed (${kept.ok ? "none" : kept.error}): nothing was replaced`);
+    // the agent pinned it before its retention ran; an agent of an earlier version did not
+    // (seen here a moment after its rename: the agent's pin follows within milliseconds)
+    if (!kept.backup.manifest.pinned) {
+      await sleep(1500);
+      const m = parseManifest(await readFile(join(kept.backup.dir, "manifest.json"), "utf8"));
+      if (!m.ok || !m.value.pinned) await setPinned(kept.backup.dir, pin);
+    }
     file.preBackup = kept.backup.manifest.id;
     file.step = "old-kept";
     await saveStep(c, file);
@@ -137,14 +143,15 @@ export async function runReplace(c: Config, ctx: CommandContext, o: { plan: Rest
     if (err) throw new Error(`the write stop was refused: ${err}; nothing was replaced`);
     stopped = true;
     const tStop = Date.now();
-    // the holder's agent makes it read-only; a failover meanwhile moves the holder
-    let now = holder, pos = await position(primary);
-    for (let i = 0; !pos.readOnly; i++) {
-      if (i >= 120) throw new Error(`${now}'s MySQL is still writable 60 s after the write stop`);
-      await sleep(500);
+    // the holder's agent makes it read-only (and kills client connections: a query of ours in
+    // that moment is lost and asked again); a failover meanwhile moves the holder
+    let now = holder, pos: Awaited<ReturnType<typeof position>> | null = null, last = "";
+    for (let i = 0; !pos?.readOnly; i++) {
+      if (i >= 120) throw new Error(`${now}'s MySQL is still ${pos ? "writable" : `not answering (${last})`} 60 s after the write stop`);
+      if (i > 0) await sleep(500);
       const h = (await committed(c))?.assignments.mysql ?? now;
       if (h !== now) { now = h; Object.assign(primary, await conn(c, h)); }
-      pos = await position(primary);
+      pos = await position(primary).catch((e: Error) => { last = e.message; return null; });
     }
     file.step = "writes-stopped"; file.primary = now; file.stopPos = pos.binlogPos;
     await saveStep(c, file);

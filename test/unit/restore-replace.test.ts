@@ -96,6 +96,12 @@ R("retention keeps a pinned backup whatever its age, and prunes it once unpinned
   assert.is(d.keep.find((k) => k.id === "old-pinned")!.why, "pinned: old data before restore --replace r1");
   assert.equal(retain(all.map(({ pinned: _p, ...m }) => m), { daily: 3, weekly: 1 }, now).prune.map((p) => p.id).sort(), ["old", "old-pinned"]);
 });
+R("a pinned backup takes no daily slot: the regular backup of its day is kept as without it", () => {
+  const now = Date.UTC(2026, 10, 30, 12);
+  const d = retain([man("regular", 30), man("pinned", 30, { startedAt: "2026-11-30T06:00:00.000Z", finishedAt: "2026-11-30T06:01:00.000Z", pinned: "old data" })], { daily: 1, weekly: 0 }, now);
+  assert.equal(d.keep.map((k) => k.id).sort(), ["pinned", "regular"]);
+  assert.equal(d.prune, []);
+});
 R("pinned round trip through manifest.json; a wrong pinned is a manifest error", async () => {
   const dir = mkdtempSync(join(tmpdir(), "bollard-pin-"));
   try {
