@@ -8,6 +8,7 @@
 // that point the cluster's data under a second writer (refused while writes are stopped), every
 // node ending with the same data, the old data in a pinned backup.
 // The lab's agents get a backup: section (LAB_BACKUP=1, gen-ha.sh): targets $S/<node>/backup.
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { suite } from "uvu";
@@ -23,7 +24,7 @@ labFrame(s, figures);
 
 interface Listed { id: string; kind: string; node: string; storedOn: string; state: string; good: boolean; dir: string; startedAt: string; finishedAt: string; bytes: number; detail: Record<string, unknown>; pinned?: string }
 const list = async (node: string): Promise<Listed[]> => (JSON.parse(await bollard(node, "backup list --json")) as { backups: Listed[] }).backups;
-const archiveStatus = async (node: string) => JSON.parse(await bollard(node, "backup status --json")).archive as { node: string; primary: string | null; behind: number | null; gap: string | null; running: boolean; lagS: number | null; caughtUpSeq: number | null } | null;
+const archiveStatus = async (node: string) => JSON.parse(await bollard(node, "backup status --json")).archive as { node: string; primary: string | null; lastGtid: string | null; behind: number | null; gap: string | null; running: boolean; lagS: number | null; caughtUpSeq: number | null } | null;
 const alarms = async (node: string) => (JSON.parse(await bollard(node, "alarms --json")) as { active: { id: string; rule: string; detail: string | null }[] }).active;
 
 s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished target and a corrupted backup are alarms", async () => {
@@ -130,8 +131,8 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     const said = await req;
     assert.match(said, /failed/, "the backup command says it failed");
     const l2 = await list(at);
-    const kept = l2.filter((b) => b.kind === "mysql" && b.pinned);
-    assert.is(kept.length, 1, "the pre-replace backup, pinned");
+    const kept = l2.filter((b) => b.kind === "mysql" && b.pinned).reverse();
+    assert.is(kept.length, 2, "the pre-replace backups, pinned");
     assert.equal(l2.filter((b) => b.kind === "mysql" && !b.pinned).map((b) => b.id), [base!.id], "the half backup is not listed");
     await until("the backup-failed alarm", 60_000, async () => (await alarms(at)).find((x) => x.rule === "backup-failed"));
 
@@ -149,9 +150,12 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     assert.is(b3.state, "bad");
     assert.is(b3.good, false);
     assert.match(await bollard(at, "backup list"), /BAD \(checksums/);
-    // the bad one is never offered: a point after it is planned from the good base backup
-    const later = await bollard(at, `restore mysql --to-time ${new Date().toISOString()} --dry-run`);
-    assert.match(later, new RegExp(`^plan: base backup ${base!.id} `));
+    // the bad one is never offered: a point after it is planned from a good backup
+    const last = (await archiveStatus(at))?.lastGtid;
+    assert.ok(last, "the archive's last GTID");
+    const later = await bollard(at, `restore mysql --to-gtid ${last} --dry-run`);
+    const from = /^plan: base backup (\S+) /.exec(later)?.[1];
+    assert.ok(from && from !== live.id && l3.find((b) => b.id === from)?.good, `planned from a good backup, not the bad one: ${later}`);
   } catch (e) {
     // what the agents said about backups, for the one reading the failure (the lab goes down after)
     const art = join(REPO, "test-artifacts", "backup-lab");
@@ -169,6 +173,44 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
   }
 });
 
+const restoreEvents = (node: string, since: number) => readFileSync(join(S, node, "state", "events.jsonl"), "utf8").trim().split("\n")
+  .map((l) => JSON.parse(l) as { ts: string; kind: string; detail: string }).filter((e) => e.kind === "restore" && Date.parse(e.ts) >= since);
+
+/** A `restore --replace` whose command dies half way: one replica's applier is stopped, so the
+ *  command waits for it after loading; it is killed there (SIGKILL, by its PID). Writes stay
+ *  stopped, the writes-down alarm names the replace, and --abort resumes writes and says the data
+ *  is the restored point; the replica catches up once its applier runs again. */
+async function deadCommand(o: { old: string; primary: string; at: string; point: Date }, w: Writer): Promise<void> {
+  const lagging = NODES.find((n) => n !== o.primary && n !== o.at)!;
+  await sqlLocal(lagging, "STOP SLAVE SQL_THREAD");
+  const k0 = Date.now();
+  // `ip netns exec` execs the command: the child's PID is the CLI's
+  const cli = spawn("ip", ["netns", "exec", o.at, process.execPath, `${REPO}/dist/bollard.js`, "--config", `${S}/${o.at}/bollard.yaml`, "restore", "mysql", "--to-time", o.point.toISOString(), "--replace", "--confirm", "lab"], { stdio: "ignore" });
+  try {
+    await until("the dead command's load", 120_000, async () => restoreEvents(o.at, k0).some((e) => /loaded into node\d/.test(e.detail)), 100);
+  } finally {
+    cli.kill("SIGKILL");
+  }
+  const stopped = Date.parse(restoreEvents(o.at, k0).find((e) => /writes stopped: node\d's/.test(e.detail))!.ts);
+  const alarm = await until("writes-down naming the replace", 30_000, async () => (await alarms(o.at)).find((a) => a.rule === "writes-down" && /writes stopped: restore --replace/.test(a.detail ?? "")));
+  const alarmS = ((Date.now() - stopped) / 1000).toFixed(1);
+  assert.match(alarm.detail ?? "", /bollard restore mysql --replace --abort/);
+  assert.equal(w.acked("mysql").filter((x) => x.at >= stopped).map((x) => x.id), [], "writes stay stopped after the command died");
+  const ab = await bollard(o.at, "restore mysql --replace --abort --confirm lab");
+  const a0 = Date.now();
+  assert.match(ab, /aborted \(step loaded\): writes resume; the data is the restored point \(loaded into the primary; replicas catch up through replication\)/);
+  assert.match(await bollard(o.at, "restore mysql --replace --abort --confirm lab"), /no restore --replace under way/);
+  await until("writes through the VIP after --abort", 30_000, async () => w.acked("mysql").some((x) => x.at > a0));
+  await sqlLocal(lagging, "START SLAVE SQL_THREAD");
+  // the scratch server the dead command left was stopped by --abort
+  const stepDir = join(S, o.at, "state", "restore");
+  const step = JSON.parse(readFileSync(join(stepDir, readdirSync(stepDir).filter((f) => f.startsWith("replace-")).sort().pop()!), "utf8")) as { step: string; scratchPid: number; scratchDir: string };
+  assert.is(step.step, "loaded");
+  assert.not.ok(existsSync(`/proc/${step.scratchPid}`) && readFileSync(`/proc/${step.scratchPid}/cmdline`, "utf8").includes(step.scratchDir), "the dead command's scratch server is stopped");
+  assert.not.ok(existsSync(step.scratchDir), "and its directory removed");
+  figures.push(`restore --replace killed after its load: the writes-down alarm named it ${alarmS} s after the stop (writes_down_alarm_ms 5 s); --abort resumed writes`);
+}
+
 /** restore --replace under a second writer through the VIP: the powered-off old primary back
  *  first, so that all three nodes take part. */
 async function replaceStep(o: { old: string; primary: string; at: string; point: Date; have: Set<number>; firstWriter: Set<number> }): Promise<void> {
@@ -180,12 +222,13 @@ async function replaceStep(o: { old: string; primary: string; at: string; point:
   w.start({ mysql: true });
   try {
     await until("the second writer writing", 30_000, async () => w.acked("mysql").length > 20);
+    await deadCommand(o, w);
     const t0 = Date.now();
     const out = await bollard(o.at, `restore mysql --to-time ${o.point.toISOString()} --replace --confirm lab`, 300_000);
     const replaceMs = Date.now() - t0;
     assert.match(out, /writes resume; done in/);
     // the event log: when writes stopped and when every replica had the restored point
-    const evs = readFileSync(join(S, o.at, "state", "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { ts: string; kind: string; detail: string }).filter((e) => e.kind === "restore" && Date.parse(e.ts) >= t0);
+    const evs = restoreEvents(o.at, t0);
     const ts = (re: RegExp) => Date.parse(evs.find((e) => re.test(e.detail))?.ts ?? "");
     const stopped = ts(/writes stopped: node\d's MySQL read_only=1 at gtid/), reached = ts(/every replica reached/), resumed = ts(/writes resume/);
     assert.ok(stopped && reached && resumed, `restore events: ${evs.map((e) => e.detail).join(" | ")}`);
@@ -209,7 +252,7 @@ async function replaceStep(o: { old: string; primary: string; at: string; point:
     assert.equal(acked.filter((x) => x.at < stopped && ids.has(x.id)).map((x) => x.id), [], "rows written before the replace are not in the data (they are in the pinned backup)");
     assert.ok(acked.filter((x) => x.at > resumed).every((x) => ids.has(x.id)), "rows written after it are");
     const pinned = (await list(o.at)).filter((b) => b.kind === "mysql" && b.pinned);
-    assert.is(pinned.length, 1);
+    assert.is(pinned.length, 2, "the dead command's and this one's");
     assert.match(pinned[0]!.pinned!, /old data before restore --replace/);
     const stopS = /writes stopped ([\d.]+) s;/.exec(evs.find((e) => /writes resume/.test(e.detail))!.detail)?.[1];
     figures.push(`restore --replace (lab, ${o.have.size} rows at the point): ${replaceMs} ms end to end; writes stopped ${stopS} s (flag set to cleared, by the command), longest gap between the writer's acks ${gap} ms, ` +
