@@ -5,7 +5,8 @@
 // refused, the HA user still writes: READ ONLY ADMIN); the restored user schemas loaded into the
 // primary. Afterwards the primary and the replica hold exactly the point's data (CHECKSUM TABLE
 // of every table and row sets), the replica's GTID is the primary's, bollard's own schema is
-// untouched, and the binlog archive went on without a gap. Figures are printed.
+// untouched, and the binlog archive went on without a gap. Figures are printed. And the agent's
+// read-only promotion (a failover during a replace, ha/local.ts restoreHold) on a real replica.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,6 +22,9 @@ import { restoreMysql } from "../../agent/backup/restore.ts";
 import { retain } from "../../agent/backup/retention.ts";
 import { stopScratch, type Scratch } from "../../agent/backup/scratch.ts";
 import type { MysqlConn } from "../../agent/backup/tools.ts";
+import type { Logger } from "../../agent/env/env.ts";
+import { mariadb } from "../../agent/resources/mysql-flavour.ts";
+import { MysqlDriver } from "../../agent/resources/mysql.ts";
 import { MariadbTemplate, startMariadb, type MariadbHarness } from "./mariadb-harness.ts";
 
 const log = { info: () => undefined, warn: () => undefined, error: (m: string, f?: object) => console.log("archiver:", m, f ?? "") };
@@ -134,6 +138,31 @@ S("replace to a point before a DROP TABLE: primary and replica hold exactly that
   assert.is(st.gap, null, `archive gap: ${st.gap}`);
   assert.is(st.behind, 0);
   console.log(`  figures: restore beside ${Math.round(restoreMs)} ms; load into the primary ${Math.round(loadMs)} ms (${(l.bytes / 1e6).toFixed(2)} MB of SQL, ${(JSON.parse(rowsAtPoint) as unknown[]).length + 4} rows); pre-replace backup ${(pre.bytes / 1e6).toFixed(1)} MB`);
+});
+
+const quiet = (): Logger => ({ debug: () => undefined, info: () => undefined, warn: () => undefined, error: (m, f) => console.log(m, f), child: () => quiet() });
+
+S("a failover's candidate during a replace: promoted read-only (relay log applied, replication stopped), writable only by the next promotion", async ({ h }) => {
+  const d = h.servers.map((x) => new MysqlDriver({ flavour: mariadb, host: x.host, port: x.port, user: h.admin.user, password: h.admin.password, replUser: "repl", replPassword: "pw", replHost: "127.%", log: quiet() }));
+  try {
+    await d[0]!.bootstrapPrimary();
+    await d[1]!.replicateFrom(h.server(1).host, h.server(1).port);
+    await h.sql(1, "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(20)); INSERT INTO d.t (v) VALUES ('a');");
+    await waitReplica(conn(h, 2), (await position(conn(h, 1))).binlogPos, 20);
+    await h.sql(2, "STOP SLAVE SQL_THREAD");
+    await h.sql(1, "INSERT INTO d.t (v) VALUES ('in the relay log');");
+    const full = (await position(conn(h, 1))).binlogPos;
+    const r = await d[1]!.promote(2000, { readOnly: true });
+    assert.is(r.gtid, full, "the relay log was applied");
+    const st = await d[1]!.status();
+    assert.is(st.readOnly, true, "still read-only");
+    assert.is(st.role, "none", "no longer a replica: what the failover's applyRelayLog step accepts during a replace");
+    assert.is(st.source, null);
+    await d[1]!.promote(2000);
+    assert.is((await d[1]!.status()).readOnly, false, "writable once promoted without the flag");
+  } finally {
+    await Promise.all(d.map((x) => x.close()));
+  }
 });
 
 S.run();

@@ -214,6 +214,7 @@ async function deadCommand(o: { old: string; primary: string; at: string; point:
 /** restore --replace under a second writer through the VIP: the powered-off old primary back
  *  first, so that all three nodes take part. */
 async function replaceStep(o: { old: string; primary: string; at: string; point: Date; have: Set<number>; firstWriter: Set<number> }): Promise<void> {
+  const s0 = Date.now();
   await lab("power", o.old, "on");
   const pos = async (n: string, v: string) => (await sqlLocal(n, `SELECT @@${v}`)).trim();
   await until(`${o.old} back and replicating from ${o.primary}`, 90_000, async () =>
@@ -222,6 +223,7 @@ async function replaceStep(o: { old: string; primary: string; at: string; point:
   w.start({ mysql: true });
   try {
     await until("the second writer writing", 30_000, async () => w.acked("mysql").length > 20);
+    const d0 = Date.now();
     await deadCommand(o, w);
     const t0 = Date.now();
     const out = await bollard(o.at, `restore mysql --to-time ${o.point.toISOString()} --replace --confirm lab`, 300_000);
@@ -256,7 +258,8 @@ async function replaceStep(o: { old: string; primary: string; at: string; point:
     assert.match(pinned[0]!.pinned!, /old data before restore --replace/);
     const stopS = /writes stopped ([\d.]+) s;/.exec(evs.find((e) => /writes resume/.test(e.detail))!.detail)?.[1];
     figures.push(`restore --replace (lab, ${o.have.size} rows at the point): ${replaceMs} ms end to end; writes stopped ${stopS} s (flag set to cleared, by the command), longest gap between the writer's acks ${gap} ms, ` +
-      `${refused.length} refused or failed writes; pre-replace backup ${(pinned[0]!.bytes / 1e6).toFixed(1)} MB`);
+      `${refused.length} refused or failed writes; pre-replace backup ${(pinned[1]!.bytes / 1e6).toFixed(1)} MB; ` +
+      `lab time of these steps ${((Date.now() - s0) / 1000).toFixed(1)} s (old primary back ${((d0 - s0) / 1000).toFixed(1)} s, the dead command and --abort ${((t0 - d0) / 1000).toFixed(1)} s)`);
   } finally {
     await w.stop();
   }
