@@ -107,7 +107,8 @@ export async function waitReplica(replica: MysqlConn, pos: string, timeoutS: num
 }
 
 /** CHECKSUM TABLE of every table of the user schemas: "db.t" -> checksum (the proof every node
- *  holds the same data; used by the tests and printed by the command). */
+ *  holds the same data, for the tests; a full read of every table, so not run while writes are
+ *  stopped). */
 export async function checksums(c: MysqlConn, timeoutMs = 600_000): Promise<Record<string, string>> {
   const schemas = await userSchemas(c);
   if (!schemas.length) return {};

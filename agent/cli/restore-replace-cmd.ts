@@ -16,7 +16,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { newId, parseManifest, setPinned, type Listed } from "../backup/manifest.ts";
 import type { RestorePlan } from "../backup/plan.ts";
-import { canWriteReadOnly, checksums, loadSchemas, position, userSchemas, waitReplica } from "../backup/replace.ts";
+import { canWriteReadOnly, loadSchemas, position, userSchemas, waitReplica } from "../backup/replace.ts";
 import { restoreMysql } from "../backup/restore.ts";
 import { stopScratch, type Scratch } from "../backup/scratch.ts";
 import type { MysqlConn } from "../backup/tools.ts";
@@ -45,12 +45,14 @@ export function replaceRefusal(svc: string | undefined, v: Opts, cluster: string
   return `--replace makes the restored point the data of every node and stops writes meanwhile: it needs the cluster's name typed: --confirm ${cluster}${typed}`;
 }
 
-interface Committed { assignments: Record<string, string>; flags: Record<string, string> }
+interface Committed { assignments: Record<string, string>; flags: Record<string, string>; down: string[] }
 
+/** The committed config as this node's agent has it, and the peers it does not hear. */
 async function committed(c: Config): Promise<Committed | null> {
   try {
     const r = await controlRequest(c.control.socket, "GET", "/status", undefined, 5000);
-    return r.code === 200 ? ((r.body as { view?: { committed?: Committed } }).view?.committed ?? null) : null;
+    const v = r.code === 200 ? (r.body as { view?: { committed?: Omit<Committed, "down">; peers?: { name: string; alive: boolean }[] } }).view : undefined;
+    return v?.committed ? { ...v.committed, down: (v.peers ?? []).filter((p) => !p.alive).map((p) => p.name) } : null;
   } catch {
     return null;
   }
@@ -100,12 +102,13 @@ export async function runReplace(c: Config, ctx: CommandContext, o: { plan: Rest
   const under = restoring(st.flags, "mysql");
   if (under) return fail(ctx, `a restore --replace (${under.id}) is under way since ${new Date(under.at).toISOString()}: wait for it, or, if its command died, 'bollard restore mysql --replace --abort --confirm ${c.cluster.name}'`);
   const replicas = members(c).filter((n) => n !== holder && c.ha!.ha.nodes[n]);
+  const down = st.down.filter((n) => replicas.includes(n));
   if (o.dryRun) {
     ctx.io.out(`replace: would restore ${o.plan.reach} beside the cluster (${c.backup!.scratchHost}:${o.port}), then:`);
     ctx.io.out(`  1. keep the old data: a fresh base backup on a replica (backup now mysql), pinned (retention keeps it until 'bollard backup unpin ID')`);
     ctx.io.out(`  2. stop writes: register flag ${FLAG}; the primary ${holder} made read-only`);
     ctx.io.out(`  3. drop ${holder}'s user schemas and load the restored ones (mariadb-dump | mariadb as ${c.ha.mysql.user}), binlogged`);
-    ctx.io.out(`  4. wait for ${replicas.join(", ") || "no replica"} to reach the primary's GTID, then resume writes`);
+    ctx.io.out(`  4. wait for ${replicas.filter((n) => !down.includes(n)).join(", ") || "no replica"} to reach the primary's GTID, then resume writes${down.length ? ` (${down.join(", ")} not heard: not waited for; it catches up by replication when back)` : ""}`);
     return 0;
   }
   const id = newId(Date.now(), c.cluster.node);
@@ -163,13 +166,16 @@ export async function runReplace(c: Config, ctx: CommandContext, o: { plan: Rest
     file.step = "loaded";
     await saveStep(c, file);
     await event(c, ctx, `restore --replace ${id}: loaded into ${now} in ${(l.ms / 1000).toFixed(1)} s: dropped ${l.dropped.join(",") || "none"}, loaded ${l.loaded.join(",") || "none"} (${mb(l.bytes)} of SQL); ${now} at gtid ${after.binlogPos}`, { id, primary: now, gtid: after.binlogPos, dropped: l.dropped, loaded: l.loaded });
+    // a node that is not heard (powered off, cut off) is not waited for: it replicates the load
+    // when it is back, like any transaction it missed
     const proof: string[] = [];
-    for (const n of members(c).filter((m) => m !== now && c.ha!.ha.nodes[m])) {
+    const gone = (await committed(c))?.down ?? [];
+    for (const n of gone.filter((m) => m !== now && c.ha!.ha.nodes[m])) proof.push(`${n} not heard: not waited for`);
+    for (const n of members(c).filter((m) => m !== now && c.ha!.ha.nodes[m] && !gone.includes(m))) {
       const cur = await waitReplica(await conn(c, n), after.binlogPos, 600).catch((e: Error) => { throw new Error(`replica ${n}: ${e.message}`); });
       proof.push(`${n} ${cur}`);
     }
-    const sums = await checksums(primary);
-    await event(c, ctx, `restore --replace ${id}: every replica reached ${now}'s gtid ${after.binlogPos}: ${proof.join("; ") || "no replica"}`, { id, gtid: after.binlogPos, replicas: proof, tables: Object.keys(sums).length });
+    await event(c, ctx, `restore --replace ${id}: every replica heard reached ${now}'s gtid ${after.binlogPos}: ${proof.join("; ") || "no replica"}`, { id, gtid: after.binlogPos, replicas: proof });
     const clr = await setFlag(c, null, `restore --replace ${id}: writes resume`);
     if (clr) throw new Error(`the write stop could not be cleared: ${clr}`);
     stopped = false;

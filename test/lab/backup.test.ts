@@ -232,7 +232,7 @@ async function replaceStep(o: { old: string; primary: string; at: string; point:
     // the event log: when writes stopped and when every replica had the restored point
     const evs = restoreEvents(o.at, t0);
     const ts = (re: RegExp) => Date.parse(evs.find((e) => re.test(e.detail))?.ts ?? "");
-    const stopped = ts(/writes stopped: node\d's MySQL read_only=1 at gtid/), reached = ts(/every replica reached/), resumed = ts(/writes resume/);
+    const stopped = ts(/writes stopped: node\d's MySQL read_only=1 at gtid/), reached = ts(/every replica heard reached/), resumed = ts(/writes resume/);
     assert.ok(stopped && reached && resumed, `restore events: ${evs.map((e) => e.detail).join(" | ")}`);
     await until("writes through the VIP after the replace", 30_000, async () => w.acked("mysql").some((x) => x.at > resumed));
     await w.stop();
