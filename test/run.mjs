@@ -30,7 +30,13 @@ function files(dir) {
 // test under the same lock) waits for it instead of finding its namespaces.
 const LAB_LOCK = process.env.BOLLARD_LAB_LOCK || "/run/lock/bollard-lab.lock";
 
-function run(file, group) {
+// The pure groups (unit, sim) run two files at a time (TEST_JOBS): the machine has two cores, and
+// a file is mostly node's and tsx's start-up. Their output is printed whole when a file ends, so
+// files never interleave. broker, lab and image stay one at a time (real daemons, timings).
+const JOBS = Math.max(1, Number(process.env.TEST_JOBS ?? 2));
+const PARALLEL = new Set(["unit", "sim"]);
+
+function run(file, group, stream = true) {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const node = [process.execPath, "--import", "tsx", file];
@@ -39,15 +45,15 @@ function run(file, group) {
       cwd: root, env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
-    child.stdout.on("data", (d) => { out += d; process.stdout.write(d); });
-    child.stderr.on("data", (d) => { out += d; process.stderr.write(d); });
+    child.stdout.on("data", (d) => { out += d; if (stream) process.stdout.write(d); });
+    child.stderr.on("data", (d) => { out += d; if (stream) process.stderr.write(d); });
     child.on("close", (code) => {
       const total = [...out.matchAll(/Total:\s+(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
       const passed = [...out.matchAll(/Passed:\s+(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
       const skipped = [...out.matchAll(/Skipped:\s+(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
       let failed = Math.max(0, total - passed); // uvu's Total leaves skipped tests out
       if (code !== 0 && failed === 0) failed = 1; // died, or failed outside a test
-      resolve({ file, passed, failed, skipped, ms: Date.now() - t0 });
+      resolve({ file, passed, failed, skipped, ms: Date.now() - t0, out });
     });
   });
 }
@@ -56,12 +62,29 @@ let passed = 0, failed = 0, skipped = 0;
 const failures = [];
 for (const g of want) {
   if (!GROUPS.includes(g)) { console.error(`unknown test group "${g}" (one of ${GROUPS.join(" ")})`); process.exit(2); }
-  for (const f of files(join(root, "test", g))) {
-    console.log(`\n=== ${f.slice(root.length)}`);
-    const r = await run(f, g);
+  const list = files(join(root, "test", g));
+  const count = (r) => {
     passed += r.passed; failed += r.failed; skipped += r.skipped;
     if (r.failed) failures.push(r.file.slice(root.length));
-    console.log(`--- ${f.slice(root.length)}: ${r.passed} passed, ${r.failed} failed${r.skipped ? `, ${r.skipped} skipped` : ""} (${(r.ms / 1000).toFixed(1)} s)`);
+    console.log(`--- ${r.file.slice(root.length)}: ${r.passed} passed, ${r.failed} failed${r.skipped ? `, ${r.skipped} skipped` : ""} (${(r.ms / 1000).toFixed(1)} s)`);
+  };
+  if (PARALLEL.has(g) && JOBS > 1) {
+    let next = 0;
+    const worker = async () => {
+      while (next < list.length) {
+        const f = list[next++];
+        const r = await run(f, g, false);
+        console.log(`\n=== ${f.slice(root.length)}`);
+        process.stdout.write(r.out);
+        count(r);
+      }
+    };
+    await Promise.all(Array.from({ length: JOBS }, worker));
+    continue;
+  }
+  for (const f of list) {
+    console.log(`\n=== ${f.slice(root.length)}`);
+    count(await run(f, g));
   }
 }
 if (failures.length) console.log(`\nfailed in: ${failures.join(", ")}`);

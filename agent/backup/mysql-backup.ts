@@ -8,7 +8,10 @@
 // log_slave_updates that is the primary's GTIDs it applied. A failure removes the .tmp
 // directory where it still can; where it cannot (the target vanished) nothing was renamed, so
 // nothing looks complete.
-import { mkdir, readFile, rm } from "node:fs/promises";
+//   Incremental (chain.ts decides when): `--incremental-lsn` of the parent's checkpoint, not
+// prepared (an incremental can only be applied to a copy of its chain, at restore time); its
+// verification restores the whole chain.
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeSums } from "./sums.ts";
 import { finalize, tmpDir, writeManifest, type Manifest } from "./manifest.ts";
@@ -29,6 +32,22 @@ export interface MysqlBackupOptions {
   timeoutMs?: number;
   /** extra mariadb-backup --backup options (tests: --throttle) */
   extra?: string[];
+  /** build on this backup (chain.ts incrementalParent): its id, checkpoint LSN, and this one's depth */
+  parent?: { id: string; toLsn: number; depth: number } | null;
+}
+
+/** The datadir's identity: its system tablespace's inode and birth time (an LSN is meaningful only there). */
+export async function datadirIdentity(datadir: string): Promise<string> {
+  const s = await stat(join(datadir, "ibdata1"), { bigint: true });
+  return `ibdata1:${s.ino}:${s.birthtimeNs || s.ctimeNs}`;
+}
+
+/** xtrabackup_checkpoints' "key = value" lines. */
+export function parseCheckpoints(text: string): { type: string; fromLsn: number; toLsn: number } | null {
+  const kv = new Map(text.split("\n").map((l) => l.split("=").map((x) => x.trim()) as [string, string]).filter((x) => x.length === 2));
+  const n = (k: string) => (/^\d+$/.test(kv.get(k) ?? "") ? Number(kv.get(k)) : null);
+  const type = kv.get("backup_type"), from = n("from_lsn"), to = n("to_lsn");
+  return type && from !== null && to !== null && Number.isSafeInteger(to) ? { type, fromLsn: from, toLsn: to } : null;
 }
 
 /** "bin.000002\t345\t0-1-42" -> its parts; null when the file says something else. */
@@ -47,10 +66,15 @@ export async function takeMysqlBackup(o: MysqlBackupOptions): Promise<Manifest> 
   try {
     await mkdir(tmp, { recursive: true });
     const data = join(tmp, "data");
+    const source = await datadirIdentity(o.datadir);
+    const inc = o.parent ? [`--incremental-lsn=${o.parent.toLsn}`] : [];
     await withClientCnf(o.conn.password, async (cnf) => {
-      await run(tool, [`--defaults-extra-file=${cnf}`, "--backup", `--target-dir=${data}`, `--datadir=${o.datadir}`, ...connArgs(o.conn), ...(o.extra ?? [])], { timeoutMs: o.timeoutMs });
+      await run(tool, [`--defaults-extra-file=${cnf}`, "--backup", `--target-dir=${data}`, `--datadir=${o.datadir}`, ...inc, ...connArgs(o.conn), ...(o.extra ?? [])], { timeoutMs: o.timeoutMs });
     });
-    await run(tool, ["--prepare", `--target-dir=${data}`], { timeoutMs: o.timeoutMs });
+    const cp = parseCheckpoints(await readFile(join(data, "xtrabackup_checkpoints"), "utf8"));
+    if (!cp) throw new Error("xtrabackup_checkpoints: no backup type and LSNs in it");
+    if (o.parent && (cp.type !== "incremental" || cp.fromLsn !== o.parent.toLsn)) throw new Error(`asked for an incremental from LSN ${o.parent.toLsn}, mariadb-backup made a ${cp.type} from ${cp.fromLsn}`);
+    if (!o.parent) await run(tool, ["--prepare", `--target-dir=${data}`], { timeoutMs: o.timeoutMs });
     // 10.11 writes xtrabackup_binlog_info (later versions mariadb_backup_binlog_info)
     const infoText = await readFile(join(data, "mariadb_backup_binlog_info"), "utf8").catch(() => readFile(join(data, "xtrabackup_binlog_info"), "utf8"));
     const info = parseBinlogInfo(infoText);
@@ -58,8 +82,11 @@ export async function takeMysqlBackup(o: MysqlBackupOptions): Promise<Manifest> 
     const files = await writeSums(tmp);
     const m: Manifest = {
       id: o.id, kind: "mysql", name: o.name, node: o.node, storedOn: o.storedOn, startedAt,
-      finishedAt: new Date(o.now()).toISOString(), bytes: await dirBytes(tmp), parent: null, state: "complete",
-      detail: { gtid: info.gtid, binlogFile: info.file, binlogPos: info.pos, prepared: true, files },
+      finishedAt: new Date(o.now()).toISOString(), bytes: await dirBytes(tmp), parent: o.parent?.id ?? null, state: "complete",
+      detail: {
+        gtid: info.gtid, binlogFile: info.file, binlogPos: info.pos, prepared: !o.parent, files,
+        source, fromLsn: cp.fromLsn, toLsn: cp.toLsn, depth: o.parent?.depth ?? 0, incremental: !!o.parent,
+      },
     };
     await writeManifest(tmp, m);
     await finalize(o.target, "mysql", o.id);

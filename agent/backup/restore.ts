@@ -5,10 +5,11 @@
 // the archived binlogs replayed by relay-replay.ts (mariadb-binlog | mariadb, GTIDs kept), one
 // stream segment at a time, each from the restored server's own position on (so what two
 // segments both hold is applied once), the last one up to the plan's GTID (--stop-position is
-// inclusive).
+// inclusive). An incremental base backup is applied on a copy of its chain (chain.ts).
 import { cp, mkdir, readFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { replayRelayLog } from "../resources/relay-replay.ts";
+import { restoreChain } from "./chain.ts";
 import { isGood, setState, type Listed, type Manifest } from "./manifest.ts";
 import type { RestorePlan } from "./plan.ts";
 import { startScratchMariadb, startScratchRedis, stopScratch, type Scratch } from "./scratch.ts";
@@ -23,13 +24,41 @@ export interface Into {
   detached?: boolean;
 }
 
+const LONG_MS = 3_600_000;
 const rootConn = (x: Scratch): MysqlConn => ({ socket: x.socket!, user: "root", password: "" });
 
-/** The base backup alone, started: the first half of every MySQL restore and verification. */
-export async function startFromBase(base: Listed, into: Into): Promise<Scratch> {
+/** `base`'s data in `data`: a copy of its full backup, then a copy of each incremental of its
+ *  chain applied to it in order (the stored backups are only read); each link's checksums first. */
+export async function copyChain(base: Listed, all: Listed[], data: string): Promise<Listed[]> {
+  const ch = restoreChain(all.map((b) => b.manifest), base.manifest.id);
+  if (!ch.ok) throw new Error(ch.error);
+  const links = ch.chain.map((m) => all.find((b) => b.manifest.id === m.id)!);
+  for (const l of links.slice(0, -1)) {
+    const bad = await checkSums(l.dir);
+    if (bad) throw new Error(`backup ${l.manifest.id} (in the chain of ${base.manifest.id}): ${bad}`);
+  }
+  await cp(join(links[0]!.dir, "data"), data, { recursive: true });
+  // --prepare --incremental-dir moves the .delta files out of the incremental's directory: it is
+  // applied from a copy, so that the stored backup stays whole (a test caught this)
+  for (const l of links.slice(1)) {
+    const inc = `${data}.incremental`;
+    await rm(inc, { recursive: true, force: true });
+    await cp(join(l.dir, "data"), inc, { recursive: true });
+    try {
+      await run("mariadb-backup", ["--prepare", `--target-dir=${data}`, `--incremental-dir=${inc}`], { timeoutMs: LONG_MS });
+    } finally {
+      await rm(inc, { recursive: true, force: true });
+    }
+  }
+  return links;
+}
+
+/** The base backup alone (its chain applied), started: the first half of every MySQL restore
+ *  and verification. `all`: the catalog, where an incremental's parents are found. */
+export async function startFromBase(base: Listed, into: Into, all: Listed[] = [base]): Promise<Scratch> {
   await mkdir(dirname(into.dir), { recursive: true });
   await mkdir(into.dir, { recursive: false, mode: 0o700 }); // a new one: never over an earlier restore
-  await cp(join(base.dir, "data"), join(into.dir, "data"), { recursive: true });
+  await copyChain(base, all.some((b) => b.manifest.id === base.manifest.id) ? all : [...all, base], join(into.dir, "data"));
   const x = await startScratchMariadb({ dir: into.dir, host: into.host, port: into.port, detached: into.detached });
   try {
     const gtid = String(base.manifest.detail.gtid ?? "");
@@ -49,9 +78,9 @@ export async function gtidPos(x: Scratch): Promise<string> {
 
 export interface RestoreResult { scratch: Scratch; reached: string; ms: number }
 
-export async function restoreMysql(plan: RestorePlan, base: Listed, into: Into): Promise<RestoreResult> {
+export async function restoreMysql(plan: RestorePlan, base: Listed, into: Into, all: Listed[] = [base]): Promise<RestoreResult> {
   const t0 = performance.now();
-  const x = await startFromBase(base, into);
+  const x = await startFromBase(base, into, all);
   try {
     for (const seg of plan.segments) {
       const pos = await gtidPos(x);
@@ -79,15 +108,14 @@ export interface VerifyResult {
   ms: number;
 }
 
-const LONG_MS = 3_600_000;
 const SYSTEM = "('mysql','information_schema','performance_schema','sys')";
 
 /** Restores `b` into a scratch instance in `scratchDir` and checks it: it starts, its GTID
  *  position is the manifest's, every table passes CHECK TABLE and can be counted. The verdict is
  *  written into the manifest (state "verified" or "bad", detail.verify); the scratch is removed. */
-export async function verifyMysql(b: Listed, scratchDir: string, host: string, port: number, now: () => number): Promise<VerifyResult> {
+export async function verifyMysql(b: Listed, scratchDir: string, host: string, port: number, now: () => number, all: Listed[] = [b]): Promise<VerifyResult> {
   return verifying(b, scratchDir, now, async (res, keep) => {
-    const x = keep(await startFromBase(b, { dir: scratchDir, host, port }));
+    const x = keep(await startFromBase(b, { dir: scratchDir, host, port }, all));
     res.gtid = await gtidPos(x);
     const want = String(b.manifest.detail.gtid ?? "");
     if (res.gtid !== want) throw new Error(`restored GTID position ${res.gtid || "none"} is not the manifest's ${want || "none"}`);

@@ -16,7 +16,8 @@ import type { Logger } from "../env/env.ts";
 import { fenceHeld, inMaintenance } from "../ha/flags.ts";
 import { BinlogArchiver, readArchiveFiles, readArchiveStatus, type ArchiveStatus } from "./archive.ts";
 import { isGood, listBackups, newId, setPinned, type BackupKind, type Listed, type Manifest } from "./manifest.ts";
-import { takeMysqlBackup } from "./mysql-backup.ts";
+import { incrementalParent } from "./chain.ts";
+import { datadirIdentity, takeMysqlBackup } from "./mysql-backup.ts";
 import { whereToArchive, whereToBackup, type PlaceInput } from "./place.ts";
 import { parseOneDomain } from "./plan.ts";
 import { takeRedisBackup } from "./redis-backup.ts";
@@ -127,12 +128,12 @@ export class BackupRuntime {
       const due = backupDue(latest, svc === "mysql" ? this.c.mysqlEveryS : this.c.redisEveryS, this.now(), Number.isFinite(req) ? req : null, handled);
       if (due) {
         if (Number.isFinite(req)) this.handled[svc] = Math.max(this.handled[svc] ?? 0, req);
-        this.job(svc, () => this.backup(svc, p.store, due, members, pin));
+        this.job(svc, () => this.backup(svc, p.store, due, members, mine, pin));
         continue;
       }
       const toVerify = verifyDue(mine.map((b) => b.manifest), this.c.verifyEveryS, this.now());
       const b = toVerify && mine.find((x) => x.manifest.id === toVerify.id);
-      if (b) this.job(`verify-${svc}`, () => this.verify(svc, b));
+      if (b) this.job(`verify-${svc}`, () => this.verify(svc, b, mine));
     }
     this.snap.running = [...this.running];
     this.snap.jobs = [];
@@ -173,7 +174,7 @@ export class BackupRuntime {
     void fn().catch((e: Error) => this.d.log.error(`backup job ${name} failed`, { err: e.message })).finally(() => this.running.delete(name));
   }
 
-  private async backup(svc: "mysql" | "redis", store: string, why: string, members: string[], pin: string | null = null): Promise<void> {
+  private async backup(svc: "mysql" | "redis", store: string, why: string, members: string[], mine: Listed[], pin: string | null = null): Promise<void> {
     const ha = this.d.config.ha!;
     const me = ha.ha.nodes[this.self]!;
     const target = targetOf(this.c, store);
@@ -186,7 +187,9 @@ export class BackupRuntime {
       if (svc === "mysql") {
         const conn = { host: me.address, port: ha.mysql!.port, user: ha.mysql!.user, password: await readSecret(ha.mysql!.password_file) };
         const datadir = (await sql(conn, "SELECT @@datadir;")).trim();
-        m = await takeMysqlBackup({ conn, datadir, target, id, name: "mysql", node: this.self, storedOn: store, now: this.now });
+        const chain = incrementalParent(mine.map((b) => b.manifest), this.self, await datadirIdentity(datadir), this.c.mysqlIncrementals);
+        this.d.log.info(`mysql backup ${id}: ${chain.why}`);
+        m = await takeMysqlBackup({ conn, datadir, target, id, name: "mysql", node: this.self, storedOn: store, now: this.now, parent: chain.parent });
       } else {
         const password = ha.redis!.password_file ? await readSecret(ha.redis!.password_file) : undefined;
         m = await takeRedisBackup({ host: me.address, port: ha.redis!.port, password, target, id, name: "redis", node: this.self, storedOn: store, now: this.now });
@@ -194,7 +197,7 @@ export class BackupRuntime {
       res = { kind: svc, node: this.self, at: new Date(this.now()).toISOString(), ok: true, error: null, id, ms: Math.round(performance.now() - t0) };
       this.d.log.info(`${svc} backup ${id} complete: ${m.bytes} bytes in ${res.ms} ms`, { gtid: m.detail.gtid });
       if (pin) await setPinned(join(target, svc, id), pin);
-      this.d.event?.(`${svc} backup ${id} complete on ${store} (${res.ms} ms, ${m.bytes} bytes)${pin ? `, pinned: ${pin}` : ""}`, { svc, id });
+      this.d.event?.(`${svc} backup ${id} complete on ${store} (${res.ms} ms, ${m.bytes} bytes${m.parent ? `, incremental on ${m.parent}` : ""})${pin ? `, pinned: ${pin}` : ""}`, { svc, id });
       await this.prune(svc, members);
     } catch (e) {
       res = { kind: svc, node: this.self, at: new Date(this.now()).toISOString(), ok: false, error: (e as Error).message.slice(0, 400), id, ms: Math.round(performance.now() - t0) };
@@ -204,13 +207,13 @@ export class BackupRuntime {
     await this.record(res);
   }
 
-  private async verify(svc: "mysql" | "redis", b: Listed): Promise<void> {
+  private async verify(svc: "mysql" | "redis", b: Listed, all: Listed[]): Promise<void> {
     const scratch = join(this.d.config.stateDir, "backup-verify", b.manifest.id);
     await rm(scratch, { recursive: true, force: true });
     await mkdir(join(this.d.config.stateDir, "backup-verify"), { recursive: true });
     const host = this.c.scratchHost;
     const r = svc === "mysql"
-      ? await verifyMysql(b, scratch, host, this.c.ports.verifyMysql, this.now)
+      ? await verifyMysql(b, scratch, host, this.c.ports.verifyMysql, this.now, all)
       : await verifyRedis(b, scratch, host, this.c.ports.verifyRedis, this.now);
     this.d.log[r.ok ? "info" : "error"](`verification of ${svc} backup ${b.manifest.id}: ${r.ok ? "good" : `BAD: ${r.error}`}`, { tables: r.tables, ms: Math.round(r.ms) });
     await this.record({ kind: `verify-${svc}`, node: this.self, at: new Date(this.now()).toISOString(), ok: r.ok, error: r.error, id: b.manifest.id, ms: Math.round(r.ms) });

@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { readArchive, readArchiveStatus, type ArchiveStatus } from "../backup/archive.ts";
+import { restorable, restoreChain } from "../backup/chain.ts";
 import { isGood, listBackups, setPinned, type Listed } from "../backup/manifest.ts";
 import { planRestore, type Target } from "../backup/plan.ts";
 import { connectHint, restoreMysql, restoreRedisInto } from "../backup/restore.ts";
@@ -66,7 +67,7 @@ async function list(c: Config, ctx: CommandContext): Promise<number> {
   for (const b of cat.backups) {
     const m = b.manifest;
     const state = (m.state === "bad" ? `BAD (${String((m.detail.verify as { error?: string } | undefined)?.error ?? "").slice(0, 60)})` : m.state) + (m.pinned ? ` PINNED (${m.pinned.slice(0, 80)})` : "");
-    ctx.io.out(`${m.kind.padEnd(6)} ${m.id.padEnd(31)} ${m.name.slice(0, 9).padEnd(9)} ${m.node.padEnd(9)} ${m.storedOn.padEnd(10)} ${m.startedAt.slice(0, 19).padEnd(21)} ${String(Math.round((Date.parse(m.finishedAt) - Date.parse(m.startedAt)) / 1000)).padStart(7)}  ${mb(m.bytes).padStart(9)}  ${state}`);
+    ctx.io.out(`${m.kind.padEnd(6)} ${m.id.padEnd(31)} ${m.name.slice(0, 9).padEnd(9)} ${m.node.padEnd(9)} ${m.storedOn.padEnd(10)} ${m.startedAt.slice(0, 19).padEnd(21)} ${String(Math.round((Date.parse(m.finishedAt) - Date.parse(m.startedAt)) / 1000)).padStart(7)}  ${mb(m.bytes).padStart(9)}  ${state}${m.parent ? `, incremental on ${m.parent}` : ""}`);
   }
   if (!cat.backups.length) ctx.io.out("(no backups)");
   for (const p of cat.inProgress) ctx.io.out(`in progress or abandoned (not a backup): ${p.kind}/${p.id} in ${p.dir}`);
@@ -185,17 +186,21 @@ export const restoreCommand: SubCommand = {
         target = { time: ms };
       } else target = { gtid: v["to-gtid"]! };
       const cat = await catalog(c);
-      const bases = cat.backups.filter((b) => b.manifest.kind === "mysql" && isGood(b.manifest));
+      const mysqls = cat.backups.filter((b) => b.manifest.kind === "mysql");
+      const ok = new Set(restorable(mysqls.map((b) => b.manifest)).map((m) => m.id));
+      const bases = mysqls.filter((b) => ok.has(b.manifest.id));
       const archive = await readArchive(members(c).map((n) => join(targetOf(c.backup!, n), "binlog")));
       const r = planRestore(bases.map((b) => ({ id: b.manifest.id, gtid: String(b.manifest.detail.gtid ?? ""), finishedMs: Date.parse(b.manifest.finishedAt), dir: b.dir })), archive, target);
       if (!r.ok) return fail(ctx, "restore", r.error);
       ctx.io.out(`plan: ${r.plan.describe}`);
       const base = bases.find((b) => b.manifest.id === r.plan.base.id)!;
+      const ch = restoreChain(mysqls.map((b) => b.manifest), base.manifest.id);
+      if (ch.ok && ch.chain.length > 1) ctx.io.out(`chain: full ${ch.chain[0]!.id}, then incremental ${ch.chain.slice(1).map((m) => m.id).join(", ")} applied to a copy of it`);
       const port = v.port ? Number(v.port) : c.backup!.ports.restoreMysql;
-      if (v.replace) return runReplace(c, ctx, { plan: r.plan, base, dir, port, dryRun: !!v["dry-run"] });
+      if (v.replace) return runReplace(c, ctx, { plan: r.plan, base, all: mysqls, dir, port, dryRun: !!v["dry-run"] });
       if (v["dry-run"]) return 0;
       try {
-        const res = await restoreMysql(r.plan, base, { dir, host: c.backup!.scratchHost, port, detached: true });
+        const res = await restoreMysql(r.plan, base, { dir, host: c.backup!.scratchHost, port, detached: true }, mysqls);
         ctx.io.out(`restored to gtid ${res.reached} in ${(res.ms / 1000).toFixed(1)} s: a new MariaDB (pid ${res.scratch.pid}) on ${res.scratch.host}:${res.scratch.port}, datadir ${dir}/data\nconnect: ${connectHint(res.scratch)}`);
         return 0;
       } catch (e) { return fail(ctx, "restore", (e as Error).message); }

@@ -93,7 +93,7 @@ const STATE: Record<Step, string> = {
   done: "the restored point, on every node",
 };
 
-export async function runReplace(c: Config, ctx: CommandContext, o: { plan: RestorePlan; base: Listed; dir: string; port: number; dryRun: boolean }): Promise<number> {
+export async function runReplace(c: Config, ctx: CommandContext, o: { plan: RestorePlan; base: Listed; all: Listed[]; dir: string; port: number; dryRun: boolean }): Promise<number> {
   if (!c.ha?.mysql) return fail(ctx, "--replace: this node's config has no ha: mysql section");
   const st = await committed(c);
   if (!st) return fail(ctx, `the agent does not answer on ${c.control.socket}: --replace goes through it`);
@@ -121,7 +121,7 @@ export async function runReplace(c: Config, ctx: CommandContext, o: { plan: Rest
   let x: Scratch | null = null;
   let stopped = false;
   try {
-    const r = await restoreMysql(o.plan, o.base, { dir: o.dir, host: c.backup!.scratchHost, port: o.port });
+    const r = await restoreMysql(o.plan, o.base, { dir: o.dir, host: c.backup!.scratchHost, port: o.port }, o.all);
     x = r.scratch;
     file.scratchPid = x.pid;
     await saveStep(c, file);

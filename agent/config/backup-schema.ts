@@ -5,6 +5,7 @@
 //                                    # NFS mount of it; the lab's: /run/bollard-lab/{node}/backup)
 //     retention: {daily: 7, weekly: 4}
 //     mysql_every_s: 86400           # base backups; 0: only on demand (`bollard backup now mysql`)
+//     mysql_incrementals: 6          # incremental base backups between two full ones (0: all full)
 //     redis_every_s: 86400
 //     verify_every_s: 86400          # restore the latest backup of each kind into a scratch instance
 //     archive: true                  # the continuous binlog archive
@@ -23,6 +24,7 @@ export const BackupSection = section(
     target: z.string({ error: "an absolute path, with {node} for the node's own directory" }).refine((v) => v.startsWith("/") && v.includes("{node}") && !v.includes("\0"), "an absolute path containing {node}"),
     retention: section({ daily: count(7, 366), weekly: count(4, 520) }, "daily, weekly").prefault({}),
     mysql_every_s: secs(86_400),
+    mysql_incrementals: count(6, 100),
     redis_every_s: secs(86_400),
     verify_every_s: secs(86_400),
     archive: z.boolean({ error: "true or false" }).default(true),
@@ -33,7 +35,7 @@ export const BackupSection = section(
     verify_mysql_port: port(3317),
     verify_redis_port: port(6391),
   },
-  "target, retention, mysql_every_s, redis_every_s, verify_every_s, archive, full_ratio, scratch_host, restore_*_port, verify_*_port",
+  "target, retention, mysql_every_s, mysql_incrementals, redis_every_s, verify_every_s, archive, full_ratio, scratch_host, restore_*_port, verify_*_port",
 );
 
 export interface BackupConfig {
@@ -41,6 +43,8 @@ export interface BackupConfig {
   target: string;
   retention: { daily: number; weekly: number };
   mysqlEveryS: number;
+  /** incremental base backups between two full ones */
+  mysqlIncrementals: number;
   redisEveryS: number;
   verifyEveryS: number;
   archive: boolean;
@@ -51,7 +55,7 @@ export interface BackupConfig {
 
 export function toBackupConfig(f: z.infer<typeof BackupSection>): BackupConfig {
   return {
-    target: f.target, retention: f.retention, mysqlEveryS: f.mysql_every_s, redisEveryS: f.redis_every_s, verifyEveryS: f.verify_every_s,
+    target: f.target, retention: f.retention, mysqlEveryS: f.mysql_every_s, mysqlIncrementals: f.mysql_incrementals, redisEveryS: f.redis_every_s, verifyEveryS: f.verify_every_s,
     archive: f.archive, fullRatio: f.full_ratio, scratchHost: f.scratch_host,
     ports: { restoreMysql: f.restore_mysql_port, restoreRedis: f.restore_redis_port, verifyMysql: f.verify_mysql_port, verifyRedis: f.verify_redis_port },
   };

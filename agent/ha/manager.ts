@@ -86,6 +86,8 @@ export class HaManager {
   private readonly attempts = new Map<Svc, Attempts>();
   /** local ms since when each service has had no writable primary clients can reach */
   private readonly downSince = new Map<Svc, { at: number; wall: number }>();
+  /** outages long enough for the alarm that ended since the alarms last judged (judgedWritesDown) */
+  private readonly endedDown = new Map<Svc, WritesDown>();
   /** local ms since when a node's portal has not answered (its reports say portalOk false) */
   private readonly portalBadSince = new Map<string, number>();
   private readonly holds = new Map<Svc, { why: string; command: string | null }>();
@@ -129,6 +131,7 @@ export class HaManager {
     this.procs.clear();
     this.fences.clear();
     this.downSince.clear();
+    this.endedDown.clear();
     this.portalBadSince.clear();
     this.pendingCommit = false;
     this.lastInput = null;
@@ -164,6 +167,17 @@ export class HaManager {
       const why = rs ? `writes stopped: restore --replace ${rs.id} under way (since ${new Date(rs.at).toISOString()})${p ? `; ${p.kind} from ${p.from} at step ${p.steps[p.i]}` : ""}` : p ? `${p.kind} from ${p.from} at step ${p.steps[p.i]} for ${Math.round((inp.now - p.stepAt) / 1000)} s${p.note ? ` (${p.note})` : ""}` : h?.why ?? this.attempts.get(svc)?.last ?? "no writable primary";
       out.push({ svc, since: d.wall, forMs, why, command: rs ? `bollard restore ${svc} --replace --abort (only if the restore command died)` : p ? p.command ?? null : h?.command ?? null });
     }
+    return out;
+  }
+
+  /**
+   * What the writes-down alarm judges: writesDown(), and the outages long enough for it that
+   * ended since the last judgement (one that ended between two alarm steps is still an alarm).
+   */
+  judgedWritesDown(): WritesDown[] {
+    const now = this.writesDown();
+    const out = [...now, ...[...this.endedDown.values()].filter((e) => !now.some((x) => x.svc === e.svc))];
+    this.endedDown.clear();
     return out;
   }
 
@@ -428,7 +442,14 @@ export class HaManager {
     for (const svc of SERVICES) {
       const holder = cfg.assignments[svc];
       const why = this.unwritable(svc, holder, cfg, inp);
-      if (why === null) { this.downSince.delete(svc); continue; }
+      if (why === null) {
+        const d = this.downSince.get(svc);
+        if (d && inp.now - d.at >= this.t.writesDownAlarmMs) {
+          this.endedDown.set(svc, { svc, since: d.wall, forMs: inp.now - d.at, why: `writable again at ${new Date(inp.wall).toISOString().slice(11, 23)} UTC`, command: null });
+        }
+        this.downSince.delete(svc);
+        continue;
+      }
       if (!this.downSince.has(svc)) this.downSince.set(svc, { at: inp.now, wall: inp.wall });
       if (!this.procs.has(svc) && !this.holds.has(svc)) this.hold(svc, why, this.suggest(svc, holder, cfg, inp));
     }

@@ -92,6 +92,8 @@ export class VmManager {
   private readonly downSince = new Map<string, number>();
   private readonly said = new Map<string, string>();
   private problemList: VmProblem[] = [];
+  /** problems found since the alarms last judged: a replica lost and rebuilt between two judgements is still an alarm */
+  private readonly unjudged = new Map<string, VmProblem>();
   private last: VmInput | null = null;
 
   constructor(
@@ -140,6 +142,7 @@ export class VmManager {
     if (!moving && batch.empty) this.rebalance(inp, batch, where);
     if (!batch.empty) this.commit({ op: "apply", why: batch.why.join("; ").slice(0, 200), assign: Object.keys(batch.assign).length ? batch.assign : undefined, flags: batch.flags });
     this.problemList = problems;
+    for (const p of problems) this.unjudged.set(`${p.kind}:${p.vm}`, p);
     return this.actions;
   }
 
@@ -153,6 +156,7 @@ export class VmManager {
     this.downSince.clear();
     this.lostReplica.clear();
     this.problemList = [];
+    this.unjudged.clear();
     this.last = null;
   }
 
@@ -168,6 +172,17 @@ export class VmManager {
   /** What is wrong with the VMs now (the alarms), as of the last tick. */
   problems(): VmProblem[] {
     return this.problemList;
+  }
+
+  /**
+   * What the alarms judge: the problems now, and those found since the last judgement that are
+   * gone already (a mirror target lost and rebuilt in less than the alarm step's period).
+   */
+  judged(): VmProblem[] {
+    const now = new Set(this.problemList.map((p) => `${p.kind}:${p.vm}`));
+    const out = [...this.problemList, ...[...this.unjudged].filter(([k]) => !now.has(k)).map(([, p]) => p)];
+    this.unjudged.clear();
+    return out;
   }
 
   /** Nodes the fencer waits on, and why. */

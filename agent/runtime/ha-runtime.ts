@@ -232,7 +232,7 @@ export class HaRuntime {
 
   /** What the alarm rules judge of it (alarms/types.ts WritesDownInput). */
   writesInput(): WritesDownInput {
-    return { leading: this.leading, services: [...(this.c.mysql ? ["mysql"] : []), ...(this.c.redis ? ["redis"] : [])], down: this.writesDown() };
+    return { leading: this.leading, services: [...(this.c.mysql ? ["mysql"] : []), ...(this.c.redis ? ["redis"] : [])], down: this.leading ? this.mgr.judgedWritesDown() : [] };
   }
 
   private cmp(svc: Svc, a: string, b: string): number | null {

@@ -252,7 +252,7 @@ export class VmRuntime {
   alarmInput(): VmAlarmInput {
     const v = this.d.node.view();
     const other = v.leader !== null && v.leader !== this.self && v.peers.some((p) => p.name === v.leader && p.alive);
-    return { vms: this.c.catalog.defs.map((d) => d.name), judge: this.leading || other, problems: this.leading ? this.mgr.problems() : [] };
+    return { vms: this.c.catalog.defs.map((d) => d.name), judge: this.leading || other, problems: this.leading ? this.mgr.judged() : [] };
   }
 
   metrics(): VmMetrics | null {

@@ -39,7 +39,7 @@ export class WatchComponent implements Component {
       siteMetrics: () => this.ha.runtime?.snapshot().sites.map((x) => ({ site: x.site, up: x.state !== "unreachable" && x.state !== "unknown", state: x.state, lagSeconds: x.lagS, lagTransactions: x.lagTrx })) ?? null,
       onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
       uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
-      vms: () => { const rt = this.vms?.runtime; return rt ? { alarms: rt.alarmInput(), metrics: rt.metrics() } : null; },
+      vms: () => { const rt = this.vms?.runtime; return rt ? { alarms: () => rt.alarmInput(), metrics: rt.metrics() } : null; },
       ...(this.onHost ? { onHost: this.onHost } : {}),
       readiness: () => this.ready?.snapshot() ?? null,
       backups: () => (this.backup?.runtime ? { alarms: this.backup.alarmInput(), snap: this.backup.runtime.snap } : null),

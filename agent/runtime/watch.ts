@@ -78,7 +78,8 @@ export interface WatchDeps {
   /** N+1 readiness as judged now (runtime/readiness.ts); absent or null: not judged */
   readiness?(): ReadyInput | null;
   /** the VMs' alarm input and metrics (runtime/vm-runtime.ts); absent without VMs */
-  vms?(): { alarms: VmAlarmInput; metrics: VmMetrics | null } | null;
+  /** alarms() is called once per alarm step: it hands over what the VM manager found since the last one */
+  vms?(): { alarms(): VmAlarmInput; metrics: VmMetrics | null } | null;
   /** the backups' alarm input and snapshot (backup/runtime.ts); absent without backups */
   backups?(): { alarms: BackupAlarmInput | null; snap: BackupSnapshot | null } | null;
   /** tests: fakes of the hardware, host and bond readers */
@@ -291,7 +292,7 @@ export class Watch {
     // like the cluster's: peers not yet heard are not "would be left without"
     if (this.d.readiness && t0 - this.startedAt >= 2 * t.peerDeadMs + 2000) r.readiness = this.d.readiness();
     const vms = this.d.vms?.();
-    if (vms) r.vms = vms.alarms;
+    if (vms) r.vms = vms.alarms();
     const backups = this.d.backups?.()?.alarms;
     if (backups) r.backups = backups;
     const writes = this.d.writes?.();

@@ -244,6 +244,9 @@ Apply("the agent's config is one the agent accepts: join with the token, the bro
     assert.not.ok(c.cluster.join!.peers.includes(c.cluster.join!.address!));
     assert.equal(c.bus.broker, { passwordFile: "/var/lib/bollard/mosquitto/passwd", aclFile: "/var/lib/bollard/mosquitto/acl", pidFile: "/run/mosquitto/mosquitto.pid" });
     assert.equal(c.bus.tls, { caFile: "/var/lib/bollard/secrets/tls/ca.crt", certFile: "/var/lib/bollard/secrets/tls/node.crt", keyFile: "/var/lib/bollard/secrets/tls/node.key", material: null });
+    assert.is(c.web.enabled, true, "a seeded node serves the web console (with the seeded certificate)");
+    assert.equal(c.web.listen, [{ host: "0.0.0.0", port: 443 }]);
+    assert.is(c.web.certFile, null, "no certificate of its own: the bus's, from the cluster CA");
     assert.is(y.mode, 0o640);
   }
 });

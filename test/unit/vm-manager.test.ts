@@ -235,6 +235,28 @@ Mirror("the replica's node lost: outdated at once; then a new replica on the thi
   assert.equal(commitOf(m.tick(input(o, cat, reps, { alive: ["node1", "node3"] })))!.flags, { "vm-replica:a": "node3", "vm-synced:a": null });
 });
 
+Mirror("a replica lost and rebuilt between two alarm judgements is still judged once, then no more", () => {
+  const { m } = harness();
+  const cat = catalog([def("a")]);
+  const alive = { alive: ["node1", "node3"] };
+  const reps = (to: string, state: "ready" | "syncing") => ({ node1: report([vmFact("a", "running", { mirror: { to, state, done: 1 } })]), node3: report() });
+  assert.equal(m.judged(), [], "nothing yet");
+  m.tick(input(cfg({ "vm:a": "node1" }, { "vm-replica:a": "node2", "vm-synced:a": "node2" }), cat, reps("node2", "ready"), alive));
+  m.commitDone(true);
+  m.tick(input(cfg({ "vm:a": "node1" }), cat, reps("node2", "ready"), { ...alive, now: 50_100 }));
+  assert.is(m.problems()[0]?.kind, "mirror-degraded", "lost: degraded at once");
+  m.commitDone(true);
+  m.tick(input(cfg({ "vm:a": "node1" }, { "vm-replica:a": "node3" }), cat, reps("node3", "ready"), { ...alive, now: 50_200 }));
+  m.commitDone(true);
+  m.tick(input(cfg({ "vm:a": "node1" }, { "vm-replica:a": "node3", "vm-synced:a": "node3" }), cat, reps("node3", "ready"), { ...alive, now: 50_300 }));
+  assert.equal(m.problems(), [], "in sync with node3 again");
+  const j = m.judged();
+  assert.is(j.length, 1);
+  assert.is(j[0]!.kind, "mirror-degraded");
+  assert.match(j[0]!.why, /its replica on node2 was lost/);
+  assert.equal(m.judged(), [], "handed over once");
+});
+
 Mirror("without a replica in sync for degraded_alarm_ms: the mirror-degraded problem", () => {
   const { m } = harness();
   const cat = catalog([def("a")]);
