@@ -9,7 +9,7 @@
 // node ending with the same data, the old data in a pinned backup.
 // The lab's agents get a backup: section (LAB_BACKUP=1, gen-ha.sh): targets $S/<node>/backup.
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -139,12 +139,16 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     // a corrupted backup: one byte of the newest backup's table (the pinned pre-replace one, which
     // the verification job takes: the newest) changed; the next verification finds it
     const live = (await list(at)).find((b) => b.id === kept[0]!.id)!;
-    const f = join(live.dir, "data", "fms", "writes.ibd");
+    // its largest table file (a .ibd in a full backup, a .delta in an incremental one)
+    const files = (readdirSync(live.dir, { recursive: true }) as string[]).filter((x) => /\.(ibd|delta)$/.test(x)).map((x) => ({ x, n: statSync(join(live.dir, x)).size }));
+    const name = files.sort((a, b) => b.n - a.n)[0]!.x;
+    const f = join(live.dir, name);
     const bytes = readFileSync(f);
-    bytes[bytes.length - 3000] = bytes[bytes.length - 3000]! ^ 0xff;
+    const mid = Math.floor(bytes.length / 2);
+    bytes[mid] = bytes[mid]! ^ 0xff;
     writeFileSync(f, bytes);
     const v = await until("the verification alarm", 120_000, async () => (await alarms(at)).find((x) => x.rule === "backup-verify-failed"));
-    assert.match(v.detail ?? "", /checksums: data\/fms\/writes.ibd changed/);
+    assert.ok((v.detail ?? "").includes(`checksums: ${name} changed`), `${v.detail} names ${name}`);
     const l3 = await list(at);
     const b3 = l3.find((b) => b.id === live.id)!;
     assert.is(b3.state, "bad");
