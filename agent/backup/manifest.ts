@@ -12,7 +12,8 @@
 // whose target holds it, times are ISO 8601 UTC strings, `parent` the id of the backup an
 // incremental one builds on (null for a full one), `state` "complete" (written and checked),
 // "verified" (restored by a verification job and found good) or "bad" (a verification failed:
-// never offered as good), `detail` what the kind adds (MySQL: {gtid, ...}; VM: its disks).
+// never offered as good), `detail` what the kind adds (MySQL: {gtid, ...}; VM: its disks),
+// `pinned` (optional) why retention must keep it (`restore --replace` pins the old data's backup).
 // A manifest from disk is input from outside: parsing returns an error value, never throws.
 import { readdir, readFile, rename, stat, writeFile, open } from "node:fs/promises";
 import { join } from "node:path";
@@ -40,6 +41,8 @@ export const ManifestSchema = z.object({
   parent: z.string().regex(ID_RE).nullable(),
   state: z.enum(STATES),
   detail: z.record(z.string(), z.unknown()),
+  /** kept whatever retention says, with why (the old data `restore --replace` kept); removed by `bollard backup unpin ID` */
+  pinned: z.string().min(1).max(300).optional(),
 }).strict();
 
 export type Manifest = z.infer<typeof ManifestSchema>;
@@ -152,6 +155,16 @@ export async function setState(dir: string, state: BackupState, detail: Record<s
   const m = parseManifest(await readFile(join(dir, MANIFEST), "utf8"));
   if (!m.ok) throw new Error(`${dir}: ${m.error}`);
   const next = { ...m.value, state, detail: { ...m.value.detail, ...detail } };
+  await writeManifest(dir, next);
+  return next;
+}
+
+/** Pins a finished backup (retention keeps it, whatever its age) with why, or unpins it (null). */
+export async function setPinned(dir: string, why: string | null): Promise<Manifest> {
+  const m = parseManifest(await readFile(join(dir, MANIFEST), "utf8"));
+  if (!m.ok) throw new Error(`${dir}: ${m.error}`);
+  const { pinned: _old, ...rest } = m.value;
+  const next: Manifest = why ? { ...rest, pinned: why.slice(0, 300) } : rest;
   await writeManifest(dir, next);
   return next;
 }

@@ -6,6 +6,8 @@
 //   - weekly M: likewise for each of the last M ISO weeks (Monday to Sunday, UTC);
 //   - the newest good backup is always kept, whatever the windows say (a cluster that stopped
 //     taking backups keeps its last one);
+//   - a pinned backup (manifest `pinned`: the old data `restore --replace` kept) is kept until an
+//     operator unpins it (`bollard backup unpin ID`), apart from the windows (it takes no slot);
 //   - a kept incremental backup keeps its parent chain;
 //   - a bad backup (failed verification) is kept for inspection while it is in the daily window,
 //     and pruned after; everything else outside the windows is pruned.
@@ -29,7 +31,10 @@ const weekIndex = (ms: number) => Math.floor((dayIndex(ms) - 4) / 7);
 export function retain(backups: Manifest[], policy: RetentionPolicy, nowMs: number): PruneDecision {
   const keep = new Map<string, string>();
   const byNewest = [...backups].sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.id.localeCompare(a.id));
-  const good = byNewest.filter(isGood);
+  // pinned (the old data `restore --replace` kept): kept until an operator unpins it, and apart:
+  // it takes no daily or weekly slot, so the regular backups of its day are kept as without it
+  for (const b of byNewest) if (b.pinned) keep.set(b.id, `pinned: ${b.pinned}`);
+  const good = byNewest.filter((b) => isGood(b) && !b.pinned);
   if (good[0]) keep.set(good[0].id, "newest good backup");
   const today = dayIndex(nowMs), week = weekIndex(nowMs);
   const daysSeen = new Set<number>(), weeksSeen = new Set<number>();

@@ -15,7 +15,7 @@ import type { Config } from "../config/schema.ts";
 import type { Logger } from "../env/env.ts";
 import { fenceHeld, inMaintenance } from "../ha/flags.ts";
 import { BinlogArchiver, readArchiveFiles, readArchiveStatus, type ArchiveStatus } from "./archive.ts";
-import { isGood, listBackups, newId, type BackupKind, type Listed, type Manifest } from "./manifest.ts";
+import { isGood, listBackups, newId, setPinned, type BackupKind, type Listed, type Manifest } from "./manifest.ts";
 import { incrementalParent } from "./chain.ts";
 import { datadirIdentity, takeMysqlBackup } from "./mysql-backup.ts";
 import { whereToArchive, whereToBackup, type PlaceInput } from "./place.ts";
@@ -119,12 +119,16 @@ export class BackupRuntime {
       if (!p.ok || p.take !== this.self || this.running.has(svc)) continue;
       const mine = all.filter((b) => b.manifest.kind === svc);
       const latest = mine.filter((b) => isGood(b.manifest)).pop()?.manifest ?? null;
-      const req = Number(cfg.flags[`backup-now:${svc}`] ?? NaN);
+      // "<wall ms>" or "<wall ms> pin:<why>" (restore --replace keeps the old data: pinned before
+      // retention runs, or the backups it would have kept beside it are pruned)
+      const flag = cfg.flags[`backup-now:${svc}`] ?? "";
+      const req = Number(flag.split(" ")[0] || NaN);
+      const pin = /^\S+ pin:(.+)$/.exec(flag)?.[1] ?? null;
       const handled = Math.max(this.handled[svc] ?? 0, latest ? Date.parse(latest.startedAt) : 0);
       const due = backupDue(latest, svc === "mysql" ? this.c.mysqlEveryS : this.c.redisEveryS, this.now(), Number.isFinite(req) ? req : null, handled);
       if (due) {
         if (Number.isFinite(req)) this.handled[svc] = Math.max(this.handled[svc] ?? 0, req);
-        this.job(svc, () => this.backup(svc, p.store, due, members, mine));
+        this.job(svc, () => this.backup(svc, p.store, due, members, mine, pin));
         continue;
       }
       const toVerify = verifyDue(mine.map((b) => b.manifest), this.c.verifyEveryS, this.now());
@@ -170,7 +174,7 @@ export class BackupRuntime {
     void fn().catch((e: Error) => this.d.log.error(`backup job ${name} failed`, { err: e.message })).finally(() => this.running.delete(name));
   }
 
-  private async backup(svc: "mysql" | "redis", store: string, why: string, members: string[], mine: Listed[]): Promise<void> {
+  private async backup(svc: "mysql" | "redis", store: string, why: string, members: string[], mine: Listed[], pin: string | null = null): Promise<void> {
     const ha = this.d.config.ha!;
     const me = ha.ha.nodes[this.self]!;
     const target = targetOf(this.c, store);
@@ -192,7 +196,8 @@ export class BackupRuntime {
       }
       res = { kind: svc, node: this.self, at: new Date(this.now()).toISOString(), ok: true, error: null, id, ms: Math.round(performance.now() - t0) };
       this.d.log.info(`${svc} backup ${id} complete: ${m.bytes} bytes in ${res.ms} ms`, { gtid: m.detail.gtid });
-      this.d.event?.(`${svc} backup ${id} complete on ${store} (${res.ms} ms, ${m.bytes} bytes${m.parent ? `, incremental on ${m.parent}` : ""})`, { svc, id });
+      if (pin) await setPinned(join(target, svc, id), pin);
+      this.d.event?.(`${svc} backup ${id} complete on ${store} (${res.ms} ms, ${m.bytes} bytes${m.parent ? `, incremental on ${m.parent}` : ""})${pin ? `, pinned: ${pin}` : ""}`, { svc, id });
       await this.prune(svc, members);
     } catch (e) {
       res = { kind: svc, node: this.self, at: new Date(this.now()).toISOString(), ok: false, error: (e as Error).message.slice(0, 400), id, ms: Math.round(performance.now() - t0) };

@@ -3,12 +3,12 @@
 // the same path on every node, another node's reached through its NFS mount; in the lab the
 // nodes' state directories). `backup now` commits the register flag backup-now:<svc>; the agent
 // whose node backup/place.ts names takes it, and the command waits for the new backup or the
-// job's failure. A restore runs on this node, into a new server beside the cluster.
+// job's failure ("<ms> pin:<why>": pinned by the agent before retention runs, restore --replace). A restore runs on this node, into a new server beside the cluster.
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { readArchive, readArchiveStatus, type ArchiveStatus } from "../backup/archive.ts";
 import { restorable, restoreChain } from "../backup/chain.ts";
-import { isGood, listBackups, type Listed } from "../backup/manifest.ts";
+import { isGood, listBackups, setPinned, type Listed } from "../backup/manifest.ts";
 import { planRestore, type Target } from "../backup/plan.ts";
 import { connectHint, restoreMysql, restoreRedisInto } from "../backup/restore.ts";
 import { readJobs } from "../backup/runtime.ts";
@@ -17,15 +17,19 @@ import { targetOf } from "../config/backup-schema.ts";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { controlRequest } from "../runtime/control.ts";
+import { abortReplace, replaceRefusal, runReplace } from "./restore-replace-cmd.ts";
 import type { CommandContext, SubCommand } from "./types.ts";
 
 const BACKUP_USAGE = [
   "backup list [--json]                every backup on every node's target (mysql, redis, vm), oldest first",
   "backup status [--json]              last good backup and its age, archive lag, space used, last jobs",
   "backup now mysql|redis [--no-wait]  take one now (on a replica, stored on another node)",
+  "backup unpin ID                     let retention remove a pinned backup (restore --replace pins the old data's)",
 ];
 const RESTORE_USAGE = [
   "restore mysql --to-time T|--to-gtid G [--dry-run]  into a NEW MariaDB beside the cluster (T: ISO 8601, UTC if no zone)",
+  "restore mysql --to-time T|--to-gtid G --replace --confirm CLUSTER [--dry-run]  make that point every node's data (CLUSTER: cluster.name; writes stop meanwhile; the old data kept in a pinned backup)",
+  "restore mysql --replace --abort --confirm CLUSTER  clear the write stop a dead `restore --replace` left; says what state the data is in",
   "restore redis --backup ID [--dry-run]  into a NEW redis-server beside the cluster",
 ];
 
@@ -39,7 +43,7 @@ function config(ctx: CommandContext): Config | string {
   return r.config;
 }
 
-const members = (c: Config) => [...new Set([...c.cluster.members.map((m) => m.name), ...Object.keys(c.ha?.ha.nodes ?? {})])].sort();
+export const members = (c: Config) => [...new Set([...c.cluster.members.map((m) => m.name), ...Object.keys(c.ha?.ha.nodes ?? {})])].sort();
 
 export async function catalog(c: Config): Promise<{ backups: Listed[]; errors: { dir: string; error: string }[]; inProgress: { kind: string; id: string; dir: string }[] }> {
   const out = { backups: [] as Listed[], errors: [] as { dir: string; error: string }[], inProgress: [] as { kind: string; id: string; dir: string }[] };
@@ -53,7 +57,7 @@ export async function catalog(c: Config): Promise<{ backups: Listed[]; errors: {
   return out;
 }
 
-const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+export const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 const age = (iso: string) => { const s = Math.round((Date.now() - Date.parse(iso)) / 1000); return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`; };
 
 async function list(c: Config, ctx: CommandContext): Promise<number> {
@@ -62,7 +66,7 @@ async function list(c: Config, ctx: CommandContext): Promise<number> {
   ctx.io.out("KIND   ID                              NAME      TAKEN ON  STORED ON  STARTED (UTC)         SECONDS  SIZE       STATE");
   for (const b of cat.backups) {
     const m = b.manifest;
-    const state = m.state === "bad" ? `BAD (${String((m.detail.verify as { error?: string } | undefined)?.error ?? "").slice(0, 60)})` : m.state;
+    const state = (m.state === "bad" ? `BAD (${String((m.detail.verify as { error?: string } | undefined)?.error ?? "").slice(0, 60)})` : m.state) + (m.pinned ? ` PINNED (${m.pinned.slice(0, 80)})` : "");
     ctx.io.out(`${m.kind.padEnd(6)} ${m.id.padEnd(31)} ${m.name.slice(0, 9).padEnd(9)} ${m.node.padEnd(9)} ${m.storedOn.padEnd(10)} ${m.startedAt.slice(0, 19).padEnd(21)} ${String(Math.round((Date.parse(m.finishedAt) - Date.parse(m.startedAt)) / 1000)).padStart(7)}  ${mb(m.bytes).padStart(9)}  ${state}${m.parent ? `, incremental on ${m.parent}` : ""}`);
   }
   if (!cat.backups.length) ctx.io.out("(no backups)");
@@ -97,23 +101,32 @@ async function status(c: Config, ctx: CommandContext): Promise<number> {
   return 0;
 }
 
-async function now(c: Config, svc: string, wait: boolean, ctx: CommandContext): Promise<number> {
+/** Commits backup-now:<svc> and, with `wait`, waits for the new backup (or the job's failure). */
+export async function takeNow(c: Config, svc: string, wait: boolean, say: (s: string) => void, why = `operator backup of ${svc}`, pin?: string): Promise<{ ok: true; backup: Listed | null } | { ok: false; error: string }> {
   const t0 = Date.now();
-  const r = await controlRequest(c.control.socket, "POST", "/command", { op: "apply", why: `operator backup of ${svc}`, flags: { [`backup-now:${svc}`]: String(t0) } }, 15_000).catch((e: Error) => ({ code: 0, body: { error: e.message } }));
+  const r = await controlRequest(c.control.socket, "POST", "/command", { op: "apply", why, flags: { [`backup-now:${svc}`]: pin ? `${t0} pin:${pin}`.slice(0, 300) : String(t0) } }, 15_000).catch((e: Error) => ({ code: 0, body: { error: e.message } }));
   const b = r.body as { status?: string; epoch?: number; error?: string };
-  if (r.code !== 200 || b.status !== "ok") return fail(ctx, "backup now", `refused: ${b.error ?? `HTTP ${r.code}`}`);
-  ctx.io.out(`requested (config epoch ${b.epoch}); a replica takes it`);
-  if (!wait) return 0;
+  if (r.code !== 200 || b.status !== "ok") return { ok: false, error: `refused: ${b.error ?? `HTTP ${r.code}`}` };
+  say(`requested (config epoch ${b.epoch}); a replica takes it`);
+  if (!wait) return { ok: true, backup: null };
   for (let i = 0; i < 3600; i++) {
     await sleep(1000);
     const got = (await catalog(c)).backups.find((x) => x.manifest.kind === svc && Date.parse(x.manifest.startedAt) >= t0 - 1000);
-    if (got) { ctx.io.out(`${svc} backup ${got.manifest.id} complete: taken on ${got.manifest.node}, stored on ${got.manifest.storedOn}, ${mb(got.manifest.bytes)}`); return 0; }
+    if (got) return { ok: true, backup: got };
     const jobs: JobResult[] = [];
     for (const n of members(c)) jobs.push(...(await readJobs(targetOf(c.backup!, n))));
     const failed = jobs.find((j) => j.kind === svc && !j.ok && Date.parse(j.at) >= t0);
-    if (failed) return fail(ctx, "backup now", `the backup on ${failed.node} failed: ${failed.error}`);
+    if (failed) return { ok: false, error: `the backup on ${failed.node} failed: ${failed.error}` };
   }
-  return fail(ctx, "backup now", "no backup within an hour");
+  return { ok: false, error: "no backup within an hour" };
+}
+
+async function now(c: Config, svc: string, wait: boolean, ctx: CommandContext): Promise<number> {
+  const r = await takeNow(c, svc, wait, (s) => ctx.io.out(s));
+  if (!r.ok) return fail(ctx, "backup now", r.error);
+  const m = r.backup?.manifest;
+  if (m) ctx.io.out(`${svc} backup ${m.id} complete: taken on ${m.node}, stored on ${m.storedOn}, ${mb(m.bytes)}`);
+  return 0;
 }
 
 export const backupCommand: SubCommand = {
@@ -129,7 +142,15 @@ export const backupCommand: SubCommand = {
     if (sub === "list" && p.positionals.length === 1) return list(c, ctx);
     if (sub === "status" && p.positionals.length === 1) return status(c, ctx);
     if (sub === "now" && (svc === "mysql" || svc === "redis") && p.positionals.length === 2) return now(c, svc, !p.values["no-wait"], ctx);
-    return fail(ctx, "backup", `expected: list | status | now mysql|redis\nrun "bollard --help" for usage`, 2);
+    if (sub === "unpin" && svc && p.positionals.length === 2) {
+      const b = (await catalog(c)).backups.find((x) => x.manifest.id === svc);
+      if (!b) return fail(ctx, "backup unpin", `no backup ${svc} (see bollard backup list)`);
+      if (!b.manifest.pinned) { ctx.io.out(`backup ${svc} is not pinned`); return 0; }
+      await setPinned(b.dir, null);
+      ctx.io.out(`backup ${svc} unpinned (was: ${b.manifest.pinned}); retention removes it once it is outside the daily and weekly windows`);
+      return 0;
+    }
+    return fail(ctx, "backup", `expected: list | status | now mysql|redis | unpin ID\nrun "bollard --help" for usage`, 2);
   },
 };
 
@@ -146,16 +167,15 @@ export const restoreCommand: SubCommand = {
   async run(args, ctx) {
     let p;
     try {
-      p = parseArgs({ args, allowPositionals: true, options: { "to-time": { type: "string" }, "to-gtid": { type: "string" }, backup: { type: "string" }, "dry-run": { type: "boolean" }, replace: { type: "boolean" }, dir: { type: "string" }, port: { type: "string" } } });
+      p = parseArgs({ args, allowPositionals: true, options: { "to-time": { type: "string" }, "to-gtid": { type: "string" }, backup: { type: "string" }, "dry-run": { type: "boolean" }, replace: { type: "boolean" }, confirm: { type: "string" }, abort: { type: "boolean" }, dir: { type: "string" }, port: { type: "string" } } });
     } catch (e) { return fail(ctx, "restore", `${(e as Error).message}\nrun "bollard --help" for usage`, 2); }
     const [svc] = p.positionals;
     const c = config(ctx);
     if (typeof c === "string") return fail(ctx, "restore", c, 2);
     const v = p.values;
-    if (v.replace) {
-      return fail(ctx, "restore", "--replace is not available yet: making a restored point the cluster's data needs the HA manager to stop writes, re-seed the primary from the restored datadir " +
-        "and re-clone both replicas (keeping the old datadirs), none of which bollard can do yet (issue 23 item 3, docs/backup.md). Restore beside the cluster (without --replace) and copy back what you need.", 2);
-    }
+    const refused = replaceRefusal(svc, v, c.cluster.name);
+    if (refused) return fail(ctx, "restore", refused, 2);
+    if (v.abort) return abortReplace(c, ctx);
     const dir = v.dir ?? join(c.stateDir, "restore", `${svc}-${new Date().toISOString().replace(/[-:.]/g, "")}`);
     if (svc === "mysql") {
       if (!!v["to-time"] === !!v["to-gtid"]) return fail(ctx, "restore", "expected exactly one of --to-time T or --to-gtid G", 2);
@@ -176,8 +196,9 @@ export const restoreCommand: SubCommand = {
       const base = bases.find((b) => b.manifest.id === r.plan.base.id)!;
       const ch = restoreChain(mysqls.map((b) => b.manifest), base.manifest.id);
       if (ch.ok && ch.chain.length > 1) ctx.io.out(`chain: full ${ch.chain[0]!.id}, then incremental ${ch.chain.slice(1).map((m) => m.id).join(", ")} applied to a copy of it`);
-      if (v["dry-run"]) return 0;
       const port = v.port ? Number(v.port) : c.backup!.ports.restoreMysql;
+      if (v.replace) return runReplace(c, ctx, { plan: r.plan, base, all: mysqls, dir, port, dryRun: !!v["dry-run"] });
+      if (v["dry-run"]) return 0;
       try {
         const res = await restoreMysql(r.plan, base, { dir, host: c.backup!.scratchHost, port, detached: true }, mysqls);
         ctx.io.out(`restored to gtid ${res.reached} in ${(res.ms / 1000).toFixed(1)} s: a new MariaDB (pid ${res.scratch.pid}) on ${res.scratch.host}:${res.scratch.port}, datadir ${dir}/data\nconnect: ${connectHint(res.scratch)}`);

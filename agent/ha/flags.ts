@@ -19,6 +19,10 @@
 //                       node, or "any"
 //   site-promoted:<site>  a remote site's MySQL was promoted (`bollard site promote`): this
 //                       room's MySQL stays read-only, held for re-cloning (ha/site.ts)
+//   restore:<svc>       "<id> <wall ms>": `bollard restore mysql --replace` is replacing the
+//                       cluster's data (backup/replace.ts): the holder's server stays read-only
+//                       (a failover's new holder too) until the command clears it, or
+//                       `bollard restore mysql --replace --abort` does
 import type { ClusterConfig } from "../bus/messages.ts";
 
 export type Svc = "mysql" | "redis";
@@ -35,6 +39,14 @@ export const noFailover = (f: Flags, node: string) => f[`nofailover:${node}`] ==
 export const frozen = (f: Flags, svc: Svc): string | null => f[`freeze:${svc}`] ?? null;
 export const switchoverTarget = (f: Flags, svc: Svc): string | null => f[`switchover:${svc}`] ?? null;
 export const confirmedInst = (f: Flags, svc: Svc): string | null => f[`inst:${svc}`] ?? null;
+/** `restore:<svc>` = "<id> <wall ms>": the replace under way, or null. */
+export function restoring(f: Flags, svc: Svc): { id: string; at: number } | null {
+  const v = f[`restore:${svc}`];
+  if (v === undefined) return null;
+  const [id = "", at = ""] = v.split(" ");
+  return { id: id || "?", at: Number(at) || 0 };
+}
+export const restoreFlag = (svc: Svc) => `restore:${svc}`;
 export const failoverRequest = (f: Flags, svc: Svc): string | null => f[`failover-to:${svc}`] ?? null;
 
 /** Anti-flapping: an automatic failover of `svc` is allowed unless one happened within `periodMs` and was not acknowledged. */

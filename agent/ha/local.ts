@@ -6,7 +6,7 @@
 // action per resource at a time, and the next facts show the result.
 import type { ClusterConfig } from "../bus/messages.ts";
 import type { NodeView } from "../cluster/view.ts";
-import { confirmedInst, fenceHeld, frozen, type Svc } from "./flags.ts";
+import { confirmedInst, fenceHeld, frozen, restoring, type Svc } from "./flags.ts";
 import { promotedSites } from "./site.ts";
 
 export interface DbFacts {
@@ -77,7 +77,8 @@ export interface LocalFacts {
 }
 
 export type LocalAction =
-  | { res: Svc; do: "promote"; why: string }
+  /** readOnly: drain the relay log and stop replicating, but stay read-only (restoreHold) */
+  | { res: Svc; do: "promote"; why: string; readOnly?: boolean }
   | { res: Svc; do: "demote"; why: string }
   | { res: Svc; do: "replicate"; from: string; why: string }
   | { res: Svc; do: "detach"; why: string }
@@ -89,6 +90,23 @@ export type LocalAction =
   /** nginx is dead or does not answer: kill what is left of it and start it again */
   | { res: "portal"; do: "restart"; why: string }
   | { res: "vip"; do: "acquire" | "release"; why: string };
+
+/**
+ * The holder's server while `bollard restore mysql --replace` runs (the register flag
+ * restore:<svc>, backup/replace.ts): writes stop cluster-wide. A writable server is made
+ * read-only; a replica that has just been made the holder (a failover during the replace) is
+ * promoted read-only (relay log applied, replication stopped) so that the failover completes
+ * without writes resuming; a read-only one stays so. `undefined`: no replace under way (the
+ * usual rules decide); null: nothing to do.
+ */
+export function restoreHold(svc: Svc, d: DbFacts, flags: ClusterConfig["flags"]): LocalAction | null | undefined {
+  const r = restoring(flags, svc);
+  if (!r) return undefined;
+  const why = `writes stopped: restore --replace ${r.id} under way`;
+  if (d.writable) return { res: svc, do: "demote", why };
+  if (d.role === "replica") return { res: svc, do: "promote", readOnly: true, why: `${why}: promoted read-only` };
+  return null;
+}
 
 /** how long a divergence must persist in the peers' reports before the node holds itself out */
 const SUSPECT_MS = 2000;
@@ -203,6 +221,13 @@ export class LocalManager {
       const site = svc === "mysql" ? promotedSites(cfg.flags)[0] : undefined;
       if (site) return d.writable ? { res: svc, do: "demote", why: `remote site ${site} was promoted: this room stays read-only until it is re-cloned` } : null;
       if (frozen(cfg.flags, svc) === this.self) return d.writable ? { res: svc, do: "demote", why: "planned switchover: read-only until the target has caught up" } : null;
+      const rs = restoreHold(svc, d, cfg.flags);
+      if (rs !== undefined) {
+        if (rs === null || rs.do === "demote") return rs;
+        // a failover's new holder during a replace: its relay log applied, read-only still
+        if (!f.view.acting || !f.view.current || this.heldOut.has(svc) || !d.inst || confirmedInst(cfg.flags, svc) !== d.inst) return null;
+        return rs;
+      }
       if (d.role === "primary" && d.writable) return null;
       // R5: promote only while acting, and only on a config known to be the latest
       if (!f.view.acting || !f.view.current) return null;

@@ -8,7 +8,7 @@
 import type { ClusterConfig, Command, DbReport } from "../bus/messages.ts";
 import type { NodeView } from "../cluster/view.ts";
 import type { FenceProof } from "../resources/types.ts";
-import { SERVICES, armed, confirmedInst, failoverRequest, fenceHeld, fencedProof, flapHold, frozen, inMaintenance, switchoverTarget, type Svc } from "./flags.ts";
+import { SERVICES, armed, confirmedInst, failoverRequest, fenceHeld, fencedProof, flapHold, frozen, inMaintenance, restoring, switchoverTarget, type Svc } from "./flags.ts";
 import { STEPS, failoverCommand, ineligible, type Cause, type Proc, type StepCtx } from "./steps.ts";
 import type { HaInput, HaTiming, Report } from "./types.ts";
 
@@ -163,8 +163,9 @@ export class HaManager {
       if (forMs < this.t.writesDownAlarmMs) continue;
       const p = this.procs.get(svc);
       const h = this.holds.get(svc);
-      const why = p ? `${p.kind} from ${p.from} at step ${p.steps[p.i]} for ${Math.round((inp.now - p.stepAt) / 1000)} s${p.note ? ` (${p.note})` : ""}` : h?.why ?? this.attempts.get(svc)?.last ?? "no writable primary";
-      out.push({ svc, since: d.wall, forMs, why, command: p ? p.command ?? null : h?.command ?? null });
+      const rs = restoring(inp.view.committed.flags, svc);
+      const why = rs ? `writes stopped: restore --replace ${rs.id} under way (since ${new Date(rs.at).toISOString()})${p ? `; ${p.kind} from ${p.from} at step ${p.steps[p.i]}` : ""}` : p ? `${p.kind} from ${p.from} at step ${p.steps[p.i]} for ${Math.round((inp.now - p.stepAt) / 1000)} s${p.note ? ` (${p.note})` : ""}` : h?.why ?? this.attempts.get(svc)?.last ?? "no writable primary";
+      out.push({ svc, since: d.wall, forMs, why, command: rs ? `bollard restore ${svc} --replace --abort (only if the restore command died)` : p ? p.command ?? null : h?.command ?? null });
     }
     return out;
   }
@@ -210,6 +211,8 @@ export class HaManager {
       }
       if (r?.up && !r.writable && !frozen(cfg.flags, svc) && !fenceHeld(cfg.flags, holder)) {
         if (r.inst && r.inst !== confirmedInst(cfg.flags, svc)) return this.start(svc, "recover", "restart", holder, inp);
+        // read-only on purpose while `restore --replace` runs: not a stuck holder
+        if (restoring(cfg.flags, svc)) { this.readOnlySince.delete(svc); this.forget(`lost:${svc}`); return; }
         // confirmed, yet not writable: its promotion fails (stuck), or nothing makes it writable
         const since = this.readOnlySince.get(svc);
         if (!since || since.holder !== holder) this.readOnlySince.set(svc, { holder, at: inp.now });
@@ -456,6 +459,8 @@ export class HaManager {
   private unwritable(svc: Svc, holder: string | undefined, cfg: ClusterConfig, inp: HaInput): string | null {
     if (!cfg.members.some((m) => this.report(inp, m.name, svc))) return null; // the service is not run here
     if (!holder) return "no primary placed";
+    const rs = restoring(cfg.flags, svc);
+    if (rs) return `writes stopped: restore --replace ${rs.id} under way (since ${new Date(rs.at).toISOString()})`;
     if (!this.alive(inp, holder)) return `${holder}, the primary, is not heard`;
     const r = this.report(inp, holder, svc);
     if (!r?.up) return `${svc} on ${holder} does not answer`;
@@ -471,6 +476,7 @@ export class HaManager {
 
   /** The command that lets bollard act when nothing is under way. */
   private suggest(svc: Svc, holder: string | undefined, cfg: ClusterConfig, inp: HaInput): string | null {
+    if (restoring(cfg.flags, svc)) return `bollard restore ${svc} --replace --abort (only if the restore command died)`;
     if (!holder) return null;
     const r = this.report(inp, holder, svc);
     if (this.alive(inp, holder) && r?.up && !r.writable && !r.stuck && r.inst !== confirmedInst(cfg.flags, svc)) return failoverCommand(svc, holder);

@@ -23,7 +23,7 @@
 // steps up to the VIP's move; null until a failover of S has been measured.
 import type { ClusterConfig, FenceCheck, Measured, ReadyBody, ResReport } from "../bus/messages.ts";
 import { majority } from "../cluster/register.ts";
-import { armed, flapHold, type Svc } from "./flags.ts";
+import { armed, flapHold, type Svc, restoring } from "./flags.ts";
 import { vmBlocks, vmsOn } from "./readiness-vms.ts";
 import { ineligible } from "./steps.ts";
 import type { VmCatalog } from "./vm-types.ts";
@@ -185,6 +185,8 @@ export function nodeReadiness(inp: ReadinessInput, x: string): NodeReadiness {
   for (const svc of held) {
     const name = SVC_NAME[svc];
     const hold = flapHold(flags, svc, inp.wall, inp.t.antiFlapMs);
+    const rs = restoring(flags, svc);
+    if (rs) out.notes.push(`${name} writes stopped: restore --replace ${rs.id} under way (since ${new Date(rs.at).toISOString()})`);
     if (!armed(flags)) out.blocks.push({ effect: `stop ${name} writes`, why: "HA is disarmed: no automatic failover ('bollard ha arm')" });
     else if (hold) out.blocks.push({ effect: `stop ${name} writes`, why: hold });
     const cands = survivors.map((n) => ({ n, why: inSync(inp, svc, x, n) }));

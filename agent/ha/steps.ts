@@ -7,7 +7,7 @@
 // once it reads the committed config (DESIGN R5), and reports back.
 import type { Command, DbReport } from "../bus/messages.ts";
 import type { FenceProof } from "../resources/types.ts";
-import { confirmedInst, fenceHeld, frozen, inMaintenance, noFailover, type Svc } from "./flags.ts";
+import { confirmedInst, fenceHeld, frozen, inMaintenance, noFailover, restoring, type Svc } from "./flags.ts";
 import type { DataPath, HaInput, HaTiming } from "./types.ts";
 
 export type StepName =
@@ -365,6 +365,9 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
     const gone = candidateGone(p, c);
     if (gone) return { done: false, fail: gone };
     if (r?.stuck) return { done: false, fail: `${p.candidate} cannot promote: ${r.stuck}` };
+    // during a replace (restore:<svc>) the new holder is promoted read-only (ha/local.ts restoreHold)
+    const held = r && restoring(c.inp.view.committed.flags, p.svc) && r.up && !r.writable && r.role === "none" && r.source === null;
+    if (held) return done(`reported by ${p.candidate}: relay log applied, read-only while restore --replace ${restoring(c.inp.view.committed.flags, p.svc)!.id} is under way`);
     if (!r || !(r.role === "primary" && r.writable)) { if (r?.downMs !== undefined) p.note = `${p.candidate}'s ${p.svc} does not answer`; return WAIT; }
     const dropped = r.discarded ? `; discarded the incomplete transaction ${r.discarded} at the end of its relay log (it never arrived whole: never acknowledged)` : "";
     return done(`reported by ${p.candidate}${p.svc === "redis" ? `: master at offset ${r.applied}` : r.steps?.drain !== undefined ? `: drained in ${r.steps.drain} ms` : ": relay log applied"}${dropped}`);
@@ -404,9 +407,11 @@ const run: Record<StepName, (p: Proc, c: StepCtx) => Result> = {
     // a fenced node replicates once its flag is cleared (it is back): not waited for here
     const rest = others(p, c).filter((n) => n !== p.candidate && c.report(n, p.svc)?.up && !fenceHeld(c.inp.view.committed.flags, n));
     const behind = rest.filter((n) => { const r = c.report(n, p.svc); return !(r?.role === "replica" && r.source === p.candidate) && !r?.heldOut; });
-    if (behind.length && c.inp.now - p.stepAt < REPOINT_WAIT_MS) { p.note = `waiting for ${behind.join(",")}`; return WAIT; }
+    // during a replace the replicas attach once the new primary is writable (ha/local.ts): not waited for
+    const replacing = restoring(c.inp.view.committed.flags, p.svc) !== null;
+    if (behind.length && !replacing && c.inp.now - p.stepAt < REPOINT_WAIT_MS) { p.note = `waiting for ${behind.join(",")}`; return WAIT; }
     const held = rest.filter((n) => c.report(n, p.svc)?.heldOut);
-    if (behind.length || held.length) c.event("failover", `${p.svc} is writable on ${p.candidate} and served to clients; not re-pointed: ${[...behind.map((n) => `${n} (not replicating from ${p.candidate} after ${REPOINT_WAIT_MS} ms; its agent keeps trying)`), ...held.map((n) => `${n} (held out: ${c.report(n, p.svc)!.heldOut})`)].join("; ")}`);
+    if (behind.length || held.length) c.event("failover", `${p.svc} is ${replacing ? "read-only (restore --replace under way)" : "writable"} on ${p.candidate} and served to clients; not re-pointed: ${[...behind.map((n) => `${n} (not replicating from ${p.candidate}${replacing ? ": it attaches once writes resume" : ` after ${REPOINT_WAIT_MS} ms; its agent keeps trying`})`), ...held.map((n) => `${n} (held out: ${c.report(n, p.svc)!.heldOut})`)].join("; ")}`);
     const ok = rest.filter((n) => !behind.includes(n) && !held.includes(n));
     return done(ok.length ? ok.join(",") : rest.length ? "none re-pointed" : "no other replica");
   },

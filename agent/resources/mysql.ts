@@ -233,7 +233,7 @@ export class MysqlDriver {
    * while sending it) was never acknowledged (semi-sync AFTER_SYNC): it is discarded with the
    * relay log, and named in the result.
    */
-  async promote(noProgressMs = 5000): Promise<PromoteResult> {
+  async promote(noProgressMs = 5000, opts: { readOnly?: boolean } = {}): Promise<PromoteResult> {
     const t0 = performance.now();
     // Three calls, each bounded on its own (a hung server fails the promotion within a call's
     // timeout, and a call that timed out sends nothing more): stop receiving and find what is
@@ -279,7 +279,8 @@ export class MysqlDriver {
       await this.run(c, [this.f.stopReplica(), this.f.resetReplicaAll()]);
       // semi-sync before writable: no commit is acknowledged without a replica's ACK
       await this.run(c, this.f.semiSyncPrimary(this.opts.semiSyncTimeoutMs ?? 10000));
-      await this.run(c, this.f.readOnly(false));
+      // a replace under way (ha/local.ts restoreHold): the new primary stays read-only
+      if (!opts.readOnly) await this.run(c, this.f.readOnly(false));
       return String((await this.rows(c, this.f.executedGtid()))[0]?.gtid ?? "");
     });
     this.log.info("promoted", { server: this.where, gtid, drainMs, discarded: incomplete, ms: Math.round(performance.now() - t0) });

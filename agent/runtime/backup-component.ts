@@ -1,6 +1,7 @@
 // Backups (issue 23) as a component: the backup runtime (backup/runtime.ts), started after the
 // data path when the config has a `backup:` section and an `ha:` one, stepped by its own timer
-// every STEP_MS. It mounts GET /backup on the control socket (the console's line).
+// every STEP_MS. It mounts GET /backup on the control socket (the console's line), and POST
+// /backup/event (the steps of `restore --replace`, into the event log).
 import type { BackupAlarmInput } from "../alarms/types.ts";
 import { BackupRuntime } from "../backup/runtime.ts";
 import type { BackupSnapshot } from "../backup/snapshot.ts";
@@ -32,6 +33,16 @@ export class BackupComponent implements Component {
     });
     this.runtime = rt;
     this.routes["GET /backup"] = async () => ({ code: 200, body: { status: "ok", ...summary(rt.snap) } });
+    // `bollard restore mysql --replace` records each of its steps, with what it checked, in this
+    // node's event log (kind "restore"); bad input is refused and counted like any control request
+    this.routes["POST /backup/event"] = async (_q, raw) => {
+      const b = raw as { detail?: unknown; fields?: unknown } | null;
+      if (!b || typeof b.detail !== "string" || !b.detail || b.detail.length > 1000 || (b.fields !== undefined && (typeof b.fields !== "object" || b.fields === null || Array.isArray(b.fields) || JSON.stringify(b.fields).length > 4000))) {
+        return { code: 400, body: { status: "error", error: "body: expected {detail: string (1..1000), fields?: object (at most 4000 bytes of JSON)}" } };
+      }
+      events.record({ kind: "restore", node: c.cluster.node, term: node!.view().term, detail: b.detail, fields: b.fields as Record<string, unknown> | undefined });
+      return { code: 200, body: { status: "ok" } };
+    };
     this.timer = timers.every(STEP_MS, () => void rt.tick());
   }
 
@@ -52,6 +63,7 @@ export class BackupComponent implements Component {
     this.timer?.cancel();
     this.timer = null;
     delete this.routes["GET /backup"];
+    delete this.routes["POST /backup/event"];
     await this.runtime?.stop();
     this.runtime = null;
   }

@@ -56,11 +56,11 @@ export class LocalActions {
         const db = drivers.mysql!;
         if (a.do === "promote") {
           if (this.d.reader.facts.mysql?.role === "none") await db.bootstrapPrimary();
-          const r = await db.promote();
+          const r = await db.promote(undefined, { readOnly: a.readOnly });
           this.d.steps.promote = Math.round(performance.now() - t0);
           this.d.steps.drain = r.drainMs;
           this.d.promoted.discarded = r.discarded;
-          return `promoted at ${r.gtid || "-"}, relay log applied in ${r.drainMs} ms${r.discarded ? `; discarded the incomplete transaction ${r.discarded} at the end of the relay log (it never arrived whole, so it was never acknowledged)` : ""}`;
+          return `promoted${a.readOnly ? " read-only" : ""} at ${r.gtid || "-"}, relay log applied in ${r.drainMs} ms${r.discarded ? `; discarded the incomplete transaction ${r.discarded} at the end of the relay log (it never arrived whole, so it was never acknowledged)` : ""}`;
         }
         if (a.do === "demote") return `read-only, ${await db.demote(a.why)} client connections killed`;
         if (a.do === "detach") { await db.detach(a.why); return "receiver stopped; the applier goes on with the relay log"; }

@@ -4,9 +4,12 @@
 // new MariaDB beside the cluster (every acknowledged row before the point there, none sent after
 // it); then a backup whose target is removed half way and a deliberately corrupted backup's
 // verification: both end in an alarm, and `backup list` never shows them as good. A Redis
-// snapshot is taken on a replica and restored beside the cluster.
+// snapshot is taken on a replica and restored beside the cluster. Then `restore --replace` makes
+// that point the cluster's data under a second writer (refused while writes are stopped), every
+// node ending with the same data, the old data in a pinned backup.
 // The lab's agents get a backup: section (LAB_BACKUP=1, gen-ha.sh): targets $S/<node>/backup.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -19,9 +22,9 @@ const s = suite("backups and point-in-time restore in the lab");
 const figures: string[] = [];
 labFrame(s, figures);
 
-interface Listed { id: string; kind: string; node: string; storedOn: string; state: string; good: boolean; dir: string; startedAt: string; finishedAt: string; bytes: number; detail: Record<string, unknown> }
+interface Listed { id: string; kind: string; node: string; storedOn: string; state: string; good: boolean; dir: string; startedAt: string; finishedAt: string; bytes: number; detail: Record<string, unknown>; pinned?: string }
 const list = async (node: string): Promise<Listed[]> => (JSON.parse(await bollard(node, "backup list --json")) as { backups: Listed[] }).backups;
-const archiveStatus = async (node: string) => JSON.parse(await bollard(node, "backup status --json")).archive as { node: string; primary: string | null; behind: number | null; gap: string | null; running: boolean; lagS: number | null; caughtUpSeq: number | null } | null;
+const archiveStatus = async (node: string) => JSON.parse(await bollard(node, "backup status --json")).archive as { node: string; primary: string | null; lastGtid: string | null; behind: number | null; gap: string | null; running: boolean; lagS: number | null; caughtUpSeq: number | null } | null;
 const alarms = async (node: string) => (JSON.parse(await bollard(node, "alarms --json")) as { active: { id: string; rule: string; detail: string | null }[] }).active;
 
 s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished target and a corrupted backup are alarms", async () => {
@@ -109,11 +112,14 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     figures.push(`base backup (lab, ${(base!.bytes / 1e6).toFixed(1)} MB): ${backupMs} ms end to end; restore to a point across a failover: ${restoreMs} ms; ` +
       `archive lag under the writer: ${lagUnderWriter?.lagS?.toFixed(1)} s, ${lagUnderWriter?.behind} trx behind; ${rows.length} rows restored, ${mustHave.length} acked before the point`);
 
+    // restore --replace (issue 23 item 3): that point becomes the data of all three nodes
+    await replaceStep({ old: m.holder, primary: after.holder, at, point, have, firstWriter: new Set(acked.map((x) => x.id)) });
+
     // a backup whose target is removed half way: the backup's directory on the storing node
     // (<id>.tmp) vanishes while mariadb-backup writes into it
     const req = bollard(at, "backup now mysql", 120_000).then(() => "ok", (e: Error) => e.message);
     const tmp = await until("a backup in progress", 60_000, async () => {
-      for (const n of rest) {
+      for (const n of NODES) {
         const d = join(S, n, "backup", "mysql");
         const t = existsSync(d) ? readdirSync(d).find((x) => x.endsWith(".tmp")) : undefined;
         if (t) return { id: t.slice(0, -4), dir: join(d, t) };
@@ -125,24 +131,35 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     const said = await req;
     assert.match(said, /failed/, "the backup command says it failed");
     const l2 = await list(at);
-    assert.equal(l2.filter((b) => b.kind === "mysql").map((b) => b.id), [base!.id], "the half backup is not listed");
+    const kept = l2.filter((b) => b.kind === "mysql" && b.pinned).reverse();
+    assert.is(kept.length, 2, "the pre-replace backups, pinned");
+    assert.equal(l2.filter((b) => b.kind === "mysql" && !b.pinned).map((b) => b.id), [base!.id], "the half backup is not listed");
     await until("the backup-failed alarm", 60_000, async () => (await alarms(at)).find((x) => x.rule === "backup-failed"));
 
-    // a corrupted backup: one byte of the base backup's table changed; the next verification finds it
-    const live = (await list(at)).find((b) => b.id === base!.id)!;
-    const f = join(live.dir, "data", "fms", "writes.ibd");
+    // a corrupted backup: one byte of the newest backup's table (the pinned pre-replace one, which
+    // the verification job takes: the newest) changed; the next verification finds it
+    const live = (await list(at)).find((b) => b.id === kept[0]!.id)!;
+    // its largest table file (a .ibd in a full backup, a .delta in an incremental one)
+    const files = (readdirSync(live.dir, { recursive: true }) as string[]).filter((x) => /\.(ibd|delta)$/.test(x)).map((x) => ({ x, n: statSync(join(live.dir, x)).size }));
+    const name = files.sort((a, b) => b.n - a.n)[0]!.x;
+    const f = join(live.dir, name);
     const bytes = readFileSync(f);
-    bytes[bytes.length - 3000] = bytes[bytes.length - 3000]! ^ 0xff;
+    const mid = Math.floor(bytes.length / 2);
+    bytes[mid] = bytes[mid]! ^ 0xff;
     writeFileSync(f, bytes);
     const v = await until("the verification alarm", 120_000, async () => (await alarms(at)).find((x) => x.rule === "backup-verify-failed"));
-    assert.match(v.detail ?? "", /checksums: data\/fms\/writes.ibd changed/);
+    assert.ok((v.detail ?? "").includes(`checksums: ${name} changed`), `${v.detail} names ${name}`);
     const l3 = await list(at);
-    const b3 = l3.find((b) => b.id === base!.id)!;
+    const b3 = l3.find((b) => b.id === live.id)!;
     assert.is(b3.state, "bad");
     assert.is(b3.good, false);
     assert.match(await bollard(at, "backup list"), /BAD \(checksums/);
-    const refused = await bollard(at, `restore mysql --to-time ${point.toISOString()} --dry-run`).then(() => "planned", (e: Error) => e.message);
-    assert.match(refused, /no good base backup/);
+    // the bad one is never offered: a point after it is planned from a good backup
+    const last = (await archiveStatus(at))?.lastGtid;
+    assert.ok(last, "the archive's last GTID");
+    const later = await bollard(at, `restore mysql --to-gtid ${last} --dry-run`);
+    const from = /^plan: base backup (\S+) /.exec(later)?.[1];
+    assert.ok(from && from !== live.id && l3.find((b) => b.id === from)?.good, `planned from a good backup, not the bad one: ${later}`);
   } catch (e) {
     // what the agents said about backups, for the one reading the failure (the lab goes down after)
     const art = join(REPO, "test-artifacts", "backup-lab");
@@ -159,5 +176,97 @@ s("base backup, failover, DROP TABLE, restore to 1 s before it; a vanished targe
     await w.stop();
   }
 });
+
+const restoreEvents = (node: string, since: number) => readFileSync(join(S, node, "state", "events.jsonl"), "utf8").trim().split("\n")
+  .map((l) => JSON.parse(l) as { ts: string; kind: string; detail: string }).filter((e) => e.kind === "restore" && Date.parse(e.ts) >= since);
+
+/** A `restore --replace` whose command dies half way: one replica's applier is stopped, so the
+ *  command waits for it after loading; it is killed there (SIGKILL, by its PID). Writes stay
+ *  stopped, the writes-down alarm names the replace, and --abort resumes writes and says the data
+ *  is the restored point; the replica catches up once its applier runs again. */
+async function deadCommand(o: { old: string; primary: string; at: string; point: Date }, w: Writer): Promise<void> {
+  const lagging = NODES.find((n) => n !== o.primary && n !== o.at)!;
+  await sqlLocal(lagging, "STOP SLAVE SQL_THREAD");
+  const k0 = Date.now();
+  // `ip netns exec` execs the command: the child's PID is the CLI's
+  const cli = spawn("ip", ["netns", "exec", o.at, process.execPath, `${REPO}/dist/bollard.js`, "--config", `${S}/${o.at}/bollard.yaml`, "restore", "mysql", "--to-time", o.point.toISOString(), "--replace", "--confirm", "lab"], { stdio: "ignore" });
+  try {
+    await until("the dead command's load", 120_000, async () => restoreEvents(o.at, k0).some((e) => /loaded into node\d/.test(e.detail)), 100);
+  } finally {
+    cli.kill("SIGKILL");
+  }
+  const stopped = Date.parse(restoreEvents(o.at, k0).find((e) => /writes stopped: node\d's/.test(e.detail))!.ts);
+  const alarm = await until("writes-down naming the replace", 30_000, async () => (await alarms(o.at)).find((a) => a.rule === "writes-down" && /writes stopped: restore --replace/.test(a.detail ?? "")));
+  const alarmS = ((Date.now() - stopped) / 1000).toFixed(1);
+  assert.match(alarm.detail ?? "", /bollard restore mysql --replace --abort/);
+  assert.equal(w.acked("mysql").filter((x) => x.at >= stopped).map((x) => x.id), [], "writes stay stopped after the command died");
+  const ab = await bollard(o.at, "restore mysql --replace --abort --confirm lab");
+  const a0 = Date.now();
+  assert.match(ab, /aborted \(step loaded\): writes resume; the data is the restored point \(loaded into the primary; replicas catch up through replication\)/);
+  assert.match(await bollard(o.at, "restore mysql --replace --abort --confirm lab"), /no restore --replace under way/);
+  await until("writes through the VIP after --abort", 30_000, async () => w.acked("mysql").some((x) => x.at > a0));
+  await sqlLocal(lagging, "START SLAVE SQL_THREAD");
+  // the scratch server the dead command left was stopped by --abort
+  const stepDir = join(S, o.at, "state", "restore");
+  const step = JSON.parse(readFileSync(join(stepDir, readdirSync(stepDir).filter((f) => f.startsWith("replace-")).sort().pop()!), "utf8")) as { step: string; scratchPid: number; scratchDir: string };
+  assert.is(step.step, "loaded");
+  assert.not.ok(existsSync(`/proc/${step.scratchPid}`) && readFileSync(`/proc/${step.scratchPid}/cmdline`, "utf8").includes(step.scratchDir), "the dead command's scratch server is stopped");
+  assert.not.ok(existsSync(step.scratchDir), "and its directory removed");
+  figures.push(`restore --replace killed after its load: the writes-down alarm named it ${alarmS} s after the stop (writes_down_alarm_ms 5 s); --abort resumed writes`);
+}
+
+/** restore --replace under a second writer through the VIP: the powered-off old primary back
+ *  first, so that all three nodes take part. */
+async function replaceStep(o: { old: string; primary: string; at: string; point: Date; have: Set<number>; firstWriter: Set<number> }): Promise<void> {
+  const s0 = Date.now();
+  await lab("power", o.old, "on");
+  const pos = async (n: string, v: string) => (await sqlLocal(n, `SELECT @@${v}`)).trim();
+  await until(`${o.old} back and replicating from ${o.primary}`, 90_000, async () =>
+    /\tYes\tYes\t/.test(await sqlLocal(o.old, "SHOW SLAVE STATUS")) && (await pos(o.old, "gtid_current_pos")) === (await pos(o.primary, "gtid_binlog_pos")), 500);
+  const w = new Writer();
+  w.start({ mysql: true });
+  try {
+    await until("the second writer writing", 30_000, async () => w.acked("mysql").length > 20);
+    const d0 = Date.now();
+    await deadCommand(o, w);
+    const t0 = Date.now();
+    const out = await bollard(o.at, `restore mysql --to-time ${o.point.toISOString()} --replace --confirm lab`, 300_000);
+    const replaceMs = Date.now() - t0;
+    assert.match(out, /writes resume; done in/);
+    // the event log: when writes stopped and when every replica had the restored point
+    const evs = restoreEvents(o.at, t0);
+    const ts = (re: RegExp) => Date.parse(evs.find((e) => re.test(e.detail))?.ts ?? "");
+    const stopped = ts(/writes stopped: node\d's MySQL read_only=1 at gtid/), reached = ts(/every replica heard reached/), resumed = ts(/writes resume/);
+    assert.ok(stopped && reached && resumed, `restore events: ${evs.map((e) => e.detail).join(" | ")}`);
+    await until("writes through the VIP after the replace", 30_000, async () => w.acked("mysql").some((x) => x.at > resumed));
+    await w.stop();
+    const acked = w.acked("mysql");
+    assert.equal(acked.filter((x) => x.at >= stopped && x.at <= reached).map((x) => x.id), [], "no write acknowledged while writes were stopped");
+    const refused = readFileSync(join(w.dir, "mysql.errors"), "utf8").trim().split("\n").filter((l) => { const at = Number(l.split(" ")[0]); return at >= t0 && at <= resumed + 5000; });
+    assert.ok(refused.some((l) => /read-only|read_only/i.test(l)), `the writer was refused as read-only: ${refused.slice(0, 3).join(" | ")}`);
+    let gap = 0;
+    for (let i = 1; i < acked.length; i++) if (acked[i]!.at > t0) gap = Math.max(gap, acked[i]!.at - acked[i - 1]!.at);
+    // every node the same: GTIDs, then CHECKSUM TABLE of every user table on all three
+    const want = await pos(o.primary, "gtid_binlog_pos");
+    await until("all three at the primary's GTID", 30_000, async () => { for (const n of NODES) if ((await pos(n, "gtid_current_pos")) !== want) return null; return true; });
+    const tables = (await sqlLocal(o.primary, "SELECT GROUP_CONCAT(CONCAT(table_schema, '.', table_name) ORDER BY 1) FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('mysql','sys','information_schema','performance_schema','bollard','bollard_site')")).trim();
+    assert.match(tables, /fms\.writes/, "the dropped table is back");
+    const sums = await Promise.all(NODES.map(async (n) => (await sqlLocal(n, `CHECKSUM TABLE ${tables}`)).trim()));
+    assert.ok(sums[0]!.length > 0 && sums.every((x) => x === sums[0]), `checksums differ: ${NODES.map((n, i) => `${n}: ${sums[i]}`).join(" / ")}`);
+    const ids = new Set((await sqlLocal(o.old, "SELECT id FROM fms.writes")).trim().split("\n").filter(Boolean).map(Number));
+    assert.equal([...ids].filter((id) => o.firstWriter.has(id)).sort(), [...o.have].sort(), "the first writer's rows are exactly the restored point's");
+    assert.equal(acked.filter((x) => x.at < stopped && ids.has(x.id)).map((x) => x.id), [], "rows written before the replace are not in the data (they are in the pinned backup)");
+    assert.ok(acked.filter((x) => x.at > resumed).every((x) => ids.has(x.id)), "rows written after it are");
+    const pinned = (await list(o.at)).filter((b) => b.kind === "mysql" && b.pinned);
+    assert.is(pinned.length, 2, "the dead command's and this one's");
+    assert.match(pinned[0]!.pinned!, /old data before restore --replace/);
+    const stopS = /writes stopped ([\d.]+) s;/.exec(evs.find((e) => /writes resume/.test(e.detail))!.detail)?.[1];
+    figures.push(`restore --replace (lab, ${o.have.size} rows at the point): ${replaceMs} ms end to end; writes stopped ${stopS} s (flag set to cleared, by the command), longest gap between the writer's acks ${gap} ms, ` +
+      `${refused.length} refused or failed writes; pre-replace backup ${(pinned[1]!.bytes / 1e6).toFixed(1)} MB; ` +
+      `lab time of these steps ${((Date.now() - s0) / 1000).toFixed(1)} s (old primary back ${((d0 - s0) / 1000).toFixed(1)} s, the dead command and --abort ${((t0 - d0) / 1000).toFixed(1)} s)`);
+  } finally {
+    await w.stop();
+  }
+}
 
 s.run();

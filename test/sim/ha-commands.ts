@@ -12,6 +12,7 @@
 //   <ms> blip N MS                   power off and on again MS later (a power blip, a fast reset)
 //   <ms> ha-disarm | ha-arm | ha-ack mysql
 //   <ms> site remote|promote          a remote site's replica appears (the leader judges it, ha/site.ts), or is promoted there
+//   <ms> restore mysql on|off        the register flag restore:mysql (`restore --replace` under way), through the leader
 //   <ms> expect-room-readonly        no live node's MySQL is writable (after a remote site was promoted)
 //   <ms> show-ha                     MySQL role, writability, data, route and VIP per node
 //   <ms> expect-ha                   one writable primary, the one the register names, the VIP
@@ -43,10 +44,11 @@ export function haCommand(w: World, op: string, args: string[]): boolean {
     case "ha-arm": viaLeader({ op: "apply", why: "HA armed", flags: { ha: null } }); return true;
     case "ha-ack": viaLeader({ op: "apply", why: `failover of ${args[0]} acknowledged`, flags: { [`ack:${args[0]}`]: String(Math.round(1.7e12 + w.now)) } }); return true;
     case "show-ha": if (h) show(w, h); return true;
+    case "restore": viaLeader({ op: "apply", why: `restore --replace ${args[1]}`, flags: { [`restore:${args[0]}`]: args[1] === "on" ? `sim-replace ${Math.round(1.7e12 + w.now)}` : null } }); return true;
     case "site": if (h) h.remote = { promoted: args[0] === "promote" }; return true;
     case "expect-room-readonly": {
       const writable = h ? [...h.n].filter(([n, x]) => x.db.writable && w.node(n).up).map(([n]) => n) : [];
-      if (writable.length) { w.inv.violations.push(`t=${(w.now / 1000).toFixed(3)} HA writable after the remote site was promoted: ${writable.join(",")}`); w.log("---", "VIOLATION", `HA writable: ${writable.join(",")}`); }
+      if (writable.length) { w.inv.violations.push(`t=${(w.now / 1000).toFixed(3)} HA writable while the room must be read-only: ${writable.join(",")}`); w.log("---", "VIOLATION", `HA writable: ${writable.join(",")}`); }
       return true;
     }
     case "show-writes": {

@@ -305,7 +305,8 @@ export class HaSim implements App {
       switch (a.do) {
         case "promote":
           d.applied = d.hist.length; // drain the relay log first
-          d.role = "primary"; d.writable = true; d.source = null;
+          // read-only: during a replace (restoreHold); MySQL's status then says "none"
+          d.role = a.readOnly ? "none" : "primary"; d.writable = !a.readOnly; d.source = null;
           h.steps = { drain: 0, promote: took };
           this.checkPromoted(n.name, h);
           break;

@@ -106,9 +106,44 @@ C("restore: a point no backup covers is refused with the range; --replace is ref
   const dry = await run(restoreCommand, "mysql", "--to-gtid", "0-1-42", "--dry-run");
   assert.is(dry.code, 0, dry.err);
   assert.match(dry.out, /^plan: base backup m1 \(gtid 0-1-42\), then 0 transaction\(s\) from 0 archived binlog file\(s\), reaching gtid 0-1-42$/);
-  const rep = await run(restoreCommand, "mysql", "--to-gtid", "0-1-42", "--replace");
-  assert.is(rep.code, 2);
-  assert.match(rep.err, /--replace is not available yet: .*re-clone both replicas/);
+});
+C("restore --replace: refused without the cluster's name typed, or with another; --abort likewise; misplaced options", async () => {
+  const none = await run(restoreCommand, "mysql", "--to-gtid", "0-1-42", "--replace");
+  assert.is(none.code, 2);
+  assert.match(none.err, /^bollard: restore: --replace makes the restored point the data of every node and stops writes meanwhile: it needs the cluster's name typed: --confirm port-fms$/);
+  const wrong = await run(restoreCommand, "mysql", "--to-gtid", "0-1-42", "--replace", "--confirm", "mysql");
+  assert.is(wrong.code, 2);
+  assert.match(wrong.err, /--confirm port-fms, got "mysql"$/);
+  const abort = await run(restoreCommand, "mysql", "--replace", "--abort");
+  assert.is(abort.code, 2);
+  assert.match(abort.err, /--replace --abort lets writes resume on whatever the primary holds: it needs the cluster's name typed: --confirm port-fms$/);
+  for (const args of [["mysql", "--replace", "--abort", "--confirm", "port-fms", "--to-gtid", "0-1-42"], ["mysql", "--to-gtid", "0-1-42", "--confirm", "port-fms"], ["mysql", "--abort"], ["redis", "--backup", "r1", "--replace", "--confirm", "port-fms"]]) {
+    const r = await run(restoreCommand, ...args);
+    assert.is(r.code, 2, `${args.join(" ")}: ${r.err}`);
+    assert.match(r.err, /--abort takes no point|go with --replace|for mysql only/, args.join(" "));
+  }
+  // typed right: past the refusals, to the agent (none runs here); nothing restored
+  const ok = await run(restoreCommand, "mysql", "--to-gtid", "0-1-42", "--replace", "--confirm", "port-fms");
+  assert.is(ok.code, 1);
+  assert.match(ok.err, /the agent does not answer on .*: --replace goes through it/);
+  const ab = await run(restoreCommand, "mysql", "--replace", "--abort", "--confirm", "port-fms");
+  assert.is(ab.code, 1);
+  assert.match(ab.err, /the agent does not answer .*--abort goes through it/);
+  // a dry run needs no confirmation, and says the plan before it asks the agent
+  const dry = await run(restoreCommand, "mysql", "--to-gtid", "0-1-42", "--replace", "--dry-run");
+  assert.match(dry.out, /^plan: base backup m1/);
+  assert.match(dry.err, /the agent does not answer/);
+});
+C("backup list shows a pinned backup; backup unpin unpins it", async () => {
+  put("node3", m({ id: "p1", startedAt: "2026-12-06T12:00:00.000Z", finishedAt: "2026-12-06T12:00:05.000Z", pinned: "old data before restore --replace r1" }));
+  const l = await run(backupCommand, "list");
+  assert.match(l.out, /p1 .* complete PINNED \(old data before restore --replace r1\)/);
+  assert.match((await run(backupCommand, "list", "--json")).out, /"pinned":"old data before restore --replace r1"/);
+  const u = await run(backupCommand, "unpin", "p1");
+  assert.is(u.code, 0, u.err);
+  assert.match(u.out, /backup p1 unpinned \(was: old data before restore --replace r1\)/);
+  assert.not.match((await run(backupCommand, "list")).out, /PINNED/);
+  assert.is((await run(backupCommand, "unpin", "nope")).code, 1);
 });
 C("bad arguments are usage errors; a bad backup is not restored", async () => {
   for (const args of [["mysql"], ["mysql", "--to-time", "x"], ["mysql", "--to-time", "2026-12-06T10:00:00Z", "--to-gtid", "0-1-1"], ["redis"], ["pg"], ["mysql", "--frob"]]) {
