@@ -13,7 +13,7 @@
 // and `bollard backup status`. The alarms of the VMs that run here are judged here.
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { VmsConfig } from "../config/vm-schema.ts";
+import type { VmBackupConfig } from "../config/vm-schema.ts";
 import type { Logger } from "../env/env.ts";
 import type { VmDef } from "../ha/vm-types.ts";
 import type { BackupAlarmInput } from "../alarms/types.ts";
@@ -27,7 +27,8 @@ import { verifyVmBackup } from "../resources/vm-backup-verify.ts";
 export const TICK_MS = 5000;
 
 export interface VmBackupJobsDeps {
-  c: VmsConfig;
+  /** vms.backup (read at every tick) */
+  backup: VmBackupConfig;
   self: string;
   log: Logger;
   /** the event log (kind "backup") */
@@ -60,7 +61,7 @@ export class VmBackupJobs {
   }
 
   private get b() {
-    return this.d.c.backup!;
+    return this.d.backup;
   }
 
   /** One step: the alarms judged, then at most one job, awaited. */

@@ -43,7 +43,7 @@ export class VmComponent implements Component {
     this.routes["GET /vms"] = async () => ({ code: 200, body: { status: "ok", ...rt.snapshot() } });
     if (c.vms.backup) {
       const jobs = new VmBackupJobs({
-        c: c.vms, self: c.cluster.node, log: log.child("vm-backup"),
+        backup: c.vms.backup, self: c.cluster.node, log: log.child("vm-backup"),
         event: (detail, fields) => events.record({ kind: "backup", node: c.cluster.node, term: node!.view().term, detail, fields }),
         vms: () => rt.backupView(), flags: () => node!.view().committed.flags,
         claim: (vm) => rt.claimForBackup(vm), release: (vm) => rt.releaseBackup(vm),
