@@ -10,6 +10,7 @@ import { parseConfig } from "../../agent/config/load.ts";
 import { backupBlocked, nextJob, pruneVm, requestFlag, vmBackupProblems, type VmHere } from "../../agent/backup/vm-schedule.ts";
 import { backupBitmap, planBackup, type VmBackupManifest } from "../../agent/resources/vm-backup-manifest.ts";
 import type { JobResult } from "../../agent/backup/schedule.ts";
+import { vmBackupStatus, vmStatusLine } from "../../agent/backup/vm-status.ts";
 
 const DAY = 86_400_000;
 const NOW = Date.parse("2026-12-06T12:00:00.000Z");
@@ -164,3 +165,16 @@ cfg("defaults: daily, every 6th full, 7 daily and 4 weekly kept, verified daily;
   }
 });
 cfg.run();
+
+const status = suite("vmBackupStatus (bollard backup status)");
+status("per VM: newest good and its age, verified or not, counts, last jobs; a VM with none listed too", () => {
+  const v = { at: iso(NOW - 100_000), ok: true, error: null, ms: 5, steps: [] };
+  const ms = [m("b-01", null, 7200_000, { state: "verified", detail: { ...m("x", null, 0).detail, verify: v } }), m("b-02", "b-01", 600_000, { state: "bad" }), m("d-01", null, 60_000, { name: "db" })];
+  const jobs = [job({ id: "b-02", at: iso(NOW - 600_000) }), job({ kind: "verify-vm", ok: false, error: "b-02: checksums: app-d.qcow2 changed", at: iso(NOW - 500_000) }), job({ subject: "vm:db", ok: false, error: "no space", at: iso(NOW - 5000) })];
+  const r = vmBackupStatus(ms, jobs, ["web", "app"], NOW);
+  assert.equal(r.map((x) => [x.vm, x.lastGood, x.ageS, x.verified, x.good, x.bad]), [["app", "b-01", 7200, true, 1, 1], ["db", "d-01", 60, false, 1, 0], ["web", null, null, false, 0, 0]]);
+  assert.is(vmStatusLine(r[0]!), `vm app: last good b-01 (2.0 h ago, verified); 1 good, 1 bad; last backup ok at ${iso(NOW - 600_000)} on n1; last verification BAD: b-02: checksums: app-d.qcow2 changed at ${iso(NOW - 500_000)}`);
+  assert.match(vmStatusLine(r[1]!), /^vm db: last good d-01 \(60 s ago\); 1 good, 0 bad; last backup FAILED: no space at /);
+  assert.is(vmStatusLine(r[2]!), "vm web: last good none; 0 good, 0 bad");
+});
+status.run();
