@@ -64,7 +64,7 @@ export class VmBackupJobs {
     return this.d.backup;
   }
 
-  /** One step: the alarms judged, then at most one job, awaited. */
+  /** One step: at most one job, awaited, then the alarms judged. */
   async tick(): Promise<void> {
     if (this.ticking) return;
     this.ticking = true;
@@ -81,24 +81,27 @@ export class VmBackupJobs {
   private async step(): Promise<void> {
     const vms = this.d.vms();
     this.jobs = await readVmJobs(this.b.dir, this.d.self);
-    this.judge(vms);
     const { manifests } = readBackups(this.b.dir);
     const { job } = nextJob({ vms, manifests, everyS: this.b.everyS, verifyEveryS: this.b.verifyEveryS, nowMs: this.now(), flags: this.d.flags(), handled: this.handled });
-    if (!job) return;
-    const x = vms.find((v) => v.name === job.vm)!;
-    if (job.do === "backup") {
-      if (job.request !== null) this.handled[job.vm] = Math.max(this.handled[job.vm] ?? 0, job.request);
-      if (!x.qmp || !this.d.claim(job.vm)) return;
-      this.running = `backup ${job.vm}`;
-      try {
-        await this.backup(x, x.qmp, job.why);
-      } finally {
-        this.d.release(job.vm);
-      }
-    } else {
+    const x = job && vms.find((v) => v.name === job.vm)!;
+    if (job?.do === "backup" && x?.qmp) {
+      // a mirror's incremental rebuild is a backup job too (resources/vm-rebuild.ts): wait for
+      // it rather than fail (and raise backup-failed) on it
+      const other = (await x.qmp.execute<{ device: string; type: string; status: string }[]>("query-block-jobs").catch(() => [])).filter((j) => j.type === "backup" && j.status !== "concluded");
+      if (!other.length && this.d.claim(job.vm)) {
+        if (job.request !== null) this.handled[job.vm] = Math.max(this.handled[job.vm] ?? 0, job.request);
+        this.running = `backup ${job.vm}`;
+        try {
+          await this.backup(x, x.qmp, job.why);
+        } finally {
+          this.d.release(job.vm);
+        }
+      } else this.d.log.debug(`VM backup of ${job.vm} waits: ${other.length ? `block job ${other.map((j) => j.device).join(", ")} runs` : "an action on it is under way"}`);
+    } else if (job?.do === "verify") {
       this.running = `verify ${job.id}`;
       await this.verify(job.vm, job.id, manifests);
     }
+    // judged after the job: a VM with no backup yet is not "missed" while its first one is taken
     this.judge(this.d.vms());
   }
 
