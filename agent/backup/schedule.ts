@@ -26,7 +26,9 @@ export function verifyDue(backups: Manifest[], everyS: number, nowMs: number): M
 }
 
 export interface JobResult {
-  kind: BackupKind | "verify-mysql" | "verify-redis";
+  kind: BackupKind | "verify-mysql" | "verify-redis" | "verify-vm";
+  /** what was backed up when a kind has several (a VM's backups: "vm:<name>"); absent: the kind */
+  subject?: string;
   node: string;
   at: string;
   ok: boolean;
@@ -36,8 +38,9 @@ export interface JobResult {
 }
 
 export interface BackupAlarmFacts {
-  /** per kind backed up (mysql, redis): the schedule, the newest good backup, the newest bad one */
-  kinds: { kind: "mysql" | "redis"; everyS: number; newestGood: Manifest | null; bad: Manifest[] }[];
+  /** per kind backed up (mysql, redis; each VM: kind vm, subject vm:<name>): the schedule, the
+   *  newest good backup, the bad ones */
+  kinds: { kind: BackupKind; subject?: string; everyS: number; newestGood: Manifest | null; bad: Manifest[] }[];
   /** the latest job results from every node */
   jobs: JobResult[];
   /** the archive: null when not configured */
@@ -61,16 +64,17 @@ export function backupProblems(f: BackupAlarmFacts, nowMs: number): { problems: 
   const problems: BackupProblem[] = [];
   const judged: { rule: BackupProblem["rule"]; subject: string }[] = [];
   for (const k of f.kinds) {
-    judged.push({ rule: "backup-missed", subject: k.kind }, { rule: "backup-failed", subject: k.kind }, { rule: "backup-verify-failed", subject: k.kind });
+    const subject = k.subject ?? k.kind;
+    judged.push({ rule: "backup-missed", subject }, { rule: "backup-failed", subject }, { rule: "backup-verify-failed", subject });
     if (k.everyS > 0) {
       const age = k.newestGood ? (nowMs - Date.parse(k.newestGood.startedAt)) / 1000 : Infinity;
       // one period late, plus half a period for the job itself
-      if (age > k.everyS * 1.5) problems.push({ rule: "backup-missed", subject: k.kind, severity: "major", text: `no good ${k.kind} backup within its schedule`, detail: k.newestGood ? `newest good ${k.newestGood.id}, ${Math.round(age)} s old (every ${k.everyS} s)` : "no good backup at all" });
+      if (age > k.everyS * 1.5) problems.push({ rule: "backup-missed", subject, severity: "major", text: `no good ${subject} backup within its schedule`, detail: k.newestGood ? `newest good ${k.newestGood.id}, ${Math.round(age)} s old (every ${k.everyS} s)` : "no good backup at all" });
     }
-    const last = f.jobs.filter((j) => j.kind === k.kind).sort((a, b) => b.at.localeCompare(a.at))[0];
-    if (last && !last.ok) problems.push({ rule: "backup-failed", subject: k.kind, severity: "major", text: `the last ${k.kind} backup failed`, detail: `on ${last.node} at ${last.at}: ${last.error}` });
+    const last = f.jobs.filter((j) => j.kind === k.kind && (j.subject ?? j.kind) === subject).sort((a, b) => b.at.localeCompare(a.at))[0];
+    if (last && !last.ok) problems.push({ rule: "backup-failed", subject, severity: "major", text: `the last ${subject} backup failed`, detail: `on ${last.node} at ${last.at}: ${last.error}` });
     const bad = k.bad.filter((b) => !k.newestGood || b.startedAt > k.newestGood.startedAt || b.state === "bad");
-    if (bad.length) problems.push({ rule: "backup-verify-failed", subject: k.kind, severity: "major", text: `a ${k.kind} backup failed its verification`, detail: bad.map((b) => `${b.id}: ${String((b.detail.verify as { error?: string } | undefined)?.error ?? "bad")}`).join("; ").slice(0, 300) });
+    if (bad.length) problems.push({ rule: "backup-verify-failed", subject, severity: "major", text: `a ${subject} backup failed its verification`, detail: bad.map((b) => `${b.id}: ${String((b.detail.verify as { error?: string } | undefined)?.error ?? "bad")}`).join("; ").slice(0, 300) });
   }
   if (f.archive) {
     judged.push({ rule: "backup-archive-gap", subject: "mysql" }, { rule: "backup-archive-down", subject: "mysql" });

@@ -58,7 +58,7 @@ export async function backupCmd(ctx: CommandContext, e: Env, vm: string, full: b
     return fail(ctx, `${vm}'s QEMU does not answer on ${paths.ctl}: ${(err as Error).message}`);
   }
   try {
-    const r = await takeBackup(q, { def, paths, root: v.backup.dir, node: self, storedOn, full, qemuVersion: q.version });
+    const r = await takeBackup(q, { def, paths, root: v.backup.dir, node: self, storedOn, full, fullEvery: v.backup.fullEvery, qemuVersion: q.version });
     const m = r.manifest;
     if (json) ctx.io.out(JSON.stringify({ status: "ok", ms: r.ms, why: r.plan.why, manifest: m }));
     else {

@@ -12,6 +12,7 @@ const expect = (what: string) => ({ error: what });
 const section = <T extends z.core.$ZodLooseShape>(shape: T, what: string) => z.object(shape, expect(`a mapping (${what})`)).strict();
 const absPath = (what: string) => z.string(expect(`an absolute path (${what})`)).refine((v) => v.startsWith("/") && !v.includes("\0"));
 const ms = (d: number) => z.number(expect("a whole number of milliseconds > 0")).int().positive().max(3_600_000).default(d);
+const secs = (d: number) => z.number(expect("a whole number of seconds >= 0 (0: off)")).int().min(0).max(31_536_000).default(d);
 const port = (d: number) => z.number(expect("a port, 1-65535")).int().min(1).max(65535).default(d);
 /** VM, disk and group names: a QEMU id, a file name and part of an alarm id */
 export const VM_NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
@@ -59,7 +60,20 @@ export const VmsSection = section(
     disks: z.record(vmName(), section({ size_mb: z.number(expect("a whole number of MB, 1-16777216")).int().min(1).max(16_777_216), image: absPath("a raw image to start from").optional() }, "size_mb, image"), expect("a mapping of disk name to its size")).default({}),
     machines: z.record(vmName(), Machine, expect("a mapping of VM name to its definition")).default({}),
     /** `bollard vm backup`: the chain's directory (another node's storage: an NFS mount of it) and that node */
-    backup: section({ dir: absPath("where VM backups are kept"), node: z.string().regex(/^[a-z][a-z0-9-]{0,30}$/).optional() }, "dir, node").optional(),
+    backup: section(
+      {
+        dir: absPath("where VM backups are kept"),
+        node: z.string().regex(/^[a-z][a-z0-9-]{0,30}$/).optional(),
+        /** scheduled backups of each VM, by the agent of the node that runs it; 0: only `bollard vm backup` */
+        every_s: secs(86_400),
+        /** incremental backups between two full ones (0: every one full) */
+        full_every: z.number(expect("a whole number 0-100")).int().min(0).max(100).default(6),
+        retention: section({ daily: z.number(expect("a whole number 0-366")).int().min(0).max(366).default(7), weekly: z.number(expect("a whole number 0-520")).int().min(0).max(520).default(4) }, "daily, weekly").prefault({}),
+        /** verify each VM's newest backup this often (a new one at once); 0: never */
+        verify_every_s: secs(86_400),
+      },
+      "dir, node, every_s, full_every, retention, verify_every_s",
+    ).optional(),
   },
   "dir, qemu, storage_daemon, accel, probe, machine, nbd_port, migration_port, stop_timeout_ms, anti_flap_ms, migrate_timeout_ms, degraded_alarm_ms, nodes, groups, disks, machines, backup",
 );
@@ -83,8 +97,18 @@ export interface VmsConfig {
   catalog: VmCatalog;
   /** vms.machines' digest: every node reports it, the leader compares */
   digest: string;
-  /** vms.backup: where `bollard vm backup` keeps the chain, and the node whose storage that is */
-  backup: { dir: string; node: string | null } | null;
+  /** vms.backup: where VM backups are kept (the chain), the node whose storage that is, the
+   *  schedule, retention and verification (agent/runtime/vm-backup-jobs.ts) */
+  backup: VmBackupConfig | null;
+}
+
+export interface VmBackupConfig {
+  dir: string;
+  node: string | null;
+  everyS: number;
+  fullEvery: number;
+  retention: { daily: number; weekly: number };
+  verifyEveryS: number;
 }
 
 /** The typed section; `haAddress` gives a node's address from ha.nodes when vms.nodes has none. */
@@ -107,7 +131,7 @@ export function toVmsConfig(f: VmsFile, haAddress: (node: string) => string | un
     probe: f.probe ? { kernel: f.probe.kernel, initrd: f.probe.initrd ?? null, append: f.probe.append, expect: f.probe.expect } : null,
     machine: f.machine, nbdPort: f.nbd_port, migrationPort: f.migration_port, stopTimeoutMs: f.stop_timeout_ms, antiFlapMs: f.anti_flap_ms,
     migrateTimeoutMs: f.migrate_timeout_ms, degradedAlarmMs: f.degraded_alarm_ms, addresses, catalog, digest: defsDigest(catalog),
-    backup: f.backup ? { dir: f.backup.dir, node: f.backup.node ?? null } : null,
+    backup: f.backup ? { dir: f.backup.dir, node: f.backup.node ?? null, everyS: f.backup.every_s, fullEvery: f.backup.full_every, retention: f.backup.retention, verifyEveryS: f.backup.verify_every_s } : null,
   };
 }
 

@@ -7,6 +7,8 @@
 // A full backup's images are standalone qcow2 files; an incremental one's hold the blocks written
 // since its parent, with the parent's image as their qcow2 backing file (QEMU's bitmaps.rst).
 
+import type { Manifest } from "../backup/manifest.ts";
+
 export type BackupState = "complete" | "verified" | "bad";
 
 export interface VmBackupDisk {
@@ -29,8 +31,18 @@ export interface VmBackupManifest {
   bytes: number;
   parent: string | null;
   state: BackupState;
-  detail: { disks: VmBackupDisk[]; consistency: "guest-frozen" | "crash-consistent"; consistencyWhy: string; qemu?: string };
+  detail: {
+    disks: VmBackupDisk[]; consistency: "guest-frozen" | "crash-consistent"; consistencyWhy: string; qemu?: string;
+    /** "SHA256SUMS": the backup's directory holds sha256sum(1) lines of its images (backup/sums.ts) */
+    sums?: string;
+    /** a verification's verdict (agent/resources/vm-backup-verify.ts) */
+    verify?: { at: string; ok: boolean; error: string | null; ms: number; steps: string[] };
+  };
 }
+
+/** A VM manifest is one of the catalog's (agent/backup/manifest.ts, the same JSON): the typed
+ *  view the shared retention, schedule and verification decisions (agent/backup/) take. */
+export const asCatalog = (m: VmBackupManifest): Manifest => m;
 
 const ID = /^[a-z0-9][a-z0-9._-]{0,120}$/;
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
@@ -71,11 +83,24 @@ export const backupBitmap = (id: string) => `bollard-bk.${id}`;
  * QEMU has that backup's bitmap on every disk (it started with that backup and has recorded every
  * write since), and the disks are the same.
  */
-export function planBackup(o: { wantFull: boolean; latest: VmBackupManifest | null; disks: readonly { name: string; sizeMb: number; bitmaps: readonly string[] }[] }): BackupPlan {
+export function planBackup(o: {
+  wantFull: boolean; latest: VmBackupManifest | null; disks: readonly { name: string; sizeMb: number; bitmaps: readonly string[] }[];
+  /** vms.backup.full_every: incrementals between two full backups (absent: no limit) */
+  fullEvery?: number;
+  /** the target's manifests: the latest's chain is checked (every link there and good) and counted */
+  all?: readonly VmBackupManifest[];
+}): BackupPlan {
   if (o.wantFull) return { kind: "full", why: "asked for (--full)" };
   const l = o.latest;
   if (!l) return { kind: "full", why: "no earlier backup of this VM in the target" };
   if (l.state === "bad") return { kind: "full", why: `its latest backup ${l.id} is bad` };
+  if (o.fullEvery !== undefined && o.fullEvery <= 0) return { kind: "full", why: "every backup full (vms.backup.full_every: 0)" };
+  if (o.all) {
+    const ch = restoreChain(o.all, l.id);
+    if (!ch.ok) return { kind: "full", why: `its latest backup cannot be built on: ${ch.error}` };
+    const depth = ch.chain.length - 1;
+    if (o.fullEvery !== undefined && depth >= o.fullEvery) return { kind: "full", why: `${l.id} ends a chain of ${depth} incremental(s) (vms.backup.full_every: ${o.fullEvery})` };
+  }
   const same = l.detail.disks.length === o.disks.length && o.disks.every((d) => l.detail.disks.some((x) => x.name === d.name && x.sizeMb === d.sizeMb));
   if (!same) return { kind: "full", why: `its disks changed since ${l.id}` };
   const missing = o.disks.find((d) => !d.bitmaps.includes(backupBitmap(l.id)));

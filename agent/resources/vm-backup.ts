@@ -1,4 +1,5 @@
-// VM disk backups of a running VM (issue 23 §5), over a QMP monitor of its QEMU, as QEMU's
+// VM disk backups of a running VM (issue 23 §5), over a QMP monitor of its QEMU (the CLI's: the
+// second one; the agent's scheduled ones, runtime/vm-backup-jobs.ts: its own), as QEMU's
 // docs/interop/bitmaps.rst describes. In one QMP `transaction` (one point in time for every disk), per disk:
 //   block-dirty-bitmap-add  bollard-bk.<id> on the disk's file node: it records every write from
 //                           this backup's point in time on, for the next incremental one;
@@ -16,6 +17,7 @@ import { spawnSync } from "node:child_process";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
+import { SUMS, writeSums } from "../backup/sums.ts";
 import type { VmDef } from "../ha/vm-types.ts";
 import { backupBitmap, backupId, latestOf, parseManifest, planBackup, type BackupPlan, type VmBackupManifest } from "./vm-backup-manifest.ts";
 import { nodeNames, type VmPaths } from "./qemu-args.ts";
@@ -53,6 +55,8 @@ export interface BackupRequest {
   qemuVersion?: string;
   /** ms to wait for the guest agent's answer */
   agentMs?: number;
+  /** vms.backup.full_every: incrementals between two full backups (absent: no limit) */
+  fullEvery?: number;
 }
 
 export interface BackupResult {
@@ -70,7 +74,7 @@ export async function takeBackup(q: Qmp, r: BackupRequest): Promise<BackupResult
   const { manifests } = readBackups(r.root);
   const bms = await diskBitmaps(q, r.def);
   const plan = planBackup({
-    wantFull: r.full, latest: latestOf(manifests, r.def.name),
+    wantFull: r.full, latest: latestOf(manifests, r.def.name), all: manifests, ...(r.fullEvery !== undefined ? { fullEvery: r.fullEvery } : {}),
     disks: r.def.disks.map((d) => ({ name: d.name, sizeMb: d.sizeMb, bitmaps: bms.find((b) => b.disk === d.name)?.bitmaps.map((x) => x.name) ?? [] })),
   });
   // a mirror's incremental rebuild (vm-rebuild.ts) is a backup job too: wait for it; a concluded one is no obstacle
@@ -126,10 +130,13 @@ export async function takeBackup(q: Qmp, r: BackupRequest): Promise<BackupResult
     }
     for (const n of added.splice(0)) await q.execute("blockdev-del", { "node-name": n });
     const disks = r.def.disks.map((d) => ({ name: d.name, file: `${d.name}.qcow2`, sizeMb: d.sizeMb, bytes: bytes[`backup-${d.name}`] ?? 0 }));
+    // each image's sha256 (SHA256SUMS, as the MySQL/Redis backups): a verification finds a bit
+    // flipped on the target since, before it reads anything else
+    await writeSums(tmp);
     const manifest: VmBackupManifest = {
       id, kind: "vm", name: r.def.name, node: r.node, storedOn: r.storedOn, startedAt: started.toISOString(), finishedAt: new Date().toISOString(),
       bytes: disks.reduce((a, d) => a + d.bytes, 0), parent: plan.kind === "incremental" ? plan.parent : null, state: "complete",
-      detail: { disks, consistency: consistency.frozen ? "guest-frozen" : "crash-consistent", consistencyWhy: consistency.why, ...(r.qemuVersion ? { qemu: r.qemuVersion } : {}) },
+      detail: { disks, consistency: consistency.frozen ? "guest-frozen" : "crash-consistent", consistencyWhy: consistency.why, ...(r.qemuVersion ? { qemu: r.qemuVersion } : {}), sums: SUMS },
     };
     writeDurable(join(tmp, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
     for (const d of disks) syncFile(join(tmp, d.file));

@@ -8,12 +8,17 @@ import type { Route } from "./control.ts";
 import type { HaComponent } from "./ha-component.ts";
 import { STEP_MS, VmRuntime } from "./vm-runtime.ts";
 import type { TimerHandle } from "../env/env.ts";
+import { join } from "node:path";
+import { TICK_MS, VmBackupJobs } from "./vm-backup-jobs.ts";
 
 export class VmComponent implements Component {
   readonly name = "vms";
   /** null without `vms:`, and before start and after stop */
   runtime: VmRuntime | null = null;
+  /** scheduled VM backups and verifications (vms.backup); null without */
+  backups: VmBackupJobs | null = null;
   private timer: TimerHandle | null = null;
+  private backupTimer: TimerHandle | null = null;
   private off: (() => void) | null = null;
 
   constructor(
@@ -36,6 +41,17 @@ export class VmComponent implements Component {
     await rt.start();
     this.runtime = rt;
     this.routes["GET /vms"] = async () => ({ code: 200, body: { status: "ok", ...rt.snapshot() } });
+    if (c.vms.backup) {
+      const jobs = new VmBackupJobs({
+        backup: c.vms.backup, self: c.cluster.node, log: log.child("vm-backup"),
+        event: (detail, fields) => events.record({ kind: "backup", node: c.cluster.node, term: node!.view().term, detail, fields }),
+        vms: () => rt.backupView(), flags: () => node!.view().committed.flags,
+        claim: (vm) => rt.claimForBackup(vm), release: (vm) => rt.releaseBackup(vm),
+        scratch: join(c.stateDir, "vm-backup-verify"),
+      });
+      this.backups = jobs;
+      this.backupTimer = timers.every(TICK_MS, () => void jobs.tick());
+    }
     this.timer = timers.every(STEP_MS, () => {
       try {
         rt.step();
@@ -48,6 +64,9 @@ export class VmComponent implements Component {
   async stop(): Promise<void> {
     this.timer?.cancel();
     this.timer = null;
+    this.backupTimer?.cancel();
+    this.backupTimer = null;
+    this.backups = null;
     this.off?.();
     delete this.routes["GET /vms"];
     await this.runtime?.stop();

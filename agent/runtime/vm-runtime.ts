@@ -13,7 +13,11 @@ import type { VmsConfig } from "../config/vm-schema.ts";
 import type { Logger } from "../env/env.ts";
 import { cannotFence } from "../fence/node-config.ts";
 import type { DbFacts } from "../ha/local.ts";
-import { holderOf } from "../ha/vm-flags.ts";
+import { holderOf, migrationTo } from "../ha/vm-flags.ts";
+import type { VmHere } from "../backup/vm-schedule.ts";
+import type { VmDef } from "../ha/vm-types.ts";
+import type { VmPaths } from "../resources/qemu-args.ts";
+import type { Qmp } from "../resources/qmp.ts";
 import { VmLocal, type VmLocalAction } from "../ha/vm-local.ts";
 import { DEFAULT_VM_TIMING, VmManager, type VmReport as Reported } from "../ha/vm-manager.ts";
 import type { VmAlarmInput, VmNodeFacts } from "../ha/vm-types.ts";
@@ -50,6 +54,8 @@ export class VmRuntime {
   private readonly mgr: VmManager;
   private readonly leader: VmLeaderIo;
   private readonly busy = new Map<string, string>();
+  /** VMs a scheduled backup runs on (vm-backup-jobs.ts): no stop or migration starts meanwhile */
+  private readonly backingUp = new Set<string>();
   private readonly reports = new Map<string, Reported>();
   /** each peer's replica copies ("vm-copies"), merged into its reports */
   private readonly copies = new Map<string, Record<string, string>>();
@@ -159,6 +165,7 @@ export class VmRuntime {
   private act(a: VmLocalAction): void {
     if (!this.accel && (a.do === "start" || a.do === "incoming")) return; // the KVM probe is not over yet
     if (this.busy.has(a.vm) && a.do !== "kill") return;
+    if (this.backingUp.has(a.vm) && a.do !== "kill") return; // until the backup is over: it holds the QEMU's block jobs
     this.busy.set(a.vm, a.do);
     const t0 = performance.now();
     const ctx = { self: this.self, c: this.c, s: this.s, accel: this.accel ?? "tcg", log: this.log, def: (vm: string) => this.c.catalog.defs.find((d) => d.name === vm)! };
@@ -274,6 +281,32 @@ export class VmRuntime {
       catalog: this.c.catalog, problems: this.leading ? this.mgr.problems() : null, fencing: this.leading ? this.mgr.fencing() : null,
       committed: { epoch: view.committed.epoch, assignments: view.committed.assignments, flags: Object.fromEntries(Object.entries(view.committed.flags).filter(([k]) => k.startsWith("vm-") || k.startsWith("maint:") || k.startsWith("fenc"))) },
     };
+  }
+
+  /** The VMs as a scheduled backup sees them (vm-backup-jobs.ts): run state here, placement,
+   *  actions and migrations under way, the QEMU's QMP connection. */
+  backupView(): (VmHere & { def: VmDef; paths: VmPaths; qmp: Qmp | null })[] {
+    const view = this.d.node.view();
+    return this.c.catalog.defs.map((def) => {
+      const p = this.s.procs.get(def.name)!;
+      const x = this.facts?.vms.find((v) => v.name === def.name);
+      const mig = migrationTo(view.committed.flags, def.name) ?? (x?.migration && !["completed", "failed", "cancelled"].includes(x.migration.status) ? `to ${x.migration.to}, ${x.migration.status}` : null);
+      return {
+        name: def.name, def, paths: p.paths, qmp: p.running() ? p.qmp : null, state: x && p.running() ? (x.pausedForMirror ? "paused" : x.state) : null,
+        placedHere: holderOf(view.committed, def.name) === this.self, busy: this.busy.get(def.name) ?? null, migration: mig,
+      };
+    });
+  }
+
+  /** A scheduled backup of `vm` begins: false when an action on it is under way. */
+  claimForBackup(vm: string): boolean {
+    if (this.busy.has(vm) || this.backingUp.has(vm)) return false;
+    this.backingUp.add(vm);
+    return true;
+  }
+
+  releaseBackup(vm: string): void {
+    this.backingUp.delete(vm);
   }
 
   /** A VM's serial console socket on this node, if its QEMU runs here. */

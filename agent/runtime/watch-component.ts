@@ -42,7 +42,14 @@ export class WatchComponent implements Component {
       vms: () => { const rt = this.vms?.runtime; return rt ? { alarms: () => rt.alarmInput(), metrics: rt.metrics() } : null; },
       ...(this.onHost ? { onHost: this.onHost } : {}),
       readiness: () => this.ready?.snapshot() ?? null,
-      backups: () => (this.backup?.runtime ? { alarms: this.backup.alarmInput(), snap: this.backup.runtime.snap } : null),
+      backups: () => {
+        // the MySQL/Redis backups' (the acting leader judges) and the VMs' (each VM's node judges)
+        const b = this.backup?.runtime ? { alarms: this.backup.alarmInput(), snap: this.backup.runtime.snap } : null;
+        const v = this.vms?.backups?.alarmInput() ?? null;
+        if (!v) return b;
+        const a = b?.alarms ?? null;
+        return { snap: b?.snap ?? null, alarms: { judge: a?.judge ?? false, judged: [...(a?.judged ?? []), ...v.judged], problems: [...(a?.problems ?? []), ...v.problems] } };
+      },
     });
     await watch.start();
     this.watch = watch;

@@ -26,7 +26,9 @@ gen_vm_config() { # NODE: prints YAML to append to bollard.yaml
   # appliance: a mount of that node's storage)
   local nx
   nx=${NODES[0]}; for i in "${!NODES[@]}"; do [ "${NODES[$i]}" = "$n" ] && nx=${NODES[$(( (i + 1) % ${#NODES[@]} ))]}; done
-  echo "  backup: { dir: $(node_dir "$nx")/backups, node: $nx }"
+  # scheduled backups and verifications off (every_s/verify_every_s 0): the lab's VM tests take
+  # theirs with `bollard vm backup` and time migrations; the schedule is tested in test/broker
+  echo "  backup: { dir: $(node_dir "$nx")/backups, node: $nx, every_s: ${LAB_VM_BACKUP_EVERY_S:-0}, verify_every_s: ${LAB_VM_VERIFY_EVERY_S:-0} }"
   echo "  nodes:"
   for m in "${NODES[@]}"; do echo "    $m: { memory_mb: 1024 }        # address: ha.nodes.$m's"; done
   echo "  groups:"
