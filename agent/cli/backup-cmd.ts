@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { readArchive, readArchiveStatus, type ArchiveStatus } from "../backup/archive.ts";
 import { restorable, restoreChain } from "../backup/chain.ts";
+import { readVmBackupStatus, vmStatusLine } from "../backup/vm-status.ts";
 import { isGood, listBackups, setPinned, type Listed } from "../backup/manifest.ts";
 import { planRestore, type Target } from "../backup/plan.ts";
 import { connectHint, restoreMysql, restoreRedisInto } from "../backup/restore.ts";
@@ -92,8 +93,10 @@ async function status(c: Config, ctx: CommandContext): Promise<number> {
     const last = good[good.length - 1]?.manifest ?? null;
     return { kind, lastGood: last?.id ?? null, lastGoodAt: last?.startedAt ?? null, ageS: last ? Math.round((Date.now() - Date.parse(last.startedAt)) / 1000) : null, good: good.length, bad: cat.backups.filter((b) => b.manifest.kind === kind && !isGood(b.manifest)).length };
   });
-  if (ctx.json) { ctx.io.out(JSON.stringify({ kinds, archive, jobs, spaceBytes: space })); return 0; }
+  const vms = c.vms?.backup ? await readVmBackupStatus(c.vms.backup.dir, c.vms.catalog.defs.map((d) => d.name), members(c), Date.now()) : [];
+  if (ctx.json) { ctx.io.out(JSON.stringify({ kinds, vms, archive, jobs, spaceBytes: space })); return 0; }
   for (const k of kinds) if (k.good || k.bad) ctx.io.out(`${k.kind.padEnd(6)} last good ${k.lastGood ?? "none"}${k.lastGoodAt ? ` (${age(k.lastGoodAt)} ago)` : ""}; ${k.good} good, ${k.bad} bad`);
+  for (const v of vms) ctx.io.out(vmStatusLine(v));
   if (archive) ctx.io.out(`binlog archive on ${archive.node} from ${archive.primary ?? "no primary"}: ${archive.running ? "streaming" : "NOT streaming"}, last ${archive.lastGtid ?? "none"}, lag ${archive.lagS === null ? "unknown" : `${archive.lagS.toFixed(1)} s`}, behind ${archive.behind ?? "?"} trx${archive.gap ? `, GAP: ${archive.gap}` : ""}${archive.error ? ` (${archive.error})` : ""} (as of ${age(archive.updatedAt)} ago)`);
   else ctx.io.out("binlog archive: no word from an archiver");
   ctx.io.out(`space: ${Object.entries(space).map(([n, b]) => `${n} ${mb(b)}`).join(", ")}`);
