@@ -25,6 +25,7 @@ const BACKUP_USAGE = [
   "backup list [--json]                every backup on every node's target (mysql, redis, vm), oldest first",
   "backup status [--json]              last good backup and its age, archive lag, space used, last jobs",
   "backup now mysql|redis [--no-wait]  take one now (on a replica, stored on another node)",
+  "backup now vm:NAME [--no-wait]  take one of a VM's disks now (on the node running it; incremental unless its chain is full)",
   "backup unpin ID                     let retention remove a pinned backup (restore --replace pins the old data's)",
 ];
 const RESTORE_USAGE = [
@@ -110,15 +111,20 @@ export async function takeNow(c: Config, svc: string, wait: boolean, say: (s: st
   const r = await controlRequest(c.control.socket, "POST", "/command", { op: "apply", why, flags: { [`backup-now:${svc}`]: pin ? `${t0} pin:${pin}`.slice(0, 300) : String(t0) } }, 15_000).catch((e: Error) => ({ code: 0, body: { error: e.message } }));
   const b = r.body as { status?: string; epoch?: number; error?: string };
   if (r.code !== 200 || b.status !== "ok") return { ok: false, error: `refused: ${b.error ?? `HTTP ${r.code}`}` };
-  say(`requested (config epoch ${b.epoch}); a replica takes it`);
+  const vm = svc.startsWith("vm:") ? svc.slice(3) : null;
+  say(`requested (config epoch ${b.epoch}); ${vm ? "the node running it takes it" : "a replica takes it"}`);
   if (!wait) return { ok: true, backup: null };
+  const mine = (m: Listed["manifest"]) => (vm ? m.kind === "vm" && m.name === vm : m.kind === svc);
   for (let i = 0; i < 3600; i++) {
     await sleep(1000);
-    const got = (await catalog(c)).backups.find((x) => x.manifest.kind === svc && Date.parse(x.manifest.startedAt) >= t0 - 1000);
+    const got = (await catalog(c)).backups.find((x) => mine(x.manifest) && Date.parse(x.manifest.startedAt) >= t0 - 1000);
     if (got) return { ok: true, backup: got };
     const jobs: JobResult[] = [];
-    for (const n of members(c)) jobs.push(...(await readJobs(targetOf(c.backup!, n))));
-    const failed = jobs.find((j) => j.kind === svc && !j.ok && Date.parse(j.at) >= t0);
+    if (vm) {
+      const j = (await readVmBackupStatus(c.vms!.backup!.dir, [vm], members(c), Date.now()))[0]?.lastBackupJob;
+      if (j) jobs.push(j);
+    } else for (const n of members(c)) jobs.push(...(await readJobs(targetOf(c.backup!, n))));
+    const failed = jobs.find((j) => (vm || j.kind === svc) && !j.ok && Date.parse(j.at) >= t0);
     if (failed) return { ok: false, error: `the backup on ${failed.node} failed: ${failed.error}` };
   }
   return { ok: false, error: "no backup within an hour" };
@@ -145,6 +151,12 @@ export const backupCommand: SubCommand = {
     if (sub === "list" && p.positionals.length === 1) return list(c, ctx);
     if (sub === "status" && p.positionals.length === 1) return status(c, ctx);
     if (sub === "now" && (svc === "mysql" || svc === "redis") && p.positionals.length === 2) return now(c, svc, !p.values["no-wait"], ctx);
+    if (sub === "now" && svc?.startsWith("vm:") && p.positionals.length === 2) {
+      const name = svc.slice(3);
+      if (!c.vms?.backup) return fail(ctx, "backup now", "no vms.backup section in the config: VM backups are not configured", 2);
+      if (!c.vms.catalog.defs.some((d) => d.name === name)) return fail(ctx, "backup now", `no VM ${JSON.stringify(name)} (known: ${c.vms.catalog.defs.map((d) => d.name).join(", ") || "none"})`, 2);
+      return now(c, svc, !p.values["no-wait"], ctx);
+    }
     if (sub === "unpin" && svc && p.positionals.length === 2) {
       const b = (await catalog(c)).backups.find((x) => x.manifest.id === svc);
       if (!b) return fail(ctx, "backup unpin", `no backup ${svc} (see bollard backup list)`);

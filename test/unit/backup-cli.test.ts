@@ -157,4 +157,22 @@ C("bad arguments are usage errors; a bad backup is not restored", async () => {
   assert.is((await run(backupCommand, "now", "pg")).code, 2);
   assert.is((await run(backupCommand, "list", "extra")).code, 2);
 });
+C("backup now vm:NAME: refused before anything is committed without VM backups or with a name that is no VM", async () => {
+  const none = await run(backupCommand, "now", "vm:app");
+  assert.is(none.code, 2);
+  assert.match(none.err, /no vms.backup section in the config/);
+  const { appendFileSync } = await import("node:fs");
+  appendFileSync(join(dir, "bollard.yaml"), `vms:
+  nodes:
+    node1: { address: 127.0.2.1, memory_mb: 1024 }
+    node2: { address: 127.0.2.2, memory_mb: 1024 }
+    node3: { address: 127.0.2.3, memory_mb: 1024 }
+  backup: { dir: ${dir}/vm-chains, node: node1 }
+`);
+  const unknown = await run(backupCommand, "now", "vm:app");
+  assert.is(unknown.code, 2, unknown.err);
+  assert.match(unknown.err, /no VM "app" \(known: none\)/, unknown.err);
+});
+
 C.run();
+
