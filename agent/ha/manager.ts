@@ -5,6 +5,7 @@
 // runtime carries out, and what the nodes did comes back as their resource reports. It also
 // says, for the alarms, when a service has had no writable primary that clients can reach, why,
 // and the command that would let it act (issue 20 item 3, issue 17 item 2). Pure: no clock, no I/O.
+import { Unjudged } from "./unjudged.ts";
 import type { ClusterConfig, Command, DbReport } from "../bus/messages.ts";
 import type { NodeView } from "../cluster/view.ts";
 import type { FenceProof } from "../resources/types.ts";
@@ -87,7 +88,7 @@ export class HaManager {
   /** local ms since when each service has had no writable primary clients can reach */
   private readonly downSince = new Map<Svc, { at: number; wall: number }>();
   /** outages long enough for the alarm that ended since the alarms last judged (judgedWritesDown) */
-  private readonly endedDown = new Map<Svc, WritesDown>();
+  private readonly endedDown = new Unjudged<WritesDown>((w) => w.svc);
   /** local ms since when a node's portal has not answered (its reports say portalOk false) */
   private readonly portalBadSince = new Map<string, number>();
   private readonly holds = new Map<Svc, { why: string; command: string | null }>();
@@ -175,10 +176,7 @@ export class HaManager {
    * ended since the last judgement (one that ended between two alarm steps is still an alarm).
    */
   judgedWritesDown(): WritesDown[] {
-    const now = this.writesDown();
-    const out = [...now, ...[...this.endedDown.values()].filter((e) => !now.some((x) => x.svc === e.svc))];
-    this.endedDown.clear();
-    return out;
+    return this.endedDown.take(this.writesDown());
   }
 
   // ---- watching for work ----------------------------------------------------------------
@@ -445,7 +443,7 @@ export class HaManager {
       if (why === null) {
         const d = this.downSince.get(svc);
         if (d && inp.now - d.at >= this.t.writesDownAlarmMs) {
-          this.endedDown.set(svc, { svc, since: d.wall, forMs: inp.now - d.at, why: `writable again at ${new Date(inp.wall).toISOString().slice(11, 23)} UTC`, command: null });
+          this.endedDown.note({ svc, since: d.wall, forMs: inp.now - d.at, why: `writable again at ${new Date(inp.wall).toISOString().slice(11, 23)} UTC`, command: null });
         }
         this.downSince.delete(svc);
         continue;

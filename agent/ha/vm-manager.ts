@@ -6,6 +6,7 @@
 // live migration, and says what is wrong for the alarms. It decides only: every decision is a
 // commit to the register (vm-flags.ts) that the nodes' local VM managers (vm-local.ts) carry out,
 // and what they did comes back in their reports. Pure: no clock, no I/O.
+import { Unjudged } from "./unjudged.ts";
 import type { Command } from "../bus/messages.ts";
 import type { NodeView } from "../cluster/view.ts";
 import type { FenceProof } from "../resources/types.ts";
@@ -93,7 +94,7 @@ export class VmManager {
   private readonly said = new Map<string, string>();
   private problemList: VmProblem[] = [];
   /** problems found since the alarms last judged: a replica lost and rebuilt between two judgements is still an alarm */
-  private readonly unjudged = new Map<string, VmProblem>();
+  private readonly unjudged = new Unjudged<VmProblem>((p) => `${p.kind}:${p.vm}`);
   private last: VmInput | null = null;
 
   constructor(
@@ -142,7 +143,7 @@ export class VmManager {
     if (!moving && batch.empty) this.rebalance(inp, batch, where);
     if (!batch.empty) this.commit({ op: "apply", why: batch.why.join("; ").slice(0, 200), assign: Object.keys(batch.assign).length ? batch.assign : undefined, flags: batch.flags });
     this.problemList = problems;
-    for (const p of problems) this.unjudged.set(`${p.kind}:${p.vm}`, p);
+    for (const p of problems) this.unjudged.note(p);
     return this.actions;
   }
 
@@ -179,10 +180,7 @@ export class VmManager {
    * gone already (a mirror target lost and rebuilt in less than the alarm step's period).
    */
   judged(): VmProblem[] {
-    const now = new Set(this.problemList.map((p) => `${p.kind}:${p.vm}`));
-    const out = [...this.problemList, ...[...this.unjudged].filter(([k]) => !now.has(k)).map(([, p]) => p)];
-    this.unjudged.clear();
-    return out;
+    return this.unjudged.take(this.problemList);
   }
 
   /** Nodes the fencer waits on, and why. */
