@@ -1,7 +1,7 @@
 // `bollard backup list|status` and `bollard restore` on catalogs written here (every kind, a bad
 // one, a half one, an unreadable one, an archive status): what an operator sees, and the
 // refusals of restore (a point no backup covers, --replace, bad arguments).
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
@@ -24,6 +24,15 @@ const put = (node: string, man: Manifest | null, name?: string, text?: string) =
   mkdirSync(d, { recursive: true });
   if (man || text) writeFileSync(join(d, "manifest.json"), text ?? JSON.stringify(man));
 };
+
+/** Appends a vms: section whose backups are kept in <dir>/vm-chains on `node`. */
+const withVms = (node: string) => appendFileSync(join(dir, "bollard.yaml"), `vms:
+  nodes:
+    node1: { address: 127.0.2.1, memory_mb: 1024 }
+    node2: { address: 127.0.2.2, memory_mb: 1024 }
+    node3: { address: 127.0.2.3, memory_mb: 1024 }
+  backup: { dir: ${dir}/vm-chains, node: ${node} }
+`);
 
 const C = suite("backup and restore commands");
 C.before.each(() => {
@@ -74,14 +83,7 @@ C("list: every kind from every node, the bad one marked, the half and broken one
   assert.equal(j.backups.map((b: { id: string; good: boolean }) => `${b.id}:${b.good}`), ["m1:true", "v1:true", "m2:false"]);
 });
 C("list: VM chains kept in vms.backup.dir (bollard vm backup) are listed with the rest", async () => {
-  const { appendFileSync } = await import("node:fs");
-  appendFileSync(join(dir, "bollard.yaml"), `vms:
-  nodes:
-    node1: { address: 127.0.2.1, memory_mb: 1024 }
-    node2: { address: 127.0.2.2, memory_mb: 1024 }
-    node3: { address: 127.0.2.3, memory_mb: 1024 }
-  backup: { dir: ${dir}/vm-chains, node: node2 }
-`);
+  withVms("node2");
   const d = join(dir, "vm-chains", "vm", "vb1");
   mkdirSync(d, { recursive: true });
   writeFileSync(join(d, "manifest.json"), JSON.stringify(m({ id: "vb1", kind: "vm", name: "db1", node: "node1", storedOn: "node2", detail: { disks: ["root"], consistency: "crash-consistent" } })));
@@ -161,14 +163,7 @@ C("backup now vm:NAME: refused before anything is committed without VM backups o
   const none = await run(backupCommand, "now", "vm:app");
   assert.is(none.code, 2);
   assert.match(none.err, /no vms.backup section in the config/);
-  const { appendFileSync } = await import("node:fs");
-  appendFileSync(join(dir, "bollard.yaml"), `vms:
-  nodes:
-    node1: { address: 127.0.2.1, memory_mb: 1024 }
-    node2: { address: 127.0.2.2, memory_mb: 1024 }
-    node3: { address: 127.0.2.3, memory_mb: 1024 }
-  backup: { dir: ${dir}/vm-chains, node: node1 }
-`);
+  withVms("node1");
   const unknown = await run(backupCommand, "now", "vm:app");
   assert.is(unknown.code, 2, unknown.err);
   assert.match(unknown.err, /no VM "app" \(known: none\)/, unknown.err);
