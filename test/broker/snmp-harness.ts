@@ -168,6 +168,25 @@ export class SwitchHarness {
     return ip("-o", "link", "show", iface);
   }
 
+  /** The kernel's operstate of IFACE ("UP", "DOWN", "LOWERLAYERDOWN", ...), from `ip -o link show`. */
+  operState(iface: string): string {
+    return /\bstate (\S+)/.exec(this.linkState(iface))?.[1] ?? "UNKNOWN";
+  }
+
+  /** Waits until the kernel itself reports IFACE's operstate as one of WANT. A carrier change on
+   * a veth's far end reaches operstate through the kernel's linkwatch work, which runs
+   * asynchronously (and may be deferred up to a second), so SNMP cannot show it sooner: a test of
+   * what SNMP reports first waits for the kernel, then walks. Returns the ms waited. */
+  async awaitOperState(iface: string, want: string[], timeoutMs = 3000): Promise<number> {
+    const t0 = performance.now();
+    for (;;) {
+      const now = this.operState(iface);
+      if (want.includes(now)) return performance.now() - t0;
+      if (performance.now() - t0 > timeoutMs) throw new Error(`${iface}: kernel operstate ${now} after ${timeoutMs} ms, want ${want.join("|")}`);
+      await sleep(20);
+    }
+  }
+
   log(name: string): string {
     try { return readFileSync(join(this.sw(name).dir, "snmpd.log"), "utf8"); } catch { return ""; }
   }
