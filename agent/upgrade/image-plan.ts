@@ -129,6 +129,8 @@ export interface ImageTrial {
   at: number;
   /** drained by a rollout: maintenance comes off when the gate passes */
   undrain?: boolean;
+  /** the kernel's boot ID when the trial was written: until it changes, nothing has booted the new root yet */
+  bootId?: string;
 }
 
 /** What became of it (image-result.json): written by the gate, or found at the next boot. */
@@ -144,11 +146,14 @@ export interface ImageResult {
  * At the agent's start: the outcome of the last image upgrade, from its trial, the gate's
  * result (if the gate wrote one) and the slot running now. Running the old slot after a
  * trial means the new root was given up: by its gate (the result says why) or by the loader
- * (it did not boot, or its tries ran out).
+ * (it did not boot, or its tries ran out). Still the boot that wrote the trial (`bootId`, the
+ * kernel's boot ID then and now): the reboot has not happened yet, so nothing can be judged;
+ * the old root is running because it has not been left yet, not because it came back.
  */
-export function trialOutcome(trial: ImageTrial | null, result: ImageResult | null, running: Slot, now: number): ImageResult | null {
+export function trialOutcome(trial: ImageTrial | null, result: ImageResult | null, running: Slot, now: number, bootId: string | null = null): ImageResult | null {
   if (!trial) return result;
   if (result && result.at >= trial.at) return result;
+  if (trial.bootId && bootId === trial.bootId) return { step: "trial", version: trial.version, slot: trial.to, why: `slot ${trial.to.toUpperCase()} written; it boots, on trial, at the next reboot`, at: trial.at };
   if (running === trial.to) return { step: "trial", version: trial.version, slot: trial.to, why: "booted, the health gate runs", at: now };
   return { step: "rolled-back", version: trial.version, slot: trial.to, why: `slot ${trial.to.toUpperCase()} was given up by the boot loader: it did not boot, or its tries ran out`, at: now };
 }

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readJson, writeResult } from "./image-gate.ts";
+import { bootId } from "./image.ts";
 import { SLOTS, activeSlot, trialOutcome, type ImageResult, type ImageTrial, type Slot } from "./image-plan.ts";
 
 export interface ImageState {
@@ -29,7 +30,7 @@ export function imageState(stateDir: string, now = Date.now()): ImageState | nul
   const version = /^VERSION=(.*)$/m.exec(readFileSync(RELEASE, "utf8"))?.[1] ?? null;
   const trial = readJson<ImageTrial>(join(stateDir, "image-trial.json"));
   const result = readJson<ImageResult>(join(stateDir, "image-result.json"));
-  const last = trialOutcome(trial, result, s.slot, now);
+  const last = trialOutcome(trial, result, s.slot, now, bootId());
   if (last && last !== result && last.step === "rolled-back") {
     try {
       writeResult(stateDir, last);

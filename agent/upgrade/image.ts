@@ -21,6 +21,15 @@ import { readGpt } from "../provision/gpt.ts";
 import { controlRequest } from "../runtime/control.ts";
 import { LAYOUT, LOADER_GUID, SLOTS, checkImage, efiString, entryVersion, loaderDefault, parseSums, planImage, type ImageTrial, type Layout } from "./image-plan.ts";
 
+/** The kernel's ID of this boot (a new one at every boot), or null where it cannot be read. */
+export function bootId(): string | null {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() || null;
+  } catch {
+    return null;
+  }
+}
+
 export const ESP_DIR = "/boot/efi";
 const CHUNK = 4 << 20;
 
@@ -242,7 +251,8 @@ export async function imageUpgrade(path: string, o: ImageUpgradeOptions, stateDi
     for (const f of plan.remove) rmSync(join(ESP_DIR, "loader/entries", f), { force: true });
     espWrite(join(ESP_DIR, "loader/entries", plan.entryFile), plan.entryText);
     say(`esp: kernel and initrd in /${plan.espDir}, entry ${plan.entryFile} (${o.tries ?? 3} tries)`);
-    const trial: ImageTrial = { version: img.version, from: plan.from, to: plan.to, entryId: plan.entryId, deadlineMs: o.deadlineMs, baseline, at: Date.now(), ...(o.undrain ? { undrain: true } : {}) };
+    const boot = bootId();
+    const trial: ImageTrial = { version: img.version, from: plan.from, to: plan.to, entryId: plan.entryId, deadlineMs: o.deadlineMs, baseline, at: Date.now(), ...(o.undrain ? { undrain: true } : {}), ...(boot ? { bootId: boot } : {}) };
     writeFileSync(join(stateDir, "image-trial.json.tmp"), `${JSON.stringify(trial)}\n`);
     renameSync(join(stateDir, "image-trial.json.tmp"), join(stateDir, "image-trial.json"));
     // a rolled-out bundle belongs to the root it was installed on (agent-exec): the new root runs its own

@@ -88,6 +88,20 @@ P("trialOutcome: on trial, blessed or rejected by the gate, given up by the load
   assert.is(trialOutcome(trial, { ...gate, at: 500 }, "a", 5000)!.why, loader.why);
 });
 
+P("trialOutcome: the boot that wrote the trial judges nothing (the old root runs because the reboot has not happened yet)", () => {
+  // the image test's v2 rollback: the old root's agent re-read its image state 200 ms after the
+  // trial was written, before the reboot, and wrote "given up by the boot loader"
+  const trial: ImageTrial = { version: "0.2.0", from: "a", to: "b", entryId: "bollard-b.conf", deadlineMs: 600_000, baseline: [], at: 1000, bootId: "boot-1" };
+  const pending = trialOutcome(trial, null, "a", 1200, "boot-1")!;
+  assert.equal([pending.step, pending.slot, pending.at], ["trial", "b", 1000]);
+  assert.match(pending.why, /boots, on trial, at the next reboot/);
+  // after a reboot (another boot ID) the same facts are judged
+  assert.is(trialOutcome(trial, null, "b", 9000, "boot-2")!.why, "booted, the health gate runs");
+  assert.match(trialOutcome(trial, null, "a", 9000, "boot-2")!.why, /given up by the boot loader/);
+  // a boot ID that cannot be read is not "the same boot"
+  assert.is(trialOutcome(trial, null, "a", 9000, null)!.step, "rolled-back");
+});
+
 P.run();
 
 // ---- I/O: a small image of the same layout
