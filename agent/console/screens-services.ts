@@ -2,6 +2,7 @@
 // and whether it is writable, each replica's source, lag and position (GTID set / offset);
 // each node's portal routes and the VIP; failover procedures running, nodes held out, and
 // the anti-flapping holds.
+import type { VmBackupStatus } from "../backup/vm-status.ts";
 import type { BackupSummary } from "../runtime/backup-component.ts";
 import { parseGtid, weight } from "../resources/gtid.ts";
 import { ago, alive, assignments, cols, cut, factsOf, flags, haOf, holdsVip, membersOf, services, type Facts, type Model, type Svc } from "./model.ts";
@@ -139,7 +140,7 @@ export function servicesLines(m: Model): string[] {
   for (const v of serviceViews(m)) out.push(...table(v), "");
   out.push(...portalTable(m));
   out.push(...siteLines(haOf(m)?.sites ?? []));
-  out.push(...backupLines(m.status.body?.backup as BackupSummary | null | undefined));
+  out.push(...backupLines(m.status.body?.backup as BackupSummary | null | undefined, m.status.body?.vmBackups as VmBackupStatus[] | null | undefined));
   const n = notes(m);
   if (n.length) out.push("", ...n);
   return out.map((l) => cut(l, 80));
@@ -153,15 +154,18 @@ export function servicesScreen(m: Model, rows: number): Line[] {
 
 const agoS = (s: number) => (s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
 
-/** Backups (issue 23, docs/backup.md): one line per kind and one for the binlog archive. */
-export function backupLines(b: BackupSummary | null | undefined): string[] {
-  if (!b) return [];
+/** Backups (issue 23, docs/backup.md): one line per kind, one for the binlog archive, and one
+ *  per VM this node runs (`vms`, the VM backup jobs' status; a VM's backups are taken where it runs). */
+export function backupLines(b: BackupSummary | null | undefined, vms?: readonly VmBackupStatus[] | null): string[] {
+  const vmLines = (vms ?? []).map((v) => `Backup vm ${v.vm.padEnd(10)} last good ${v.ageS !== null ? `${agoS(v.ageS)} ago${v.verified ? ", verified" : ""}` : "NONE"}${v.bad ? `, ${v.bad} BAD` : ""}` +
+    `${v.lastBackupJob && !v.lastBackupJob.ok ? `; last backup FAILED at ${v.lastBackupJob.at.slice(11, 19)}` : ""}${v.lastVerifyJob && !v.lastVerifyJob.ok ? "; last verification BAD" : ""}`);
+  if (!b) return vmLines.length ? ["", ...vmLines] : [];
   const out = [""];
   for (const k of b.kinds) out.push(`Backup ${k.kind.padEnd(6)} last good ${k.lastGood ? `${agoS(k.ageS ?? 0)} ago${k.verified ? ", verified" : ""}` : "NONE"}${k.bad ? `, ${k.bad} BAD` : ""}${b.running.includes(k.kind) ? " (one running)" : ""}`);
   if (!b.kinds.length) out.push("Backup: none yet (bollard backup now mysql)");
   const a = b.archive;
   if (a) out.push(`Binlog archive on ${a.node}: ${a.gap ? "GAP" : a.running ? "streaming" : "NOT streaming"} from ${a.primary ?? "-"}, lag ${a.lagS === null ? "?" : `${a.lagS.toFixed(1)} s`}, behind ${a.behind ?? "?"} trx`);
-  return out;
+  return [...out, ...vmLines];
 }
 
 /** The remote sites (issue 18): state, source, lag in seconds and transactions. */

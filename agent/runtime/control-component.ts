@@ -62,6 +62,7 @@ export class ControlComponent implements Component {
       backup: this.backup?.short(Date.now()) ?? null,
       control: this.server?.stats() ?? null,
       vms: this.vms?.runtime?.snapshot() ?? null,
+      vmBackups: this.vms?.backups?.status() ?? null,
       wall: Date.now(),
     };
   }

@@ -25,6 +25,8 @@ export interface StatusBody {
   vms?: object | null;
   /** backups in short (runtime/backup-component.ts BackupSummary); null without backups */
   backup?: object | null;
+  /** the backups of the VMs this node runs (backup/vm-status.ts VmBackupStatus[]); null without vms.backup */
+  vmBackups?: object[] | null;
   /** wall-clock ms when this body was made */
   wall: number;
 }

@@ -23,6 +23,7 @@ import type { VmPaths } from "../resources/qemu-args.ts";
 import type { Qmp } from "../resources/qmp.ts";
 import { readBackups, takeBackup } from "../resources/vm-backup.ts";
 import { verifyVmBackup } from "../resources/vm-backup-verify.ts";
+import { vmBackupStatus, type VmBackupStatus } from "../backup/vm-status.ts";
 
 export const TICK_MS = 5000;
 
@@ -53,6 +54,7 @@ export class VmBackupJobs {
   private ticking = false;
   private jobs: JobResult[] = [];
   private alarms: BackupAlarmInput = { judge: false, judged: [], problems: [] };
+  private statusHere: VmBackupStatus[] = [];
   /** the job under way ("backup app", "verify app-2026...") */
   running: string | null = null;
 
@@ -152,6 +154,14 @@ export class VmBackupJobs {
       manifests, jobs: this.jobs, everyS: this.b.everyS, nowMs: this.now(),
     });
     this.alarms = { judge: false, judged: r.judged, problems: r.problems };
+    const names = here.map((v) => v.name);
+    this.statusHere = vmBackupStatus(manifests, this.jobs, names, this.now()).filter((x) => names.includes(x.vm));
+  }
+
+  /** The backup status of the VMs that run here, as of the last step (the status body, the
+   *  console's Backup lines and the metrics). */
+  status(): VmBackupStatus[] {
+    return this.statusHere.map((x) => ({ ...x }));
   }
 
   /** What the backup alarm rules judge of the VMs (merged with the MySQL/Redis ones). */

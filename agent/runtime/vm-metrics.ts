@@ -1,5 +1,6 @@
 // The VM metrics (issue 14 §4, docs/metrics.md): each node's VMs as it runs them, and on the
 // leader what is wrong with them. Drawn from the VM runtime's snapshot at each scrape.
+import type { VmBackupStatus } from "../backup/vm-status.ts";
 import type { VmNodeFacts, VmProblem } from "../ha/vm-types.ts";
 
 export interface VmMetrics {
@@ -8,6 +9,8 @@ export interface VmMetrics {
   memoryMb: Record<string, number>;
   /** the leader's problems; null on other nodes */
   problems: VmProblem[] | null;
+  /** the backups of the VMs this node runs (vms.backup); absent without */
+  backups?: VmBackupStatus[];
 }
 
 type Gauge = (name: string, help: string, labels: Record<string, string>, v: number | null | undefined) => void;
@@ -28,6 +31,15 @@ export function renderVmMetrics(g: Gauge, m: VmMetrics): void {
       g("bollard_vm_last_migration_seconds", "Duration of the VM's last live migration from this node", { ...l, to: x.migration.to }, x.migration.ms / 1000);
       if (x.migration.downtimeMs !== undefined) g("bollard_vm_last_migration_downtime_seconds", "Guest pause of the VM's last live migration from this node", { ...l, to: x.migration.to }, x.migration.downtimeMs / 1000);
     }
+  }
+  for (const b of m.backups ?? []) {
+    const l = { vm: b.vm, node: m.node };
+    g("bollard_vm_backup_count", "Backups of the VM in its chain, by state (good counts verified ones too)", { ...l, state: "good" }, b.good);
+    g("bollard_vm_backup_count", "Backups of the VM in its chain, by state (good counts verified ones too)", { ...l, state: "bad" }, b.bad);
+    g("bollard_vm_backup_last_good_age_seconds", "Age of the VM's newest good backup", l, b.ageS);
+    if (b.lastGood) g("bollard_vm_backup_last_good_verified", "1 when the VM's newest good backup has been verified by restoring it", l, b.verified ? 1 : 0);
+    if (b.lastBackupJob) g("bollard_vm_backup_job_ok", "1 when the VM's last backup or verification job on this node succeeded", { ...l, job: "backup" }, b.lastBackupJob.ok ? 1 : 0);
+    if (b.lastVerifyJob) g("bollard_vm_backup_job_ok", "1 when the VM's last backup or verification job on this node succeeded", { ...l, job: "verify" }, b.lastVerifyJob.ok ? 1 : 0);
   }
   g("bollard_vm_replicas_served", "VMs whose disks this node serves as their replica", { node: m.node }, m.facts.exports.length);
   g("bollard_vm_storage_daemon_up", "1 when this node's qemu-storage-daemon answers", { node: m.node }, m.facts.storage ? 1 : 0);

@@ -39,7 +39,13 @@ export class WatchComponent implements Component {
       siteMetrics: () => this.ha.runtime?.snapshot().sites.map((x) => ({ site: x.site, up: x.state !== "unreachable" && x.state !== "unknown", state: x.state, lagSeconds: x.lagS, lagTransactions: x.lagTrx })) ?? null,
       onEvent: (fn) => this.cluster.events.onRecord(fn), build: { version: build.version, rev: build.rev },
       uptimeS: () => (performance.now() - startedMono) / 1000, timers, now: () => performance.now(), wall: () => Date.now(),
-      vms: () => { const rt = this.vms?.runtime; return rt ? { alarms: () => rt.alarmInput(), metrics: rt.metrics() } : null; },
+      vms: () => {
+        const rt = this.vms?.runtime;
+        if (!rt) return null;
+        const m = rt.metrics();
+        const backups = this.vms?.backups?.status();
+        return { alarms: () => rt.alarmInput(), metrics: m && backups ? { ...m, backups } : m };
+      },
       ...(this.onHost ? { onHost: this.onHost } : {}),
       readiness: () => this.ready?.snapshot() ?? null,
       backups: () => {

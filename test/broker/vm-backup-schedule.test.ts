@@ -121,6 +121,9 @@ if (skip) {
     figures.push(`verification of a 3-link chain of a ${MB} MB disk (checksums, qemu-img check x3, convert): ${Math.round(verifyMs)} ms (${v.detail.verify!.ms} ms in the manifest)`);
     await jobs.tick();
     assert.equal(list().map((m) => m.state), ["complete", "complete", "verified"], "nothing due: every_s 0, the newest verified");
+    // what the status body, the console and the metrics show of it (the VM runs here)
+    const st = jobs.status().find((x) => x.vm === "app")!;
+    assert.equal([st.lastGood, st.verified, st.good, st.bad, st.lastBackupJob?.ok, st.lastVerifyJob?.ok], [i4.id, true, 3, 0, true, true]);
 
     // an operator's request, at once; a byte flipped in it: bad, refused, the next full, alarmed
     flags[requestFlag("app")] = String(Date.now() + offset);
@@ -147,6 +150,9 @@ if (skip) {
     assert.ok(events.some((e) => e.startsWith(`vm backup ${f3.id} of app found BAD`)));
     const alarm = jobs.alarmInput().problems.find((p) => p.rule === "backup-verify-failed");
     assert.is(alarm?.subject, "vm:app");
+    const st2 = jobs.status().find((x) => x.vm === "app")!;
+    // retention kept only f3's chain when it was taken (the day's newest), so no good one is left
+    assert.equal([list().length, st2.lastGood, st2.good, st2.bad, st2.lastVerifyJob?.ok, st2.lastVerifyJob?.id], [1, null, 0, 1, false, f3.id], "the bad one is not a last good; its verification failed");
     flags[requestFlag("app")] = String(Date.now() + offset + 1);
     await jobs.tick();
     const f4 = list().at(-1)!;

@@ -123,6 +123,21 @@ Console("each kind's last good backup, the archive, a gap", async () => {
     "Binlog archive on node3: GAP from node1, lag 0.4 s, behind 0 trx",
   ]);
 });
+Console("one line per VM this node runs: last good, verified, bad ones, a failed job", async () => {
+  const { backupLines } = await import("../../agent/console/screens-services.ts");
+  const job = (kind: "vm" | "verify-vm", ok: boolean) => ({ kind, subject: "vm:x", node: "node1", at: "2026-12-06T17:20:31.000Z", ok, error: ok ? null : "boom", id: null, ms: 5 });
+  const vms = [
+    { vm: "app1", lastGood: "a", lastGoodAt: "t", ageS: 300, verified: true, good: 3, bad: 0, lastBackupJob: job("vm", true), lastVerifyJob: job("verify-vm", true) },
+    { vm: "db", lastGood: null, lastGoodAt: null, ageS: null, verified: false, good: 0, bad: 1, lastBackupJob: job("vm", false), lastVerifyJob: job("verify-vm", false) },
+  ];
+  assert.equal(backupLines(null, vms), [
+    "",
+    "Backup vm app1       last good 5 min ago, verified",
+    "Backup vm db         last good NONE, 1 BAD; last backup FAILED at 17:20:31; last verification BAD",
+  ]);
+  assert.equal(backupLines(null, []), []);
+  assert.equal(backupLines({ kinds: [], archive: null, running: [] }, vms.slice(0, 1)), ["", "Backup: none yet (bollard backup now mysql)", "Backup vm app1       last good 5 min ago, verified"]);
+});
 Console.run();
 
 const Met = suite("backup metrics");
@@ -147,5 +162,29 @@ Met("names follow the conventions; values from the snapshot; unknowns left out",
   assert.is(val("bollard_backup_target_used_ratio", { node: "node3" }), 0.25);
   assert.is(val("bollard_backup_job_ok", { job: "mysql", node: "node2" }), 0);
   assert.is(got.some((g) => g.labels.kind === "redis"), false, "no redis backups: no redis series");
+});
+Met("VM backups: per VM on the node that runs it; no verified gauge without a good backup", async () => {
+  const { renderVmMetrics } = await import("../../agent/runtime/vm-metrics.ts");
+  const got: { name: string; labels: Record<string, string>; v: number | null | undefined }[] = [];
+  const ok = { kind: "vm" as const, subject: "vm:app1", node: "node1", at: "2026-12-06T17:00:00.000Z", ok: true, error: null, id: "i", ms: 9 };
+  renderVmMetrics((name, _help, labels, v) => got.push({ name, labels, v }), {
+    node: "node1", facts: { vms: [], exports: [], storage: true } as never, memoryMb: {}, problems: null,
+    backups: [
+      { vm: "app1", lastGood: "i", lastGoodAt: "t", ageS: 42, verified: false, good: 2, bad: 1, lastBackupJob: ok, lastVerifyJob: { ...ok, kind: "verify-vm" as const, ok: false, error: "x" } },
+      { vm: "db", lastGood: null, lastGoodAt: null, ageS: null, verified: false, good: 0, bad: 0, lastBackupJob: null, lastVerifyJob: null },
+    ],
+  });
+  const vb = got.filter((x) => x.name.startsWith("bollard_vm_backup_")).map((x) => `${x.name}{${Object.entries(x.labels).map(([k, v]) => `${k}=${v}`).join(",")}} ${x.v}`);
+  assert.equal(vb, [
+    "bollard_vm_backup_count{vm=app1,node=node1,state=good} 2",
+    "bollard_vm_backup_count{vm=app1,node=node1,state=bad} 1",
+    "bollard_vm_backup_last_good_age_seconds{vm=app1,node=node1} 42",
+    "bollard_vm_backup_last_good_verified{vm=app1,node=node1} 0",
+    "bollard_vm_backup_job_ok{vm=app1,node=node1,job=backup} 1",
+    "bollard_vm_backup_job_ok{vm=app1,node=node1,job=verify} 0",
+    "bollard_vm_backup_count{vm=db,node=node1,state=good} 0",
+    "bollard_vm_backup_count{vm=db,node=node1,state=bad} 0",
+    "bollard_vm_backup_last_good_age_seconds{vm=db,node=node1} null",
+  ]);
 });
 Met.run();
