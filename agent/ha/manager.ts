@@ -5,6 +5,7 @@
 // runtime carries out, and what the nodes did comes back as their resource reports. It also
 // says, for the alarms, when a service has had no writable primary that clients can reach, why,
 // and the command that would let it act (issue 20 item 3, issue 17 item 2). Pure: no clock, no I/O.
+import { mergeOwnCommits } from "./commits.ts";
 import { Unjudged } from "./unjudged.ts";
 import type { ClusterConfig, Command, DbReport } from "../bus/messages.ts";
 import type { NodeView } from "../cluster/view.ts";
@@ -123,7 +124,7 @@ export class HaManager {
     this.watchPortals(cfg, inp);
     this.clearReturnedFences(cfg, inp);
     this.trackWrites(cfg, inp);
-    return this.actions;
+    return mergeOwnCommits(this.actions);
   }
 
   /** The leader lost its lease or leadership: forget procedures; the register holds what was decided. */
