@@ -146,6 +146,14 @@ export class AlarmEngine {
     return list.sort(byImportance);
   }
 
+  /** Conditions that hold but are not raised yet (waiting out their raise_after): what an
+   *  upgrade's health gate counts as already there, not as new (upgrade/gate.ts baseline). */
+  pending(now: number): { id: string; severity: Severity; text: string; forMs: number }[] {
+    const out: { id: string; severity: Severity; text: string; forMs: number }[] = [];
+    for (const [id, t] of this.tracks) if (!t.alarm && t.trueSince !== null) out.push({ id, severity: t.cond.severity, text: t.cond.text, forMs: now - t.trueSince });
+    return out.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
   get(id: string): Alarm | null {
     const a = this.tracks.get(id)?.alarm;
     return a ? copy(a) : null;

@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_STATE_DIR } from "../config/schema.ts";
 import { controlRequest } from "../runtime/control.ts";
-import type { AlarmFact } from "../upgrade/gate.ts";
+import { baselineIds, type AlarmFact } from "../upgrade/gate.ts";
 import { DEFAULTS, rollout, type Api, type Info } from "../upgrade/rollout.ts";
 import type { CommandContext, SubCommand } from "./types.ts";
 
@@ -92,6 +92,11 @@ export function socketApi(socket: string, ctx: CommandContext): Api {
       const r = await req("GET", "/alarms");
       if (r.code === 404) return [];
       return ((r.body as { active?: AlarmFact[] }).active ?? []).map((a) => ({ id: a.id, severity: a.severity, text: a.text }));
+    },
+    baseline: async () => {
+      const r = await req("GET", "/alarms");
+      if (r.code === 404) return [];
+      return baselineIds(r.body);
     },
     offer: async (path) => {
       const r = await req("POST", "/upgrade/offer", { path }, 60_000);

@@ -40,7 +40,8 @@ export function alarmRoutes(d: AlarmRouteDeps): Record<string, Route> {
   };
   return {
     "GET /alarms": async (q) => {
-      const body: Record<string, unknown> = { status: "ok", node: d.node, active: cluster() };
+      // pending: conditions this node judges true that wait out their raise_after (an upgrade's baseline)
+      const body: Record<string, unknown> = { status: "ok", node: d.node, active: cluster(), pending: d.engine.pending(d.wall()) };
       if (q.get("all") === "1") body.cleared = occurrences(d.history.read(RECENT * 4).records).filter((a) => a.state === "cleared").slice(0, RECENT);
       return { code: 200, body };
     },

@@ -58,6 +58,12 @@ export interface AlarmFact {
   text: string;
 }
 
+/** The baseline of a gate from a GET /alarms body: the ids active or pending (raise_after) now. */
+export function baselineIds(body: unknown): string[] {
+  const b = (body ?? {}) as { active?: { id: string }[]; pending?: { id: string }[] };
+  return [...new Set([...(b.active ?? []), ...(b.pending ?? [])].map((a) => a.id))];
+}
+
 export interface GateInput {
   now: number;
   /** the node upgraded and the bundle it must run */

@@ -19,6 +19,7 @@ import { join } from "node:path";
 import type { Io } from "../cli/types.ts";
 import { readGpt } from "../provision/gpt.ts";
 import { controlRequest } from "../runtime/control.ts";
+import { baselineIds } from "./gate.ts";
 import { LAYOUT, LOADER_GUID, SLOTS, checkImage, efiString, entryVersion, loaderDefault, parseSums, planImage, type ImageTrial, type Layout } from "./image-plan.ts";
 
 /** The kernel's ID of this boot (a new one at every boot), or null where it cannot be read. */
@@ -28,6 +29,12 @@ export function bootId(): string | null {
   } catch {
     return null;
   }
+}
+
+/** The ids of the alarms active or pending on the agent behind `socket` (none if it does not answer). */
+export async function alarmBaseline(socket: string): Promise<string[]> {
+  const r = await controlRequest(socket, "GET", "/alarms", undefined, 5000).catch(() => null);
+  return baselineIds(r?.body);
 }
 
 export const ESP_DIR = "/boot/efi";
@@ -228,12 +235,6 @@ export async function imageUpgrade(path: string, o: ImageUpgradeOptions, stateDi
   }
   const device = `/dev/disk/by-partuuid/${SLOTS[plan.to]}`;
   say(`running root slot ${plan.from.toUpperCase()}: writing slot ${plan.to.toUpperCase()} (${device})`);
-  // the alarms active now: the gate in the new root counts only new ones
-  let baseline: string[] = [];
-  if (o.socket) {
-    const r = await controlRequest(o.socket, "GET", "/alarms", undefined, 5000).catch(() => null);
-    baseline = ((r?.body as { active?: { id: string }[] } | undefined)?.active ?? []).map((a) => a.id);
-  }
   try {
     const w = writeRoot(path, img, device, say);
     say(`root: read back in ${(w.verifyMs / 1000).toFixed(1)} s, sha256 as the image's`);
@@ -251,6 +252,11 @@ export async function imageUpgrade(path: string, o: ImageUpgradeOptions, stateDi
     for (const f of plan.remove) rmSync(join(ESP_DIR, "loader/entries", f), { force: true });
     espWrite(join(ESP_DIR, "loader/entries", plan.entryFile), plan.entryText);
     say(`esp: kernel and initrd in /${plan.espDir}, entry ${plan.entryFile} (${o.tries ?? 3} tries)`);
+    // the alarms active or pending (raise_after) now, just before the reboot: the gate in the new
+    // root counts only others. Read at the start instead (before the minutes of writing the root),
+    // an alarm raised meanwhile, such as a lone node's not-ready, came back with the new root's
+    // agent (restored from history) as "new" and failed a good image's gate (image test v2).
+    const baseline = o.socket ? await alarmBaseline(o.socket) : [];
     const boot = bootId();
     const trial: ImageTrial = { version: img.version, from: plan.from, to: plan.to, entryId: plan.entryId, deadlineMs: o.deadlineMs, baseline, at: Date.now(), ...(o.undrain ? { undrain: true } : {}), ...(boot ? { bootId: boot } : {}) };
     writeFileSync(join(stateDir, "image-trial.json.tmp"), `${JSON.stringify(trial)}\n`);

@@ -34,6 +34,9 @@ export interface OpResult {
 export interface Api {
   info(): Promise<Info>;
   alarms(): Promise<AlarmFact[]>;
+  /** the ids of the alarms active or pending (waiting out raise_after) before a node is taken
+   *  out: its gate counts only others as new; without it, the active ones */
+  baseline?(): Promise<string[]>;
   offer(path: string): Promise<{ sha: string; version: string; size: number }>;
   op(node: string, op: "stage" | "switch" | "bless" | "rollback" | "image", sha: string, extra?: { from?: string; deadlineMs?: number; why?: string; path?: string }): Promise<OpResult>;
   /** commits flags through the leader (maintenance) */
@@ -118,7 +121,7 @@ export async function rollout(api: Api, o: RolloutOptions): Promise<RolloutResul
     };
     const before = (await retry(api, 30_000, () => api.info())).nodes.find((n) => n.node === node);
     const oldBundle = before?.bundle ?? null;
-    const baseline = new Set((await retry(api, 30_000, () => api.alarms())).map((a) => a.id));
+    const baseline = new Set(api.baseline ? await retry(api, 30_000, () => api.baseline!()) : (await retry(api, 30_000, () => api.alarms())).map((a) => a.id));
     const failNode = async (why: string, trialStarted: boolean): Promise<RolloutResult> => {
       api.say(`${node}: FAILED: ${why}`);
       let back = "";

@@ -99,6 +99,15 @@ C("the table: cluster-wide, most severe first, 80 columns, ids to ack by", async
   assert.match(text, "node1 clock not synchronised");
 });
 
+C("GET /alarms lists this node's pending conditions (raise_after not yet over) apart from the active ones", async () => {
+  const id = "not-ready:node2"; // raised after 15 s by default (alarms/config.ts)
+  engine.step(T0 + 59_000, { conditions: [{ id, scope: id, rule: "not-ready", severity: "major", node: "node2", text: "losing node2 would stop MySQL writes", detail: "no in-sync replica" }], scopes: [id], resolved: [] });
+  const r = await alarmRoutes({ node: "node1", engine, history, retained: () => retained, wall: () => T0 + 60_000, onTransitions: () => undefined })["GET /alarms"]!(new URLSearchParams(), null);
+  const b = r.body as { active: { id: string }[]; pending: { id: string; forMs: number }[] };
+  assert.equal(b.pending, [{ id, severity: "major", text: "losing node2 would stop MySQL writes", forMs: 1000 }]);
+  assert.not.ok(b.active.some((a) => a.id === id));
+});
+
 C("--json: merged rows name every reporter", async () => {
   assert.is(await run("--json"), 0);
   const b = JSON.parse(out[0]!);

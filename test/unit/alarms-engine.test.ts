@@ -48,6 +48,20 @@ E("raise_after: a condition shorter than it raises nothing", () => {
   assert.equal(kinds(e.step(4500, yes()).transitions), ["raised"]); // per-rule 2000 ms
 });
 
+E("pending: a condition waiting out raise_after is listed until it is raised or goes", () => {
+  const e = new AlarmEngine("node1", damping({ raiseAfterMs: 3000, perRule: {} }));
+  assert.equal(e.pending(0), []);
+  e.step(0, yes());
+  e.step(1000, yes());
+  assert.equal(e.pending(1200), [{ id: ID, severity: "major", text: "switchB port swp1 to node1 down", forMs: 1200 }]);
+  e.step(1500, no());
+  assert.equal(e.pending(1500), [], "gone before raise_after: not pending");
+  e.step(2000, yes());
+  e.step(5000, yes());
+  assert.equal(e.active().map((a) => a.id), [ID]);
+  assert.equal(e.pending(5000), [], "raised: active, not pending");
+});
+
 E("a flapping condition is raised once, marked flapping once, and cleared once it settles", () => {
   const e = new AlarmEngine("node1", damping({ clearAfterMs: 5000, maxClearAfterMs: 60_000, flappingAfter: 3 }));
   const all: Transition[] = [];

@@ -3,7 +3,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import type { DbReport } from "../../agent/bus/messages.ts";
-import { Gate, contained, gtidKind, inSync, planRollout, type GateInput, type NodeFacts } from "../../agent/upgrade/gate.ts";
+import { Gate, baselineIds, contained, gtidKind, inSync, planRollout, type GateInput, type NodeFacts } from "../../agent/upgrade/gate.ts";
 
 const SHA = "a".repeat(64);
 const OLD = "b".repeat(64);
@@ -122,6 +122,21 @@ G("the deadline: fails with what is still unmet; without facts, with the last un
 G("a trial the node rolled back itself fails the gate at once, saying why", () => {
   const v = gate().step(input(0, { target: node("node1", { upgrade: { step: "rolled-back", sha: SHA, why: "the deadline passed" } }) }));
   assert.equal(v, { verdict: "fail", why: "node1 rolled its trial back: the deadline passed" });
+});
+
+G("the baseline counts alarms pending (raise_after) as already there: a lone node's not-ready raised during the upgrade is not new", () => {
+  const body = { status: "ok", active: [{ id: "port-down:switchA:swp1" }], pending: [{ id: "not-ready:node1" }, { id: "port-down:switchA:swp1" }] };
+  const baseline = new Set(baselineIds(body));
+  assert.equal([...baseline], ["port-down:switchA:swp1", "not-ready:node1"]);
+  assert.equal(baselineIds(null), []);
+  assert.equal(baselineIds({ active: [{ id: "a" }] }), ["a"], "an older agent's body (no pending)");
+  const alarms = [{ id: "not-ready:node1", severity: "major", text: "losing node1 would stop the cluster" }];
+  const g = gate();
+  for (const t of [0, 1000, 2000]) g.step(input(t, { alarms, baseline }));
+  assert.equal(g.step(input(5000, { alarms, baseline })), { verdict: "pass", why: "held for 3000 ms" });
+  const g2 = gate();
+  for (const t of [0, 1000]) g2.step(input(t, { alarms, baseline: new Set() }));
+  assert.equal(g2.step(input(2000, { alarms, baseline: new Set() })), { verdict: "wait", unmet: ["new alarm: not-ready:node1 (losing node1 would stop the cluster)"] }, "not in the baseline: new");
 });
 
 G.run();
