@@ -98,6 +98,8 @@ export class HaManager {
   private pendingCommit = false;
   private fenceSeq = 0;
   private actions: HaAction[] = [];
+  /** this step's commits of failover procedures: the ones merged into one epoch (ha/commits.ts) */
+  private failoverCommits = new WeakSet<object>();
   private lastInput: HaInput | null = null;
 
   constructor(
@@ -124,7 +126,7 @@ export class HaManager {
     this.watchPortals(cfg, inp);
     this.clearReturnedFences(cfg, inp);
     this.trackWrites(cfg, inp);
-    return mergeOwnCommits(this.actions);
+    return mergeOwnCommits(this.actions, (a) => this.failoverCommits.has(a));
   }
 
   /** The leader lost its lease or leadership: forget procedures; the register holds what was decided. */
@@ -288,7 +290,7 @@ export class HaManager {
     for (let guard = 0; guard < p.steps.length; guard++) {
       const name = p.steps[p.i];
       const limit = name === "confirmFence" ? this.t.fenceTimeoutMs : this.t.stepTimeoutMs;
-      const r = STEPS.run[name](p, this.ctx(inp));
+      const r = STEPS.run[name](p, this.ctx(inp, p));
       if (r.fail || (!r.done && inp.now - p.stepAt > limit)) {
         const why = r.fail ?? `no progress for ${Math.round(inp.now - p.stepAt)} ms${p.note ? ` (${p.note})` : ""}`;
         this.ev.event("failover", `${p.kind} of ${p.svc} from ${p.from} FAILED at step ${name}: ${why}`, { svc: p.svc, step: name, failed: true });
@@ -338,7 +340,7 @@ export class HaManager {
     this.retryAt.set(p.svc, inp.now + RETRY_MS);
   }
 
-  private ctx(inp: HaInput): StepCtx {
+  private ctx(inp: HaInput, p: Proc): StepCtx {
     return {
       inp,
       t: this.t,
@@ -349,7 +351,10 @@ export class HaManager {
       silence: (node) => this.silence(inp, node),
       fence: (node) => this.fence(node, inp),
       fenceIssued: (node) => this.fences.has(node),
-      commit: (cmd) => this.commit(cmd, true),
+      commit: (cmd) => {
+        this.commit(cmd, true);
+        if (p.kind === "failover") this.failoverCommits.add(this.actions[this.actions.length - 1]!);
+      },
       query: () => this.actions.push({ kind: "query" }),
       portal: (node) => inp.reports.get(node)?.r.portal ?? null,
       vip: (node) => inp.reports.get(node)?.r.vip ?? false,

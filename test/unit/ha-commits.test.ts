@@ -35,6 +35,14 @@ s("commits that are not a procedure's own (placement, clean-ups) stay apart", ()
   assert.equal(mergeOwnCommits<A>([]), []);
 });
 
+s("only the commits the caller picks (the manager: failovers) are merged", () => {
+  const picked = new Set<object>([mysql]);
+  const out = mergeOwnCommits<A>([mysql, redis], (a) => picked.has(a));
+  assert.equal(out.map((a) => (a.cmd as { why: string }).why), [mysql.cmd.why, redis.cmd.why]);
+  picked.add(redis);
+  assert.is(mergeOwnCommits<A>([mysql, redis], (a) => picked.has(a)).length, 1);
+});
+
 s("a long why is cut to the bus's 200 characters", () => {
   const long = (n: number) => ({ ...redis, cmd: { ...redis.cmd, why: "x".repeat(n) } });
   const out = mergeOwnCommits<A>([long(150), { ...long(120), cmd: { op: "apply", why: "y".repeat(120), flags: { a: "1" } } }]);
