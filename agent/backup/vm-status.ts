@@ -1,10 +1,10 @@
 // Each VM's backup status (issue 23 item 6, `bollard backup status`): its newest good backup and
 // its age, whether that one is verified, how many good and bad, its last backup and verification
 // jobs. vmBackupStatus is pure; readVmBackupStatus reads vms.backup.dir (the manifests and every
-// node's vm-jobs-<node>.json, runtime/vm-backup-jobs.ts).
+// node's vm-jobs-<node>.json, backup/vm-jobs-file.ts).
 import { readBackups } from "../resources/vm-backup.ts";
 import type { VmBackupManifest } from "../resources/vm-backup-manifest.ts";
-import { readVmJobs } from "../runtime/vm-backup-jobs.ts";
+import { readVmJobs } from "./vm-jobs-file.ts";
 import type { JobResult } from "./schedule.ts";
 import { subjectOf } from "./vm-schedule.ts";
 

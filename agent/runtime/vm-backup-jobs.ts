@@ -11,7 +11,7 @@
 // Each backup, prune and verification is an event in the event log. Each job's result goes to
 // <vms.backup.dir>/vm-jobs-<node>.json (JobResult, as the MySQL/Redis jobs.json) for the alarms
 // and `bollard backup status`. The alarms of the VMs that run here are judged here.
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { VmBackupConfig } from "../config/vm-schema.ts";
 import type { Logger } from "../env/env.ts";
@@ -23,6 +23,7 @@ import type { VmPaths } from "../resources/qemu-args.ts";
 import type { Qmp } from "../resources/qmp.ts";
 import { readBackups, takeBackup } from "../resources/vm-backup.ts";
 import { verifyVmBackup } from "../resources/vm-backup-verify.ts";
+import { jobsFile, readVmJobs } from "../backup/vm-jobs-file.ts";
 import { vmBackupStatus, type VmBackupStatus } from "../backup/vm-status.ts";
 
 export const TICK_MS = 5000;
@@ -186,17 +187,5 @@ export class VmBackupJobs {
     } catch (e) {
       this.d.log.warn("could not record a VM backup job's result", { err: (e as Error).message });
     }
-  }
-}
-
-export const jobsFile = (dir: string, node: string): string => join(dir, `vm-jobs-${node}.json`);
-
-/** A node's VM backup job results (absent or unreadable: none). */
-export async function readVmJobs(dir: string, node: string): Promise<JobResult[]> {
-  try {
-    const j = JSON.parse(await readFile(jobsFile(dir, node), "utf8"));
-    return Array.isArray(j) ? (j as JobResult[]).filter((x) => x && typeof x.kind === "string" && typeof x.at === "string") : [];
-  } catch {
-    return [];
   }
 }

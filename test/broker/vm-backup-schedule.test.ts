@@ -21,7 +21,8 @@ import { isGood, listBackups } from "../../agent/backup/manifest.ts";
 import { requestFlag } from "../../agent/backup/vm-schedule.ts";
 import { restoreChain, type VmBackupManifest } from "../../agent/resources/vm-backup-manifest.ts";
 import { readBackups } from "../../agent/resources/vm-backup.ts";
-import { readVmJobs, VmBackupJobs } from "../../agent/runtime/vm-backup-jobs.ts";
+import { readVmJobs } from "../../agent/backup/vm-jobs-file.ts";
+import { VmBackupJobs } from "../../agent/runtime/vm-backup-jobs.ts";
 import { Pids, ackCount, guestUnlessSkipped, quiet, until, vmDef, vmProc } from "./vm-harness.ts";
 
 const { skip, guest } = guestUnlessSkipped();
