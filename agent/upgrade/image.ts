@@ -22,13 +22,17 @@ import { controlRequest } from "../runtime/control.ts";
 import { baselineIds } from "./gate.ts";
 import { LAYOUT, LOADER_GUID, SLOTS, checkImage, efiString, entryVersion, loaderDefault, parseSums, planImage, type ImageTrial, type Layout } from "./image-plan.ts";
 
-/** The kernel's ID of this boot (a new one at every boot), or null where it cannot be read. */
+let bootIdRead: string | null | undefined;
+/** The kernel's ID of this boot (a new one at every boot), or null where it cannot be read. Read
+ *  once: it does not change while this process runs, and the image state asks every 5 s. */
 export function bootId(): string | null {
+  if (bootIdRead !== undefined) return bootIdRead;
   try {
-    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() || null;
+    bootIdRead = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() || null;
   } catch {
-    return null;
+    bootIdRead = null;
   }
+  return bootIdRead;
 }
 
 /** The ids of the alarms active or pending on the agent behind `socket` (none if it does not answer). */
